@@ -1,0 +1,35 @@
+"""Supervised contrastive loss (Khosla et al., arXiv 2004.11362), as SupContrast's `SupConLoss`
+with contrast_mode 'all'. Used by the SCL+AT baseline and as the reference for ASCL's 'all' case.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def supcon_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    temperature: float = 0.07,
+    base_temperature: float = 0.07,
+) -> torch.Tensor:
+    """features [N, V, D] (V views; not normalised here), labels [N] or None (SimCLR) → scalar.
+
+    Anchors and contrasts are all N·V views ordered [view 0 of all; view 1 of all; ...]."""
+    if features.dim() != 3:
+        raise ValueError(f"features must be [N, V, D] (got {tuple(features.shape)})")
+    n, views = features.shape[:2]
+    features = features if features.dtype == torch.float64 else features.float()
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)  # [N·V, D]
+    if labels is None:
+        labels = torch.arange(n, device=features.device)
+    labels = labels.repeat(views)
+    same = (labels[:, None] == labels[None, :]).float()
+    logits = contrast @ contrast.T / temperature
+    logits = logits - logits.max(dim=1, keepdim=True).values.detach()  # numerical stability
+    not_self = 1.0 - torch.eye(n * views, device=features.device)
+    positives = same * not_self
+    log_prob = logits - torch.log((torch.exp(logits) * not_self).sum(dim=1, keepdim=True))
+    mean_log_prob_pos = (positives * log_prob).sum(dim=1) / positives.sum(dim=1)
+    return -(temperature / base_temperature) * mean_log_prob_pos.mean()

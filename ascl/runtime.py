@@ -1,0 +1,48 @@
+"""Device, precision and random-number plumbing shared by training, attacks and evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from ascl.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; an explicit CUDA device that is missing is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name!r} was asked for but CUDA is not available on this machine")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA for 'auto'/'bf16'; full fp32 on CPU (bf16 there is slow and lossy)."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.bfloat16
+    return None
+
+
+@contextlib.contextmanager
+def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
+    if dtype is None:
+        yield
+    else:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            yield
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """A generator seeded from (seed, epoch): a resumed epoch replays exactly, with no saved state."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + epoch)
+    return generator
+
+
+def seed_global(seed: int, epoch: int) -> None:
+    """Seeds torch's global RNG for the modules that draw from it (dropout)."""
+    torch.manual_seed(seed * 1_000_003 + epoch)

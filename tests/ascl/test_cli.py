@@ -1,0 +1,90 @@
+"""The `ascl` command line, run as a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+QUICK = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "data.train_subset=128",
+    "--set",
+    "eval.pgd_steps=2",
+    "--set",
+    "eval.val_steps=1",
+    "--set",
+    "eval.eps_sweep=[0.0, 0.1]",
+]
+
+
+def ascl(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "ascl.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
+
+
+def test_train_then_eval_prints_json(tmp_path):
+    run = ascl("train", "--preset", "digits-ascl", *QUICK, "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["epochs_completed"] == 1
+    assert result["test"]["examples"] == 300
+    assert (tmp_path / "run" / "eps_sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+    evaluated = ascl(
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "run" / "best.pt"),
+        "--device",
+        "cpu",
+        "--set",
+        "eval.pgd_steps=2",
+        "--out",
+        str(tmp_path / "eval"),
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["clean_acc"] == pytest.approx(result["test"]["clean_acc"])
+    assert "robust_flags" not in report
+    assert len(json.loads((tmp_path / "eval" / "report.json").read_text())["robust_flags"]) == 300
+
+
+def test_train_from_config_file_with_progress_bar(tmp_path):
+    config = json.loads(ascl("presets", "digits-pgdat").stdout)
+    config["train"]["epochs"] = 1
+    config["data"]["train_subset"] = 64
+    config["eval"].update(pgd_steps=1, val_steps=1, eps_sweep=[])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    run = ascl("train", "--config", str(path), "--run-dir", str(tmp_path / "run"))
+    assert run.returncode == 0, run.stderr
+    assert "epoch" in run.stderr  # tqdm's bar
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--preset", "digits-acsl"], "did you mean 'digits-ascl'"),
+        (["train", "--preset", "digits-ascl", "--set", "model.arch=resnet81"], "model.arch"),
+        (
+            ["train", "--preset", "digits-ascl", "--set", "data.dataset=mnist", "--set", "data.data_dir=/nonexistent"],
+            "/nonexistent",
+        ),
+        (["train", "--preset", "digits-ascl", "--set", "attack.eps=-1"], "attack.eps"),
+        (["eval", "--checkpoint", "/nonexistent/best.pt"], "does not exist"),
+    ],
+)
+def test_errors_are_one_clear_line_and_exit_2(args, message, tmp_path):
+    run = ascl(*args, cwd=tmp_path)
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_presets_lists_the_paper_recipes():
+    run = ascl("presets")
+    assert run.returncode == 0
+    assert "paper-cifar10-resnet18-ascl" in run.stdout

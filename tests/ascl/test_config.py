@@ -1,0 +1,101 @@
+"""The experiment config: validation that names the field, JSON round trips, overrides, presets."""
+
+import json
+
+import pytest
+
+from ascl.config import SPEC_VERSION, ExperimentConfig, parse_override
+from ascl.errors import ConfigError
+from ascl.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        ({"attack.eps": -0.1}, "attack.eps", ">= 0"),
+        ({"attack.steps": 1.5}, "attack.steps", "integer"),
+        ({"model.arch": "resnet81"}, "model.arch", "did you mean 'resnet18'"),
+        ({"data.dataset": "imagenet"}, "data.dataset", "unknown dataset"),
+        ({"objective.neg_type": "leaking"}, "objective.neg_type", "did you mean 'leaked'"),
+        ({"objective.temperature": 0}, "objective.temperature", "> 0"),
+        ({"objective.distance": "l2", "objective.normalize": False}, "objective.normalize", "requires normalize"),
+        ({"train.precision": "fp16"}, "train.precision", "unknown value"),
+        ({"train.batch_size": 0}, "train.batch_size", ">= 1"),
+        ({"optim.milestones": [10, 5]}, "optim.milestones", "ascending"),
+        ({"train.epcohs": 3}, "train.epcohs", "did you mean 'epochs'"),
+        ({"device": "tpu"}, "device", "cpu"),
+        ({"spec_version": 99}, "spec_version", f"spec_version {SPEC_VERSION}"),
+    ],
+)
+def test_invalid_values_name_the_field(overrides, field, fragment):
+    with pytest.raises(ConfigError) as info:
+        get_preset("digits-ascl").with_overrides(overrides)
+    assert info.value.field == field
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_json(name):
+    config = get_preset(name)
+    assert ExperimentConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def test_paper_recipe_matches_the_spec():
+    cfg = get_preset("paper-cifar10-resnet18-ascl")
+    assert (cfg.attack.eps, cfg.attack.step_size, cfg.attack.steps, cfg.attack.bn_mode) == (0.031, 0.007, 10, "train")
+    o = cfg.objective
+    assert (o.kind, o.neg_type, o.distance, o.temperature, o.normalize, o.views, o.combine) == (
+        "ascl",
+        "leaked",
+        "linf",
+        0.2,
+        True,
+        2,
+        1,
+    )
+    assert (o.natural_weight, o.robust_weight, o.smoothness_weight, o.contrastive_weight, o.kl_reduction) == (
+        0.0,
+        1.0,
+        2.0,
+        1.0,
+        "mean",
+    )
+    assert (cfg.model.feat_dim, cfg.model.head) == (128, "linear")
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.milestones) == (
+        0.1,
+        0.9,
+        5e-4,
+        (100, 105, 110),
+    )
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.seed) == (120, 128, 20212022)
+    assert get_preset("paper-cifar10-wrn34-ascl").model.arch == "wrn34_10"
+    trades = get_preset("paper-cifar10-resnet18-trades")
+    assert (trades.objective.natural_weight, trades.objective.robust_weight, trades.attack.init) == (1.0, 6.0, "normal")
+    pgdat = get_preset("paper-cifar10-resnet18-pgdat")
+    assert (pgdat.objective.natural_weight, pgdat.model.feat_dim) == (0.0, -1)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="digits-ascl"):
+        get_preset("digits-acsl")
+
+
+def test_parse_override_reads_json_values_and_keeps_strings():
+    assert parse_override("train.epochs=3") == ("train.epochs", 3)
+    assert parse_override("eval.eps_sweep=[0.1, 0.2]") == ("eval.eps_sweep", [0.1, 0.2])
+    assert parse_override("model.arch=resnet18") == ("model.arch", "resnet18")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("train.epochs")
+
+
+def test_config_is_frozen_and_overrides_copy():
+    config = get_preset("digits-ascl")
+    changed = config.with_overrides({"train.epochs": 2})
+    assert (config.train.epochs, changed.train.epochs) == (15, 2)
+    with pytest.raises(AttributeError):
+        config.train.epochs = 3  # type: ignore[misc]
+
+
+def test_two_views_only_for_ascl():
+    with pytest.raises(ConfigError, match=r"objective\.views"):
+        get_preset("digits-pgdat").with_overrides({"objective.views": 2})

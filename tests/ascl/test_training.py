@@ -1,0 +1,98 @@
+"""Training on the real digits data: robustness is learned, resume is exact, failures are clear."""
+
+import json
+
+import pytest
+import torch
+
+from ascl.errors import NonFiniteLossError
+from ascl.experiment import run_experiment
+from ascl.presets import get_preset
+
+QUICK = {"train.epochs": 2, "eval.pgd_steps": 3, "eval.val_steps": 2, "eval.eps_sweep": [], "data.train_subset": 256}
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.mark.slow
+def test_adversarial_training_beats_standard_training_at_eps_02(tmp_path):
+    """eps 0.2 on digits: standard training collapses; PGD-AT and ASCL (leaked) do not."""
+    results = {}
+    for name in ("digits-standard", "digits-pgdat", "digits-ascl"):
+        config = get_preset(name).with_overrides({"train.epochs": 8, "eval.eps_sweep": [], "eval.checkpoint": "last"})
+        results[name] = run_experiment(config, run_dir=tmp_path / name).test
+    standard, pgdat, ascl = (results[n]["pgd_acc"] for n in ("digits-standard", "digits-pgdat", "digits-ascl"))
+    assert standard < 0.15
+    assert pgdat > standard + 0.15
+    assert ascl > standard + 0.15
+    assert results["digits-ascl"]["clean_acc"] > 0.8
+
+
+@pytest.mark.slow
+def test_ascl_reports_selection_fractions_below_one(tmp_path):
+    config = get_preset("digits-ascl-2view").with_overrides(QUICK)
+    result = run_experiment(config, run_dir=tmp_path)
+    assert 0 < result.positive_fraction < 1
+    assert 0 < result.negative_fraction < 1
+    epoch = result.history[-1]["train"]
+    assert 0 < epoch["pos_frac"] < 1
+    assert 0 < epoch["neg_frac"] < 1
+    assert {"contrastive", "kl", "ce_adv", "clean_acc", "adv_acc"} <= set(epoch)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["robust_flags"]) == 300
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["digits-ascl", "digits-trades"])
+def test_resume_is_exact(tmp_path, preset):
+    """N epochs in one go equal N-1 epochs, a stop, and a resume for the last one (CPU)."""
+    config = get_preset(preset).with_overrides({**QUICK, "train.epochs": 3})
+    straight = run_experiment(config, run_dir=tmp_path / "straight")
+    steps = iter(range(10**6))  # 256 images / 64 per batch = 4 steps per epoch: stop as epoch 3 starts
+    interrupted = run_experiment(config, run_dir=tmp_path / "resumed", should_stop=lambda: next(steps) >= 8)
+    assert (interrupted.stopped, interrupted.epochs_completed) == (True, 2)
+    resumed = run_experiment(config, run_dir=tmp_path / "resumed")
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def metrics(history):
+        return [(h["epoch"], h["lr"], h["train"], h["val"]) for h in history]
+
+    assert metrics(resumed.history) == metrics(straight.history)
+    assert resumed.test["pgd_acc"] == straight.test["pgd_acc"]
+
+
+def test_cooperative_stop_keeps_the_last_complete_epoch(tmp_path):
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 3})
+    calls = {"n": 0}
+
+    def stop_in_second_epoch():
+        calls["n"] += 1
+        return calls["n"] > 6  # 256 / 64 = 4 steps per epoch
+
+    result = run_experiment(config, run_dir=tmp_path, should_stop=stop_in_second_epoch)
+    assert result.stopped
+    assert result.epochs_completed == 1
+    assert result.test is None
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    config = get_preset("digits-standard").with_overrides({**QUICK, "optim.lr": 1e30, "train.log_every": 1})
+    with pytest.raises(NonFiniteLossError, match=r"optim\.lr"):
+        run_experiment(config, run_dir=tmp_path)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_resuming_a_different_experiment_is_refused(tmp_path):
+    from ascl.errors import CheckpointError
+
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    run_experiment(config, run_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="different experiment"):
+        run_experiment(config.with_overrides({"attack.eps": 0.1, "train.epochs": 2}), run_dir=tmp_path)
