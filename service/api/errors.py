@@ -1,0 +1,38 @@
+"""Domain exceptions → HTTP statuses, with one body shape: {error, detail, field}."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.jobs.errors import IdempotencyConflict, InvalidSpec, InvalidTransition, JobNotFound, StaleAttempt
+
+STATUS = {JobNotFound: 404, InvalidTransition: 409, IdempotencyConflict: 409, StaleAttempt: 409, InvalidSpec: 422}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for error_type, status in STATUS.items():
+        app.add_exception_handler(error_type, _handler(status))
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+def _handler(status: int):  # type: ignore[no-untyped-def]
+    async def handle(_: Request, error: Exception) -> JSONResponse:
+        field = getattr(error, "field", None)
+        return JSONResponse({"error": type(error).__name__, "detail": str(error), "field": field}, status_code=status)
+
+    return handle
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    first_field = None
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if part not in ("body", "query", "path"))
+        first_field = first_field or location
+        problems.append(f"{location}: {item['msg']}")
+    return JSONResponse(
+        {"error": "InvalidRequest", "detail": "; ".join(problems), "field": first_field}, status_code=422
+    )

@@ -1,0 +1,16 @@
+"""Alembic environment: the URL comes from the Config object built in service.db.migrate."""
+
+from alembic import context
+
+from service.db import make_engine
+from service.db.models import Base
+
+config = context.config
+engine = make_engine(config.get_main_option("sqlalchemy.url"))
+with engine.connect() as connection:
+    context.configure(
+        connection=connection, target_metadata=Base.metadata, render_as_batch=connection.dialect.name == "sqlite"
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

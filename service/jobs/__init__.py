@@ -1,0 +1,1 @@
+"""The job store: states, the one transition helper, and every query about jobs. No FastAPI here."""

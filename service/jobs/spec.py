@@ -1,0 +1,34 @@
+"""The only place a job request becomes an ascl ExperimentConfig (the worker uses it too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ascl.config import ExperimentConfig
+from ascl.errors import ConfigError
+from ascl.presets import get_preset
+from service.jobs.errors import InvalidSpec
+
+
+def resolve_experiment(
+    *, preset: str | None, experiment: dict[str, Any] | None, overrides: dict[str, Any]
+) -> ExperimentConfig:
+    """A preset or a full spec, then dotted overrides. Errors name the request field."""
+    if (preset is None) == (experiment is None):
+        raise InvalidSpec("preset", "give exactly one of 'preset' and 'experiment'")
+    try:
+        base = get_preset(preset) if preset is not None else ExperimentConfig.from_dict(experiment or {})
+    except ConfigError as error:
+        raise InvalidSpec("preset" if preset is not None else f"experiment.{error.field}", error.problem) from None
+    try:
+        return base.with_overrides(overrides)
+    except ConfigError as error:
+        raise InvalidSpec(f"overrides.{error.field}", error.problem) from None
+
+
+def parse_stored(spec: dict[str, Any]) -> ExperimentConfig:
+    """A stored spec back into a config (the worker side); unknown spec versions are refused."""
+    try:
+        return ExperimentConfig.from_dict(spec)
+    except ConfigError as error:
+        raise InvalidSpec(f"spec.{error.field}", error.problem) from None

@@ -1,0 +1,47 @@
+"""Job states and the literal table of legal transitions. Terminal states are never left."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    CLAIMED = "CLAIMED"  # a dispatcher took it; the Ray submission is being made
+    SUBMITTED = "SUBMITTED"  # Ray accepted the submission id
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+S = JobStatus
+TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
+ACTIVE = frozenset({S.CLAIMED, S.SUBMITTED, S.RUNNING, S.CANCELLING})  # an attempt exists and may hold resources
+
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.QUEUED: frozenset({S.CLAIMED, S.CANCELLED}),
+    S.CLAIMED: frozenset({S.SUBMITTED, S.QUEUED, S.CANCELLING, S.CANCELLED, S.FAILED}),
+    S.SUBMITTED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLING, S.TIMED_OUT}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLING, S.TIMED_OUT}),
+    S.CANCELLING: frozenset({S.CANCELLED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.TIMED_OUT: frozenset(),
+}
+
+
+def sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """Every state from which `target` may be entered."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+class FailureClass(StrEnum):
+    USER_ERROR = "USER_ERROR"  # bad config, an exception in training: not retried
+    OOM = "OOM"
+    INFRA_LOST = "INFRA_LOST"  # node or process lost, result lost: retried on the infra budget
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"

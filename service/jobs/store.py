@@ -1,0 +1,345 @@
+"""Every SQL statement about jobs. Functions take a Session and never commit: the caller owns
+the transaction (one per API request, one per dispatcher step).
+
+All state changes go through `transition`: a conditional UPDATE (status in the allowed sources)
+plus a job_event row, in the caller's transaction. Zero rows updated means another actor won."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db.models import Attempt, Job, JobEvent
+from service.jobs.errors import IdempotencyConflict, InvalidTransition, JobNotFound, StaleAttempt
+from service.jobs.status import ACTIVE, TERMINAL, JobStatus, sources_of
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    to: JobStatus,
+    *,
+    actor: str,
+    reason: str,
+    attempt_no: int | None = None,
+    values: dict[str, Any] | None = None,
+    allowed_from: frozenset[JobStatus] | None = None,
+) -> JobStatus | None:
+    """Move the job to `to` if its state allows; returns the previous state, or None if not moved."""
+    sources = allowed_from if allowed_from is not None else sources_of(to)
+    current = session.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
+    if current is None:
+        raise JobNotFound(f"no job {job_id}")
+    if current not in sources:
+        return None
+    changes: dict[str, Any] = {"status": to.value, "version": Job.version + 1, **(values or {})}
+    if to in TERMINAL:
+        changes.setdefault("finished_at", now())
+    moved = session.execute(update(Job).where(Job.id == job_id, Job.status == current).values(**changes)).rowcount
+    if not moved:
+        return None
+    session.add(
+        JobEvent(
+            job_id=job_id,
+            attempt_no=attempt_no,
+            from_status=current,
+            to_status=to.value,
+            actor=actor,
+            reason=reason,
+            created_at=now(),
+        )
+    )
+    return JobStatus(current)
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    kind: str
+    name: str
+    owner: str
+    queue: str
+    priority: int
+    tags: list[str]
+    spec: dict[str, Any]
+    target: dict[str, Any] | None
+    resources: dict[str, Any]
+    max_runtime_s: int | None
+    max_infra_retries: int
+    model_name: str | None
+    retried_from: str | None = None
+    resume_checkpoint: str | None = None
+
+
+def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_hash: str) -> tuple[Job, bool]:
+    """Insert a QUEUED job; with an idempotency key, return the existing job (created=False) for
+    the same body, or raise IdempotencyConflict for a different one. Safe under concurrency: the
+    unique (owner, key) constraint decides the race."""
+    if idempotency_key is not None:
+        existing = _by_key(session, new.owner, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, body_hash), False
+    job = Job(
+        id=uuid.uuid4().hex,
+        status=JobStatus.QUEUED.value,
+        idempotency_key=idempotency_key,
+        request_hash=body_hash,
+        created_at=now(),
+        metrics_history=[],
+        tag_index=tag_index(new.tags),
+        **asdict(new),
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = _by_key(session, new.owner, idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_request(existing, body_hash), False
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            from_status=None,
+            to_status=JobStatus.QUEUED.value,
+            actor=new.owner,
+            reason="submitted",
+            created_at=job.created_at,
+        )
+    )
+    return job, True
+
+
+def tag_index(tags: list[str]) -> str:
+    """',a,b,': a LIKE-searchable copy of the JSON tag list, the same SQL on SQLite and PostgreSQL."""
+    return "," + ",".join(tags) + "," if tags else ""
+
+
+def _by_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.execute(select(Job).where(Job.owner == owner, Job.idempotency_key == key)).scalar_one_or_none()
+
+
+def _same_request(existing: Job, body_hash: str) -> Job:
+    if existing.request_hash != body_hash:
+        raise IdempotencyConflict(f"Idempotency-Key was used for job {existing.id} with a different body")
+    return existing
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    return job
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    statuses: list[str] | None = None
+    kind: str | None = None
+    queue: str | None = None
+    tag: str | None = None
+    owner: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def list_jobs(session: Session, filters: JobFilter, *, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id): stable under concurrent inserts."""
+    query = select(Job)
+    if filters.statuses:
+        query = query.where(Job.status.in_(filters.statuses))
+    for column, value in ((Job.kind, filters.kind), (Job.queue, filters.queue), (Job.owner, filters.owner)):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.created_after is not None:
+        query = query.where(Job.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Job.created_at < filters.created_before)
+    if cursor is not None:
+        created, job_id = decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
+    if filters.tag is not None:
+        query = query.where(Job.tag_index.contains(f",{filters.tag},", autoescape=True))
+    page = list(session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).scalars())
+    more = len(page) > limit
+    page = page[:limit]
+    return page, (encode_cursor(page[-1]) if more and page else None)
+
+
+def encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError("cursor: not a cursor returned by this API") from error
+
+
+def events(session: Session, job_id: str) -> list[JobEvent]:
+    get_job(session, job_id)
+    return list(session.execute(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).scalars())
+
+
+def cancel(session: Session, job_id: str, *, actor: str, reason: str) -> Job:
+    """Queued: cancelled at once. Claimed or running: CANCELLING, finished by the dispatcher."""
+    for _ in range(3):  # the state may move between our read and the conditional update; decide again
+        job = get_job(session, job_id)
+        status = JobStatus(job.status)
+        if status in TERMINAL:
+            raise InvalidTransition(f"job {job_id} is already {job.status}")
+        if status == JobStatus.CANCELLING:
+            return job
+        target = JobStatus.CANCELLED if status == JobStatus.QUEUED else JobStatus.CANCELLING
+        if (
+            transition(
+                session,
+                job_id,
+                target,
+                actor=actor,
+                reason=reason,
+                allowed_from=frozenset({status}),
+                values={"cancel_requested_at": now()},
+            )
+            is not None
+        ):
+            session.expire(job)
+            return get_job(session, job_id)
+        session.expire(job)
+    raise InvalidTransition(f"job {job_id} kept changing state; try again")
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """1-based position among the queued jobs of its queue (priority desc, then age)."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    ahead = session.execute(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.status == JobStatus.QUEUED.value,
+            Job.queue == job.queue,
+            or_(Job.priority > job.priority, and_(Job.priority == job.priority, Job.created_at < job.created_at)),
+        )
+    ).scalar_one()
+    return int(ahead) + 1
+
+
+def queued_candidates(session: Session, *, limit: int) -> list[Job]:
+    """The head of every queue, highest priority first, FIFO within a priority. On PostgreSQL the
+    rows are locked with SKIP LOCKED, so concurrent dispatchers never see the same candidate."""
+    query = (
+        select(Job)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.execute(query).scalars())
+
+
+def claim(session: Session, job: Job, *, dispatcher: str, checkpoint_dir: str) -> Attempt | None:
+    """QUEUED → CLAIMED with a new attempt: a fresh fencing token and a deterministic Ray
+    submission id, so a restarted dispatcher finds the execution instead of starting another."""
+    attempt_no = job.attempts_made + 1
+    if (
+        transition(
+            session,
+            job.id,
+            JobStatus.CLAIMED,
+            actor=dispatcher,
+            reason="claimed",
+            attempt_no=attempt_no,
+            values={"attempts_made": attempt_no},
+        )
+        is None
+    ):
+        return None
+    attempt = Attempt(
+        job_id=job.id,
+        attempt_no=attempt_no,
+        fencing_token=secrets.token_hex(16),
+        ray_submission_id=submission_id(job.id, attempt_no),
+        status="CLAIMED",
+        checkpoint_dir=checkpoint_dir,
+        claimed_at=now(),
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+def submission_id(job_id: str, attempt_no: int) -> str:
+    return f"ascl-{job_id}-a{attempt_no}"
+
+
+def current_attempt(session: Session, job: Job) -> Attempt | None:
+    if job.attempts_made == 0:
+        return None
+    return session.execute(
+        select(Attempt).where(Attempt.job_id == job.id, Attempt.attempt_no == job.attempts_made)
+    ).scalar_one_or_none()
+
+
+def fenced_attempt(session: Session, job_id: str, attempt_no: int, token: str) -> tuple[Job, Attempt]:
+    """The attempt, only if it is the job's current one, holds the token, and the job still runs."""
+    job = get_job(session, job_id)
+    attempt = current_attempt(session, job)
+    if (
+        attempt is None
+        or attempt.attempt_no != attempt_no
+        or not secrets.compare_digest(attempt.fencing_token, token)
+        or JobStatus(job.status) not in ACTIVE
+    ):
+        raise StaleAttempt(f"attempt {attempt_no} of job {job_id} is not current (job is {job.status}): stop")
+    return job, attempt
+
+
+def record_heartbeat(
+    session: Session,
+    job_id: str,
+    attempt_no: int,
+    token: str,
+    *,
+    progress: dict[str, Any] | None,
+    epoch_metrics: dict[str, Any] | None,
+) -> str:
+    """Store progress; returns the control verb for the worker: 'continue' or 'stop'."""
+    job, attempt = fenced_attempt(session, job_id, attempt_no, token)
+    attempt.last_heartbeat_at = now()
+    if progress is not None:
+        job.progress = progress
+    if epoch_metrics is not None:
+        job.metrics_history = [*(job.metrics_history or []), epoch_metrics]
+    if job.status == JobStatus.SUBMITTED:
+        transition(
+            session,
+            job_id,
+            JobStatus.RUNNING,
+            actor="worker",
+            reason="first heartbeat",
+            attempt_no=attempt_no,
+            values={"started_at": now()},
+        )
+    return "stop" if job.status == JobStatus.CANCELLING or job.cancel_requested_at else "continue"
