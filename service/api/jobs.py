@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ascl.presets import PRESETS
 from service.api.deps import SessionDep
@@ -54,7 +56,8 @@ def build_new_job(body: JobCreate, request: Request, session: SessionDep, owner:
                 "model", "an eval job needs 'model' (models:/NAME/VERSION, models:/NAME@ALIAS or a job id)"
             )
         target, base = _eval_target(session, body.model)
-        config = resolve_experiment(preset=None, experiment=base, overrides=body.overrides)
+        config = resolve_experiment(preset=None, experiment=base, overrides=body.overrides)  # validates overrides
+        target["overrides"] = body.overrides
     else:
         if body.model is not None:
             raise InvalidSpec("model", "only eval jobs take 'model'")
@@ -77,7 +80,7 @@ def build_new_job(body: JobCreate, request: Request, session: SessionDep, owner:
     )
 
 
-def _eval_target(session: SessionDep, model: str) -> tuple[dict[str, str], dict[str, object]]:
+def _eval_target(session: SessionDep, model: str) -> tuple[dict[str, object], dict[str, object]]:
     """An MLflow model URI or a finished train job → (target, the training spec to evaluate with)."""
     if model.startswith("models:/"):
         rest = model.removeprefix("models:/")
@@ -128,7 +131,6 @@ def read(session: SessionDep, job: store.Job, request: Request) -> JobRead:
 
 @router.get("/jobs", response_model=JobPage)
 def list_jobs(
-    request: Request,
     session: SessionDep,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     kind: str | None = None,
@@ -218,6 +220,31 @@ def job_logs(job_id: str, request: Request, session: SessionDep) -> str:
     if attempt is None:
         return ""
     return request.app.state.cluster.logs(attempt.ray_submission_id) or ""
+
+
+@router.get("/jobs/{job_id}/logs/stream")
+def stream_logs(job_id: str, request: Request, session: SessionDep, poll_s: float = 1.0) -> StreamingResponse:
+    """Server-sent events: each new chunk of the current attempt's log, until the job ends."""
+    store.get_job(session, job_id)  # 404 before the stream opens
+    sessions, cluster = request.app.state.sessions, request.app.state.cluster
+
+    def chunks() -> Iterator[str]:
+        sent = 0
+        while True:
+            with sessions() as fresh:
+                job = store.get_job(fresh, job_id)
+                attempt = store.current_attempt(fresh, job)
+                status, submission = job.status, attempt.ray_submission_id if attempt else None
+            text = (cluster.logs(submission) or "") if submission else ""
+            for line in text[sent:].splitlines():
+                yield f"data: {line}\n\n"
+            sent = len(text)
+            if JobStatus(status) in store.TERMINAL:
+                yield f"event: end\ndata: {status}\n\n"
+                return
+            time.sleep(poll_s)
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
 @router.get("/presets")

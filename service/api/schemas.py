@@ -48,6 +48,7 @@ class JobCreate(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description='dotted paths, e.g. {"train.epochs": 3}')
     model: str | None = Field(None, description="eval: models:/NAME/VERSION, models:/NAME@ALIAS or a train job id")
     model_name: str | None = Field(None, max_length=200, description="train: register the model under this name")
+    mlflow_experiment: str = Field("ascl", min_length=1, max_length=200, description="the MLflow experiment")
     queue: str = Field("default", min_length=1, max_length=100)
     priority: int = Field(0, description="higher runs sooner")
     tags: list[str] = Field(default_factory=list, max_length=50)

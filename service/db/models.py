@@ -42,6 +42,7 @@ class Job(Base):
     max_runtime_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_infra_retries: Mapped[int] = mapped_column(Integer, default=3)
     model_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    experiment: Mapped[str] = mapped_column(String(200), default="ascl")  # the MLflow experiment
     status: Mapped[str] = mapped_column(String(16), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -84,6 +84,7 @@ class NewJob:
     max_runtime_s: int | None
     max_infra_retries: int
     model_name: str | None
+    experiment: str = "ascl"
     retried_from: str | None = None
     resume_checkpoint: str | None = None
 

@@ -63,7 +63,7 @@ def test_idempotent_submission_same_body_same_job_different_body_conflict(sessio
         assert (created, created_again, again.id) == (True, False, first.id)
         with pytest.raises(IdempotencyConflict):
             store.add_job(session, new_job(), idempotency_key="k1", body_hash="b")
-        other_owner, created = store.add_job(session, new_job(owner="bob"), idempotency_key="k1", body_hash="b")
+        _, created = store.add_job(session, new_job(owner="bob"), idempotency_key="k1", body_hash="b")
         assert created
 
 

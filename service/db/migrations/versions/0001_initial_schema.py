@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 12:53:46.984263
+Create Date: 2026-11-26 12:59:11.967798
 """
 
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("max_runtime_s", sa.Integer(), nullable=True),
         sa.Column("max_infra_retries", sa.Integer(), nullable=False),
         sa.Column("model_name", sa.String(length=200), nullable=True),
+        sa.Column("experiment", sa.String(length=200), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=True),

@@ -1,0 +1,89 @@
+"""A small Python client for the REST API (the `ascl jobs` commands use it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+        field = f" [{body['field']}]" if body.get("field") else ""
+        super().__init__(f"HTTP {status} {body.get('error', '')}{field}: {body.get('detail', body)}")
+
+
+class AsclClient:
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8000", *, user: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        headers = {"X-User": user} if user else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    def submit(
+        self, body: dict[str, Any], *, idempotency_key: str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", "/api/v1/jobs", json=body, headers=headers, params={"dry_run": dry_run})
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/jobs/{job_id}")
+
+    def list(self, **filters: Any) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/jobs", params={k: v for k, v in filters.items() if v is not None})
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def retry(self, job_id: str, *, overrides: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/jobs/{job_id}/retry", json={"overrides": overrides or {}, "resume": resume})
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/api/v1/jobs/{job_id}/events"))
+
+    def metrics(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/jobs/{job_id}/metrics")
+
+    def logs(self, job_id: str) -> str:
+        response = self.http.get(f"/api/v1/jobs/{job_id}/logs")
+        self._raise(response)
+        return response.text
+
+    def follow_logs(self, job_id: str) -> Iterator[str]:
+        """Server-sent log chunks until the job ends."""
+        with self.http.stream("GET", f"/api/v1/jobs/{job_id}/logs/stream", timeout=None) as response:
+            self._raise(response)
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield line.removeprefix("data: ")
+
+    def wait(self, job_id: str, *, timeout_s: float = 600, poll_s: float = 1.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        self._raise(response)
+        return response.json()
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            response.read()
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"detail": response.text}
+            raise ApiError(response.status_code, body)

@@ -1,0 +1,43 @@
+"""The README's demo: a small ASCL job on the digits data, from REST submission to a registered model."""
+
+from __future__ import annotations
+
+import json
+
+from service.client import AsclClient
+
+DEMO_JOB = {
+    "kind": "train",
+    "preset": "digits-ascl",
+    "name": "demo: ASCL on digits",
+    "overrides": {"train.epochs": 3, "eval.pgd_steps": 10},
+    "tags": ["demo"],
+    "model_name": "digits-ascl-demo",
+}
+
+
+def run_demo(api_url: str, mlflow_url: str) -> int:
+    client = AsclClient(api_url, user="demo")
+    job = client.submit(DEMO_JOB)
+    print(f"demo: submitted job {job['id']} ({job['status']}); following it...", flush=True)
+    done = client.wait(job["id"], timeout_s=900)
+    result = done.get("result") or {}
+    test = result.get("test") or {}
+    print(
+        json.dumps(
+            {
+                "job": f"{api_url}/api/v1/jobs/{done['id']}",
+                "status": done["status"],
+                "clean_acc": test.get("clean_acc"),
+                "pgd_acc": test.get("pgd_acc"),
+                "positive_fraction": result.get("positive_fraction"),
+                "negative_fraction": result.get("negative_fraction"),
+                "mlflow_run": done.get("mlflow_run_url") or f"{mlflow_url} run {done.get('mlflow_run_id')}",
+                "registered_model": f"models:/{done.get('model_name')}/{done.get('registered_model_version')}",
+                "error": done.get("error_message"),
+            },
+            indent=2,
+        ),
+        flush=True,
+    )
+    return 0 if done["status"] == "SUCCEEDED" and done.get("registered_model_version") else 1

@@ -1,0 +1,1 @@
+"""The bridge between the job store, Ray and ascl: the dispatcher/monitor and the worker entrypoint."""

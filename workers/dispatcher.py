@@ -1,0 +1,471 @@
+"""The control plane's loop: reconcile active attempts with Ray, then claim and submit queued jobs.
+
+Our database is the source of truth; Ray and MLflow are reconciled against it every cycle, so any
+process may crash at any line. Transactions never span a network call: claim (commit) → MLflow
+run (commit) → Ray submit → CLAIMED→SUBMITTED (commit). A claim whose submission never reached
+Ray goes back to the queue without using a retry; a submission that did is adopted by its id."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import session_scope
+from service.db.models import Attempt, Job
+from service.jobs import store
+from service.jobs.status import ACTIVE, FailureClass, JobStatus
+
+logger = logging.getLogger(__name__)
+RAY_ACTIVE = ("PENDING", "RUNNING")
+LOG_TAIL_LINES = 300
+
+
+class Cluster(Protocol):
+    def available(self) -> dict[str, float]: ...
+    def total(self) -> dict[str, float]: ...
+    def submit(
+        self,
+        submission_id: str,
+        *,
+        entrypoint: str,
+        env: dict[str, str],
+        resources: dict[str, Any],
+        metadata: dict[str, str],
+    ) -> str: ...
+    def status(self, submission_id: str) -> str | None: ...
+    def details(self, submission_id: str) -> dict[str, Any]: ...
+    def stop(self, submission_id: str) -> None: ...
+    def logs(self, submission_id: str) -> str | None: ...
+
+
+class Tracking(Protocol):
+    tracking_uri: str
+
+    def ensure_run(self, *, experiment: str, job_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]: ...
+    def finish_run(self, run_id: str, status: str) -> None: ...
+    def log_text(self, run_id: str, text: str, path: str) -> None: ...
+    def register(self, *, model_uri: str, name: str, job_id: str, tags: dict[str, str]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    api_url: str
+    worker_python: str
+    checkpoint_root: Path
+    name: str = "dispatcher"
+    claim_lease_s: float = 60.0
+    heartbeat_timeout_s: float = 300.0
+    heartbeat_interval_s: float = 10.0
+    window: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class _Active:
+    job_id: str
+    status: str
+    kind: str
+    attempt_no: int
+    submission_id: str
+    claimed_at: datetime
+    started_at: datetime | None
+    last_heartbeat_at: datetime | None
+    max_runtime_s: int | None
+    cancel_requested: bool
+    has_result: bool
+    failure_class: str | None
+    failure_message: str | None
+
+
+class Dispatcher:
+    def __init__(
+        self, sessions: sessionmaker[Session], cluster: Cluster, tracker: Tracking, settings: DispatchSettings
+    ) -> None:
+        self.sessions = sessions
+        self.cluster = cluster
+        self.tracker = tracker
+        self.settings = settings
+        self.cycles = 0
+        self.last_cycle_s = 0.0
+        self.last_dispatch_latency_s = 0.0
+
+    # the loop -----------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, wake: threading.Event, *, interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                self.cycle()
+            except Exception:  # the loop survives any single failure; the next cycle reconciles
+                logger.exception("dispatcher.cycle_failed")
+            wake.wait(interval_s)
+            wake.clear()
+
+    def cycle(self) -> None:
+        started = time.perf_counter()
+        self.reconcile()
+        self.dispatch()
+        self.cycles += 1
+        self.last_cycle_s = time.perf_counter() - started
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "ascl_dispatcher_cycles_total": self.cycles,
+            "ascl_dispatcher_last_cycle_seconds": self.last_cycle_s,
+            "ascl_dispatch_latency_seconds": self.last_dispatch_latency_s,
+        }
+
+    # claiming -----------------------------------------------------------------------------------
+    def dispatch(self) -> None:
+        free = self._free_resources()
+        claimed: list[str] = []
+        with session_scope(self.sessions) as session:
+            for job in store.queued_candidates(session, limit=self.settings.window):
+                if not _fits(job.resources, free):
+                    continue  # admission control: never hand Ray work it cannot place now
+                checkpoint_dir = str(self.settings.checkpoint_root / job.id)
+                if store.claim(session, job, dispatcher=self.settings.name, checkpoint_dir=checkpoint_dir):
+                    claimed.append(job.id)
+                    free = _subtract(free, job.resources)
+        for job_id in claimed:
+            self.submit(job_id)
+
+    def _free_resources(self) -> dict[str, float]:
+        """The smaller of Ray's view and ours: Ray lags behind what we just claimed, and our own
+        accounting does not see foreign users of the cluster."""
+        total, available = self.cluster.total(), self.cluster.available()
+        with session_scope(self.sessions) as session:
+            held = session.execute(select(Job.resources).where(Job.status.in_([s.value for s in ACTIVE]))).scalars()
+            ours = dict(total)
+            for resources in held:
+                ours = _subtract(ours, resources)
+        return {key: min(available.get(key, 0.0), ours.get(key, 0.0)) for key in total}
+
+    def submit(self, job_id: str) -> None:
+        with session_scope(self.sessions) as session:
+            job = store.get_job(session, job_id)
+            attempt = store.current_attempt(session, job)
+            if job.status != JobStatus.CLAIMED or attempt is None:
+                return
+            if job.cancel_requested_at is not None:
+                store.transition(
+                    session,
+                    job_id,
+                    JobStatus.CANCELLED,
+                    actor=self.settings.name,
+                    reason="cancelled before submission",
+                    attempt_no=attempt.attempt_no,
+                )
+                attempt.status = "STOPPED"
+                return
+            run_needed = job.mlflow_run_id is None
+            experiment, name, kind, owner = job.experiment, job.name, job.kind, job.owner
+        if run_needed:
+            experiment_id, run_id = self.tracker.ensure_run(
+                experiment=experiment, job_id=job_id, run_name=name, tags={"kind": kind, "owner": owner}
+            )
+            with session_scope(self.sessions) as session:
+                job = store.get_job(session, job_id)
+                job.mlflow_experiment_id, job.mlflow_run_id = experiment_id, run_id
+        with session_scope(self.sessions) as session:
+            job = store.get_job(session, job_id)
+            attempt = store.current_attempt(session, job)
+            assert attempt is not None
+            submission, resources, created = attempt.ray_submission_id, dict(job.resources), job.created_at
+            env = {
+                "ASCL_API_URL": self.settings.api_url,
+                "ASCL_JOB_ID": job_id,
+                "ASCL_ATTEMPT": str(attempt.attempt_no),
+                "ASCL_TOKEN": attempt.fencing_token,
+                "MLFLOW_TRACKING_URI": self.tracker.tracking_uri,
+                "ASCL_HEARTBEAT_S": str(self.settings.heartbeat_interval_s),
+            }
+            attempt_no = attempt.attempt_no
+        self.cluster.submit(
+            submission,
+            entrypoint=f"{self.settings.worker_python} -m workers.entrypoint",
+            env=env,
+            resources=resources,
+            metadata={"service": "ascl", "job_id": job_id, "attempt": str(attempt_no)},
+        )
+        with session_scope(self.sessions) as session:
+            moved = store.transition(
+                session,
+                job_id,
+                JobStatus.SUBMITTED,
+                actor=self.settings.name,
+                reason=f"submitted to Ray as {submission}",
+                attempt_no=attempt_no,
+                allowed_from=frozenset({JobStatus.CLAIMED}),
+            )
+            if moved is not None:
+                _attempt(session, job_id, attempt_no).status = "SUBMITTED"
+        self.last_dispatch_latency_s = (store.now() - _aware(created)).total_seconds()
+        logger.info("job.submitted job_id=%s attempt=%d submission_id=%s", job_id, attempt_no, submission)
+
+    # monitoring ---------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        for active in self._active():
+            try:
+                self._reconcile(active)
+            except Exception:  # one broken job must not stop the others from being reconciled
+                logger.exception("monitor.reconcile_failed job_id=%s", active.job_id)
+
+    def _active(self) -> list[_Active]:
+        with session_scope(self.sessions) as session:
+            rows = session.execute(
+                select(Job, Attempt)
+                .join(Attempt, (Attempt.job_id == Job.id) & (Attempt.attempt_no == Job.attempts_made))
+                .where(Job.status.in_([s.value for s in ACTIVE]))
+            ).all()
+            return [
+                _Active(
+                    job.id,
+                    job.status,
+                    job.kind,
+                    attempt.attempt_no,
+                    attempt.ray_submission_id,
+                    _aware(attempt.claimed_at),
+                    _aware(job.started_at),
+                    _aware(attempt.last_heartbeat_at),
+                    job.max_runtime_s,
+                    job.cancel_requested_at is not None,
+                    job.result is not None,
+                    attempt.failure_class,
+                    attempt.error_message,
+                )
+                for job, attempt in rows
+            ]
+
+    def _reconcile(self, a: _Active) -> None:
+        ray_status = self.cluster.status(a.submission_id)
+        if a.status == JobStatus.CLAIMED:
+            self._reconcile_claimed(a, ray_status)
+        elif a.status == JobStatus.CANCELLING:
+            if ray_status in RAY_ACTIVE:
+                self.cluster.stop(a.submission_id)
+            else:
+                self._finish(
+                    a,
+                    JobStatus.CANCELLED,
+                    "KILLED",
+                    reason="cancelled; the Ray execution has ended",
+                    attempt_status="STOPPED",
+                )
+        elif ray_status in RAY_ACTIVE:
+            self._watch_running(a, ray_status)
+        elif ray_status == "SUCCEEDED" and a.has_result:
+            self._succeed(a)
+        elif ray_status == "SUCCEEDED":
+            self._fail_or_retry(a, FailureClass.INFRA_LOST, "the attempt exited without reporting a result")
+        elif ray_status == "FAILED" and a.failure_class is not None:
+            self._fail_or_retry(a, a.failure_class, a.failure_message or "the attempt failed")
+        elif ray_status == "FAILED":
+            detail = self.cluster.details(a.submission_id).get("message") or "the worker process died"
+            self._fail_or_retry(a, FailureClass.INFRA_LOST, f"lost: {detail}")
+        elif ray_status == "STOPPED":
+            self._fail_or_retry(a, FailureClass.INFRA_LOST, "the Ray execution was stopped outside the service")
+        else:
+            self._fail_or_retry(a, FailureClass.INFRA_LOST, "Ray has no record of the attempt (head restarted?)")
+
+    def _reconcile_claimed(self, a: _Active, ray_status: str | None) -> None:
+        if ray_status is not None:  # submitted before a crash: adopt it
+            with session_scope(self.sessions) as session:
+                if store.transition(
+                    session,
+                    a.job_id,
+                    JobStatus.SUBMITTED,
+                    actor="reconciler",
+                    attempt_no=a.attempt_no,
+                    reason="adopted the Ray execution",
+                    allowed_from=frozenset({JobStatus.CLAIMED}),
+                ):
+                    _attempt(session, a.job_id, a.attempt_no).status = "SUBMITTED"
+            return
+        if store.now() - a.claimed_at < timedelta(seconds=self.settings.claim_lease_s):
+            return  # the claiming dispatcher may still be submitting
+        with session_scope(self.sessions) as session:
+            if a.cancel_requested:
+                store.transition(
+                    session,
+                    a.job_id,
+                    JobStatus.CANCELLED,
+                    actor="reconciler",
+                    attempt_no=a.attempt_no,
+                    reason="cancelled; never submitted",
+                    allowed_from=frozenset({JobStatus.CLAIMED}),
+                )
+            else:
+                store.transition(
+                    session,
+                    a.job_id,
+                    JobStatus.QUEUED,
+                    actor="reconciler",
+                    attempt_no=a.attempt_no,
+                    reason="claim expired before submission reached Ray; requeued, no retry used",
+                    allowed_from=frozenset({JobStatus.CLAIMED}),
+                )
+            _attempt(session, a.job_id, a.attempt_no).status = "LOST"
+
+    def _watch_running(self, a: _Active, ray_status: str) -> None:
+        now = store.now()
+        if ray_status == "RUNNING" and a.status == JobStatus.SUBMITTED:
+            with session_scope(self.sessions) as session:
+                store.transition(
+                    session,
+                    a.job_id,
+                    JobStatus.RUNNING,
+                    actor="monitor",
+                    attempt_no=a.attempt_no,
+                    reason="Ray reports RUNNING",
+                    values={"started_at": now},
+                    allowed_from=frozenset({JobStatus.SUBMITTED}),
+                )
+            return
+        started = a.started_at or a.claimed_at
+        if a.max_runtime_s is not None and now - started > timedelta(seconds=a.max_runtime_s):
+            self.cluster.stop(a.submission_id)
+            self._finish(
+                a,
+                JobStatus.TIMED_OUT,
+                "FAILED",
+                reason=f"max_runtime_s {a.max_runtime_s} exceeded",
+                attempt_status="STOPPED",
+                error=(FailureClass.TIMEOUT, "max_runtime_s exceeded"),
+            )
+            return
+        last_sign = a.last_heartbeat_at or a.claimed_at
+        if ray_status == "RUNNING" and now - last_sign > timedelta(seconds=self.settings.heartbeat_timeout_s):
+            self.cluster.stop(a.submission_id)
+            self._fail_or_retry(a, FailureClass.INFRA_LOST, "no heartbeat within heartbeat_timeout_s: hung")
+
+    def _fail_or_retry(self, a: _Active, failure: str, message: str) -> None:
+        with session_scope(self.sessions) as session:
+            job = store.get_job(session, a.job_id)
+            retry = failure == FailureClass.INFRA_LOST and job.infra_failures < job.max_infra_retries
+            values = {"error_class": failure, "error_message": message}
+            if retry:
+                moved = store.transition(
+                    session,
+                    a.job_id,
+                    JobStatus.QUEUED,
+                    actor="monitor",
+                    attempt_no=a.attempt_no,
+                    reason=f"{failure}: {message}; retry {job.infra_failures + 1}/{job.max_infra_retries} resumes "
+                    "from the latest checkpoint",
+                    values={**values, "infra_failures": job.infra_failures + 1},
+                    allowed_from=frozenset({JobStatus.SUBMITTED, JobStatus.RUNNING}),
+                )
+                if moved is not None:
+                    attempt = _attempt(session, a.job_id, a.attempt_no)
+                    attempt.status, attempt.failure_class, attempt.ended_at = "LOST", failure, store.now()
+                run_id = job.mlflow_run_id
+        if retry:
+            self._save_log_tail(a, run_id)
+            return
+        self._finish(
+            a,
+            JobStatus.FAILED,
+            "FAILED",
+            reason=f"{failure}: {message}",
+            attempt_status="FAILED",
+            error=(failure, message),
+        )
+
+    def _succeed(self, a: _Active) -> None:
+        with session_scope(self.sessions) as session:
+            job = store.get_job(session, a.job_id)
+            result, model_name, version = dict(job.result or {}), job.model_name, job.registered_model_version
+        if a.kind == "train" and model_name and version is None:
+            test = result.get("test") or {}
+            tags = {
+                "attempt": str(a.attempt_no),
+                "threat_model": f"{test.get('norm')} eps={test.get('eps')}",
+                "clean_acc": str(test.get("clean_acc")),
+                "robust_acc": str(test.get("robust_acc")),
+            }
+            version = self.tracker.register(model_uri=result["model_uri"], name=model_name, job_id=a.job_id, tags=tags)
+        self._finish(
+            a,
+            JobStatus.SUCCEEDED,
+            "FINISHED",
+            reason="the attempt finished and reported its result",
+            attempt_status="SUCCEEDED",
+            values={"registered_model_version": version},
+        )
+
+    def _finish(
+        self,
+        a: _Active,
+        status: JobStatus,
+        run_status: str,
+        *,
+        reason: str,
+        attempt_status: str,
+        error: tuple[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        """A terminal transition, then the side effects the reconciler guarantees: the MLflow run
+        closed with a matching status and the attempt's log tail saved next to it."""
+        changes = dict(values or {})
+        if error is not None:
+            changes |= {"error_class": error[0], "error_message": error[1]}
+        with session_scope(self.sessions) as session:
+            moved = store.transition(
+                session, a.job_id, status, actor="monitor", reason=reason, attempt_no=a.attempt_no, values=changes
+            )
+            if moved is None:
+                return
+            attempt = _attempt(session, a.job_id, a.attempt_no)
+            attempt.status, attempt.ended_at = attempt_status, store.now()
+            run_id = store.get_job(session, a.job_id).mlflow_run_id
+        if run_id is not None:
+            self.tracker.finish_run(run_id, run_status)
+        self._save_log_tail(a, run_id)
+        logger.info("job.finished job_id=%s status=%s reason=%s", a.job_id, status, reason)
+
+    def _save_log_tail(self, a: _Active, run_id: str | None) -> None:
+        """Ray's own job history is not durable: keep the end of each attempt's log in MLflow."""
+        logs = self.cluster.logs(a.submission_id)
+        if run_id is not None and logs:
+            tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
+            self.tracker.log_text(run_id, tail, f"logs/attempt-{a.attempt_no}.log")
+
+
+def _attempt(session: Session, job_id: str, attempt_no: int) -> Attempt:
+    return session.execute(
+        select(Attempt).where(Attempt.job_id == job_id, Attempt.attempt_no == attempt_no)
+    ).scalar_one()
+
+
+RESOURCE_KEYS = {"gpus": "GPU", "cpus": "CPU", "memory_gb": "memory"}
+
+
+def _as_ray(resources: dict[str, Any]) -> dict[str, float]:
+    ray = {RESOURCE_KEYS[k]: float(v) for k, v in resources.items() if k in RESOURCE_KEYS and v}
+    if "memory" in ray:
+        ray["memory"] *= 2**30
+    return ray
+
+
+def _fits(resources: dict[str, Any], free: dict[str, float]) -> bool:
+    return all(free.get(key, 0.0) + 1e-9 >= amount for key, amount in _as_ray(resources).items())
+
+
+def _subtract(free: dict[str, float], resources: dict[str, Any]) -> dict[str, float]:
+    left = dict(free)
+    for key, amount in _as_ray(resources).items():
+        left[key] = left.get(key, 0.0) - amount
+    return left
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=store.now().tzinfo)

@@ -1,0 +1,130 @@
+"""Ray, seen by the control plane: capacity, idempotent job submission, status, stop and logs.
+
+Dispatch uses the Ray Jobs API with a deterministic submission id per attempt, so an execution
+outlives a dispatcher restart and is adopted by id, never started twice. Resources are reserved
+on the entrypoint (entrypoint_num_gpus/cpus/memory): training runs in the entrypoint process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+logger = logging.getLogger(__name__)
+
+
+class RayCluster:
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        dashboard_url: str | None = None,
+        num_cpus: int | None = None,
+        num_gpus: int | None = None,
+    ) -> None:
+        """address None: start a local Ray with its job server; else join the cluster at `address`."""
+        if address is None:
+            context = ray.init(
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            dashboard_url = dashboard_url or f"http://{context.dashboard_url}"
+        else:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+            dashboard_url = dashboard_url or "http://127.0.0.1:8265"
+        self.dashboard_url = dashboard_url
+        self.client = JobSubmissionClient(dashboard_url)
+
+    # capacity -----------------------------------------------------------------------------------
+    def largest_node(self) -> dict[str, float] | None:
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        if not nodes:
+            return None
+        return max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)))
+
+    def available(self) -> dict[str, float]:
+        return dict(ray.available_resources())
+
+    def total(self) -> dict[str, float]:
+        return dict(ray.cluster_resources())
+
+    def ready(self) -> bool:
+        try:
+            self.client.list_jobs()
+            return True
+        except Exception:  # readiness reports, it does not raise
+            return False
+
+    # executions ---------------------------------------------------------------------------------
+    def submit(
+        self,
+        submission_id: str,
+        *,
+        entrypoint: str,
+        env: dict[str, str],
+        resources: dict[str, Any],
+        metadata: dict[str, str],
+    ) -> str:
+        """Submit once: if Ray already knows the id (a restarted dispatcher), adopt it."""
+        if self.status(submission_id) is not None:
+            logger.info("ray.adopted submission_id=%s", submission_id)
+            return submission_id
+        memory = resources.get("memory_gb")
+        try:
+            return self.client.submit_job(
+                entrypoint=entrypoint,
+                submission_id=submission_id,
+                runtime_env={"env_vars": env},
+                metadata=metadata,
+                entrypoint_num_cpus=resources.get("cpus", 1),
+                entrypoint_num_gpus=resources.get("gpus", 0) or None,
+                entrypoint_memory=int(memory * 2**30) if memory else None,
+            )
+        except RuntimeError:
+            if self.status(submission_id) is not None:  # lost a race with another submitter: adopt
+                return submission_id
+            raise
+
+    def status(self, submission_id: str) -> str | None:
+        """PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED; None when Ray has no record of it."""
+        try:
+            return str(self.client.get_job_status(submission_id).value)
+        except RuntimeError as error:
+            if "does not exist" in str(error) or "404" in str(error):
+                return None
+            raise
+
+    def details(self, submission_id: str) -> dict[str, Any]:
+        info = self.client.get_job_info(submission_id)
+        return {
+            "message": info.message,
+            "driver_exit_code": getattr(info, "driver_exit_code", None),
+            "error_type": getattr(info, "error_type", None),
+        }
+
+    def stop(self, submission_id: str) -> None:
+        try:
+            self.client.stop_job(submission_id)
+        except RuntimeError as error:
+            logger.warning("ray.stop_failed submission_id=%s error=%s", submission_id, error)
+
+    def logs(self, submission_id: str) -> str | None:
+        try:
+            return self.client.get_job_logs(submission_id)
+        except RuntimeError:
+            return None
+
+    def delete(self, submission_id: str) -> None:
+        status = self.status(submission_id)
+        if status is not None and JobStatus(status).is_terminal():
+            self.client.delete_job(submission_id)
+
+    def shutdown(self) -> None:
+        ray.shutdown()

@@ -1,0 +1,77 @@
+"""MLflow from the control plane: one experiment per name, one run per job (every attempt of the
+job logs into it, so a resumed run continues its curves), terminal statuses repaired, and models
+registered here — never by a worker — so registration happens once, after the job succeeded."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus, ViewType
+
+logger = logging.getLogger(__name__)
+
+JOB_TAG = "ascl.job_id"
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, *, artifact_root: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root  # only for local stores; a tracking server decides its own
+        self.client = MlflowClient(tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)  # mlflow.register_model resolves logged-model URIs globally
+
+    def ready(self) -> bool:
+        try:
+            self.client.search_experiments(max_results=1)
+            return True
+        except Exception:  # readiness reports, it does not raise
+            return False
+
+    def experiment_id(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = f"{self.artifact_root}/{name}" if self.artifact_root else None
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except Exception:  # created concurrently: read it back
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def ensure_run(self, *, experiment: str, job_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
+        """The job's run, created once: a crash after creation finds it again by its job tag."""
+        experiment_id = self.experiment_id(experiment)
+        existing = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{job_id}'", run_view_type=ViewType.ALL, max_results=1
+        )
+        if existing:
+            return experiment_id, existing[0].info.run_id
+        run = self.client.create_run(experiment_id, run_name=run_name, tags={JOB_TAG: job_id, **tags})
+        self.client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.SCHEDULED))
+        return experiment_id, run.info.run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        """Close the run with FINISHED, FAILED or KILLED unless it is already closed that way."""
+        run = self.client.get_run(run_id)
+        if run.info.status != status:
+            self.client.set_terminated(run_id, status=status)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def register(self, *, model_uri: str, name: str, job_id: str, tags: dict[str, str]) -> str:
+        """Register once per job: an existing version tagged with this job is returned instead."""
+        try:
+            self.client.get_registered_model(name)
+        except Exception:
+            self.client.create_registered_model(name, tags={"created_by": "ascl-service"})
+        for version in self.client.search_model_versions(f"name = '{name}'"):
+            if version.tags.get(JOB_TAG) == job_id:
+                return str(version.version)
+        version = mlflow.register_model(model_uri, name, tags={JOB_TAG: job_id, **tags})
+        logger.info("mlflow.registered name=%s version=%s job_id=%s", name, version.version, job_id)
+        return str(version.version)
