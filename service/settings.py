@@ -20,6 +20,8 @@ class ServiceSettings(BaseSettings):
     public_url: str | None = None  # how workers reach the API; default http://host:port
     poll_interval_s: float = 1.0
     heartbeat_timeout_s: float = 300.0
+    heartbeat_interval_s: float = 10.0  # how often workers report
+    claim_lease_s: float = 60.0  # a claim older than this that never reached Ray is requeued
     worker_python: str = sys.executable  # the interpreter Ray jobs run the worker entrypoint with
     dispatcher: bool = True  # run the dispatcher/monitor inside the API process (embedded mode)
     local_ray_num_cpus: int | None = None

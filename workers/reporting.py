@@ -65,6 +65,20 @@ class ServiceReporter:
         metrics |= {f"val_{k}": v for k, v in summary.val.items()}
         metrics |= {"images_per_s": summary.images_per_s, "lr": summary.lr, "epoch_seconds": summary.seconds}
         mlflow.log_metrics(metrics, step=summary.epoch)
+        elapsed = time.monotonic() - self.started
+        remaining = summary.epochs - summary.epoch - 1
+        with self._lock:
+            self.progress = {
+                **self.progress,
+                "phase": "training",
+                "epoch": summary.epoch,
+                "epochs": summary.epochs,
+                "images_per_s": round(summary.images_per_s, 1),
+                "lr": summary.lr,
+                "eta_s": round(elapsed / (summary.epoch + 1) * remaining, 1),
+                "metrics": summary.train,
+                "val": summary.val,
+            }
         self._send(epoch_metrics=summary.as_dict())
 
     def on_checkpoint(self, path: Path, *, epoch: int, is_best: bool) -> None:

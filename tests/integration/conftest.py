@@ -1,0 +1,104 @@
+"""A running service for end-to-end tests: migrations, a real local Ray, a real MLflow store, the
+dispatcher and the API served by uvicorn on a local port (workers call it over real HTTP)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+
+from service.client import AsclClient
+from service.serve import Stack, free_port, running_stack
+from service.settings import ServiceSettings
+from tests.conftest import POSTGRES_ADMIN_URL
+
+
+@dataclass
+class Running:
+    stack: Stack
+    client: AsclClient
+    settings: ServiceSettings
+
+
+def postgres_database() -> tuple[str, callable]:
+    name = f"ascl_e2e_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def start_service(data_dir: Path, database: str, *, dispatcher: bool = True):
+    """A context manager yielding Running; database is 'sqlite' or 'postgresql'."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def manager():
+        drop = None
+        if database == "postgresql":
+            url, drop = postgres_database()
+        else:
+            url = f"sqlite:///{data_dir / 'jobs.db'}"
+        settings = ServiceSettings(
+            data_dir=data_dir,
+            database_url=url,
+            mlflow_tracking_uri=f"sqlite:///{data_dir / 'mlflow.db'}",
+            port=free_port(),
+            local_ray_num_cpus=2,
+            poll_interval_s=0.3,
+            heartbeat_interval_s=1.0,
+            heartbeat_timeout_s=120.0,
+            claim_lease_s=1.0,
+            dispatcher=dispatcher,
+        )
+        try:
+            with running_stack(settings) as stack:
+                server = uvicorn.Server(
+                    uvicorn.Config(stack.app(), host=settings.host, port=settings.port, log_level="warning")
+                )
+                thread = threading.Thread(target=server.run, daemon=True)
+                thread.start()
+                deadline = time.monotonic() + 30
+                while not server.started:
+                    assert time.monotonic() < deadline, "the API did not start"
+                    time.sleep(0.05)
+                try:
+                    yield Running(stack, AsclClient(settings.api_url, user="tester"), settings)
+                finally:
+                    server.should_exit = True
+                    thread.join(timeout=10)
+        finally:
+            if drop is not None:
+                drop()
+
+    return manager()
+
+
+def wait_for(predicate, *, timeout_s: float = 300, poll_s: float = 0.3, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request, tmp_path_factory):
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_server")
+    with start_service(tmp_path_factory.mktemp(f"service-{request.param}"), request.param) as running:
+        yield running

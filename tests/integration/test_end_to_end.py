@@ -1,0 +1,126 @@
+"""End to end on SQLite and PostgreSQL: REST submission → Ray execution → MLflow run and model."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from service.client import ApiError
+from tests.integration.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TRAIN = {
+    "kind": "train",
+    "preset": "digits-ascl",
+    "model_name": "digits-e2e",
+    "tags": ["e2e"],
+    "overrides": {
+        "train.epochs": 2,
+        "data.train_subset": 256,
+        "eval.pgd_steps": 5,
+        "eval.val_steps": 2,
+        "eval.eps_sweep": [0.0, 0.1],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def trained(service):
+    job = service.client.submit(TRAIN, idempotency_key="e2e-train")
+    assert job["status"] == "QUEUED"
+    return service.client.wait(job["id"], timeout_s=600)
+
+
+def test_train_job_succeeds_with_run_metrics_artifacts_and_registered_model(service, trained):
+    assert trained["status"] == "SUCCEEDED", trained["error_message"]
+    assert trained["registered_model_version"] == "1"
+    assert trained["attempts"] == 1
+    result = trained["result"]
+    assert result["epochs_completed"] == 2
+    assert 0 < result["positive_fraction"] < 1
+    assert result["test"]["examples"] == 300
+
+    events = service.client.events(trained["id"])
+    assert [e["to_status"] for e in events] == ["QUEUED", "CLAIMED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
+    assert service.client.metrics(trained["id"])["epochs"][-1]["epoch"] == 1
+    assert trained["progress"]["images_per_s"] > 0
+
+    mlflow = MlflowClient(service.stack.tracker.tracking_uri)
+    run = mlflow.get_run(trained["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["objective.neg_type"] == "leaked"
+    assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "train_loss")] == [0, 1]
+    assert "val_robust_acc" in run.data.metrics and "test_clean_acc" in run.data.metrics
+    artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
+    assert {"config.json", "report.json", "eps_sweep.png", "checkpoint", "logs"} <= artifacts
+    version = mlflow.get_model_version("digits-e2e", "1")
+    assert version.tags["ascl.job_id"] == trained["id"]
+    assert float(version.tags["robust_acc"]) == pytest.approx(result["test"]["robust_acc"])
+    assert version.run_id == run.info.run_id
+
+
+def test_same_idempotency_key_returns_the_same_job(service, trained):
+    again = service.client.submit(TRAIN, idempotency_key="e2e-train")
+    assert again["id"] == trained["id"]
+    with pytest.raises(ApiError) as info:
+        service.client.submit({**TRAIN, "priority": 5}, idempotency_key="e2e-train")
+    assert info.value.status == 409
+
+
+@pytest.mark.parametrize("reference", ["version", "job"])
+def test_eval_job_on_the_registered_model_logs_its_report(service, trained, reference):
+    model = "models:/digits-e2e/1" if reference == "version" else trained["id"]
+    job = service.client.submit(
+        {"kind": "eval", "model": model, "overrides": {"eval.pgd_steps": 3, "eval.eps_sweep": [0.0, 0.2]}}
+    )
+    done = service.client.wait(job["id"], timeout_s=300)
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    report = done["result"]["report"]
+    assert report["pgd_steps"] == 3
+    assert [p["eps"] for p in report["eps_sweep"]] == [0.0, 0.2]
+    assert report["clean_acc"] == pytest.approx(trained["result"]["test"]["clean_acc"])
+    mlflow = MlflowClient(service.stack.tracker.tracking_uri)
+    run = mlflow.get_run(done["mlflow_run_id"])
+    assert run.data.tags["evaluated_version"] == "1"
+    assert "report.json" in {a.path for a in mlflow.list_artifacts(run.info.run_id)}
+    assert done["registered_model_version"] is None
+
+
+def test_cancel_a_running_job_stops_ray_and_kills_the_mlflow_run(service):
+    job = service.client.submit({"preset": "digits-ascl", "overrides": {"train.epochs": 200}, "model_name": "c"})
+    wait_for(
+        lambda: (service.client.get(job["id"])["progress"] or {}).get("phase") == "training", what="the job to train"
+    )
+    assert service.client.cancel(job["id"])["status"] == "CANCELLING"
+    done = service.client.wait(job["id"], timeout_s=120)
+    assert done["status"] == "CANCELLED"
+    assert done["registered_model_version"] is None
+    submission = f"ascl-{job['id']}-a1"
+    assert service.stack.cluster.status(submission) in ("STOPPED", "SUCCEEDED")
+    assert MlflowClient(service.stack.tracker.tracking_uri).get_run(done["mlflow_run_id"]).info.status == "KILLED"
+    reasons = [e["to_status"] for e in service.client.events(job["id"])]
+    assert reasons[-2:] == ["CANCELLING", "CANCELLED"]
+
+
+def test_job_that_cannot_be_placed_waits_queued_and_cancels_at_once(service):
+    with pytest.raises(ApiError) as info:
+        service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 1}})
+    assert (info.value.status, info.value.body["field"]) == (422, "resources.gpus")
+    job = service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 1}, "force_queue": True})
+    wait_for(lambda: service.stack.dispatcher.cycles > 2, what="dispatcher cycles")
+    waiting = service.client.get(job["id"])
+    assert waiting["status"] == "QUEUED"
+    assert waiting["queue_position"] == 1
+    assert waiting["pending_reason"] == "RESOURCES"
+    assert service.client.cancel(job["id"])["status"] == "CANCELLED"
+
+
+def test_readiness_and_prometheus_metrics(service, trained):
+    ready = service.client.http.get("/readyz").json()
+    assert ready == {"ready": True, "checks": {"database": True, "ray": True, "mlflow": True}}
+    text = service.client.http.get("/metrics").text
+    assert 'ascl_jobs{queue="default",status="SUCCEEDED"}' in text
+    assert "ascl_dispatcher_cycles_total" in text
+    logs = service.client.logs(trained["id"])
+    assert "attempt.start" in logs
