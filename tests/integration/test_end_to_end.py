@@ -51,7 +51,8 @@ def test_train_job_succeeds_with_run_metrics_artifacts_and_registered_model(serv
     assert run.info.status == "FINISHED"
     assert run.data.params["objective.neg_type"] == "leaked"
     assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "train_loss")] == [0, 1]
-    assert "val_robust_acc" in run.data.metrics and "test_clean_acc" in run.data.metrics
+    assert "val_robust_acc" in run.data.metrics
+    assert "test_clean_acc" in run.data.metrics
     artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
     assert {"config.json", "report.json", "eps_sweep.png", "checkpoint", "logs"} <= artifacts
     version = mlflow.get_model_version("digits-e2e", "1")

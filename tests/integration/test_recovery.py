@@ -1,0 +1,170 @@
+"""Crash recovery with a real Ray and MLflow: the dispatcher is driven by hand so each test can
+"kill" it at an exact line, by starting a fresh Dispatcher as a restarted process would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from service.db import session_scope
+from service.jobs import store
+from service.jobs.status import JobStatus
+from tests.integration.conftest import start_service, wait_for
+from workers.dispatcher import Dispatcher
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUICK = {
+    "preset": "digits-pgdat",
+    "model_name": "recovery",
+    "overrides": {
+        "train.epochs": 2,
+        "data.train_subset": 256,
+        "eval.pgd_steps": 2,
+        "eval.val_steps": 1,
+        "eval.eps_sweep": [],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    with start_service(tmp_path_factory.mktemp("recovery"), "sqlite", dispatcher=False) as running:
+        yield running
+
+
+def restarted(service, name: str) -> Dispatcher:
+    """A new dispatcher process: same database, Ray and MLflow, no memory of the old one."""
+    old = service.stack.dispatcher
+    return Dispatcher(old.sessions, old.cluster, old.tracker, replace(old.settings, name=name))
+
+
+def drive(dispatcher: Dispatcher, client, job_id: str, *, timeout_s: float = 300) -> dict:
+    def finished():
+        dispatcher.cycle()
+        job = client.get(job_id)
+        return job if job["status"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT") else None
+
+    return wait_for(finished, timeout_s=timeout_s, poll_s=0.3, what=f"job {job_id} to finish")
+
+
+def claim_only(service, job_id: str) -> None:
+    """What a dispatcher that crashed right after committing its claim leaves behind."""
+    with session_scope(service.stack.dispatcher.sessions) as session:
+        job = store.get_job(session, job_id)
+        assert store.claim(
+            session, job, dispatcher="crashed", checkpoint_dir=str(service.settings.checkpoint_root / job_id)
+        )
+
+
+def test_dispatcher_killed_between_claim_and_submit(service):
+    job = service.client.submit(QUICK)
+    claim_only(service, job["id"])
+    time.sleep(service.settings.claim_lease_s + 0.1)
+    done = drive(restarted(service, "d-after-claim"), service.client, job["id"])
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert done["attempts"] == 2  # the abandoned claim and the real one
+    assert service.stack.cluster.status(f"ascl-{job['id']}-a1") is None  # never reached Ray
+    reasons = [e["reason"] for e in service.client.events(job["id"])]
+    assert any("claim expired" in r and "no retry used" in r for r in reasons)
+
+
+def test_dispatcher_killed_after_ray_submit_before_the_database_update(service, monkeypatch):
+    job = service.client.submit(QUICK)
+    real_transition = store.transition
+
+    def crash_on_submitted(session, job_id, to, **kwargs):
+        if to == JobStatus.SUBMITTED:
+            raise SystemExit("dispatcher killed")
+        return real_transition(session, job_id, to, **kwargs)
+
+    monkeypatch.setattr(store, "transition", crash_on_submitted)
+    with pytest.raises(SystemExit):
+        restarted(service, "d-doomed").dispatch()
+    monkeypatch.setattr(store, "transition", real_transition)
+    assert service.client.get(job["id"])["status"] == "CLAIMED"
+    assert service.stack.cluster.status(f"ascl-{job['id']}-a1") is not None  # Ray has it
+
+    done = drive(restarted(service, "d-adopter"), service.client, job["id"])
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert done["attempts"] == 1  # adopted, not started twice
+    assert any("adopted" in e["reason"] for e in service.client.events(job["id"]))
+
+
+def _worker_pid(job_id: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"workers.entrypoint" in cmdline and f"ASCL_JOB_ID={job_id}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+def test_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint(service):
+    job = service.client.submit({**QUICK, "overrides": {**QUICK["overrides"], "train.epochs": 12}})
+    dispatcher = restarted(service, "d-background")
+    stop, wake = threading.Event(), threading.Event()
+    thread = threading.Thread(target=dispatcher.run, args=(stop, wake), kwargs={"interval_s": 0.3}, daemon=True)
+    thread.start()
+    try:
+        wait_for(
+            lambda: (service.client.get(job["id"])["progress"] or {}).get("checkpoint_epoch", -1) >= 1,
+            what="a checkpoint of epoch 2",
+        )
+        pid = wait_for(lambda: _worker_pid(job["id"]), what="the worker process")
+        with session_scope(dispatcher.sessions) as session:
+            first = store.current_attempt(session, store.get_job(session, job["id"]))
+            stale = (first.attempt_no, first.fencing_token)
+        os.kill(pid, signal.SIGKILL)
+        done = service.client.wait(job["id"], timeout_s=300)
+    finally:
+        stop.set()
+        wake.set()
+        thread.join(timeout=30)
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert done["attempts"] == 2
+    assert done["result"]["resumed_from_epoch"] >= 2
+    assert done["result"]["epochs_completed"] == 12
+    reasons = [e["reason"] for e in service.client.events(job["id"])]
+    assert any(r.startswith("INFRA_LOST") and "retry 1/3" in r for r in reasons)
+
+    refused = service.client.http.post(
+        f"/api/v1/internal/jobs/{job['id']}/heartbeat",
+        json={"attempt": stale[0], "token": stale[1], "progress": {"step": 1}},
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "StaleAttempt"
+
+
+def test_cancel_while_claimed_never_reaches_ray(service):
+    job = service.client.submit(QUICK)
+    claim_only(service, job["id"])
+    assert service.client.cancel(job["id"])["status"] == "CANCELLING"
+    done = drive(restarted(service, "d-cancel"), service.client, job["id"])
+    assert done["status"] == "CANCELLED"
+    assert service.stack.cluster.status(f"ascl-{job['id']}-a1") is None
+
+
+def test_an_error_in_the_job_fails_it_without_retry(service, tmp_path):
+    job = service.client.submit(
+        {
+            **QUICK,
+            "overrides": {**QUICK["overrides"], "data.dataset": "mnist", "data.data_dir": str(tmp_path / "missing")},
+        }
+    )
+    done = drive(restarted(service, "d-user-error"), service.client, job["id"])
+    assert done["status"] == "FAILED"
+    assert done["attempts"] == 1
+    assert done["error_class"] == "USER_ERROR"
+    assert "data.download=true" in done["error_message"]
