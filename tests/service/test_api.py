@@ -1,0 +1,162 @@
+"""The REST API over HTTP (ASGI) on SQLite and PostgreSQL: bad input, idempotency, pagination."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from service.cluster import StaticCluster
+
+
+@pytest.fixture
+def api(sessions):
+    app = create_app(sessions, cluster=StaticCluster({"CPU": 8.0, "GPU": 2.0}))
+    with TestClient(app) as client:
+        yield client
+
+
+def submit(api, body, **kwargs):
+    return api.post("/api/v1/jobs", json=body, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fragment"),
+    [
+        ({"preset": "digits-acsl"}, "preset", "did you mean 'digits-ascl'"),
+        ({"preset": "digits-ascl", "overrides": {"model.arch": "resnet81"}}, "overrides.model.arch", "unknown model"),
+        ({"preset": "digits-ascl", "overrides": {"data.dataset": "imagenet"}}, "overrides.data.dataset",
+         "unknown dataset"),
+        ({"preset": "digits-ascl", "overrides": {"attack.eps": -0.1}}, "overrides.attack.eps", ">= 0"),
+        ({"preset": "digits-ascl", "overrides": {"train.epochs": 0}}, "overrides.train.epochs", ">= 1"),
+        ({"preset": "digits-ascl", "overrides": {"no.such": 1}}, "overrides.no", "not a config section"),
+        ({"experiment": {"attack": {"eps": "big"}}}, "experiment.attack.eps", "must be a number"),
+        ({}, "preset", "exactly one"),
+        ({"preset": "digits-ascl", "experiment": {}}, "preset", "exactly one"),
+        ({"preset": "digits-ascl", "resources": {"gpus": 4}}, "resources.gpus", "largest node has 2"),
+        ({"preset": "digits-ascl", "resources": {"cpus": 64}}, "resources.cpus", "force_queue"),
+        ({"preset": "digits-ascl", "resources": {"gpus": -1}}, "resources.gpus", "greater than or equal to 0"),
+        ({"preset": "digits-ascl", "max_runtime_s": 0}, "max_runtime_s", "greater than 0"),
+        ({"preset": "digits-ascl", "kind": "predict"}, "kind", "'train' or 'eval'"),
+        ({"preset": "digits-ascl", "colour": "red"}, "colour", "Extra inputs"),
+        ({"kind": "eval"}, "model", "needs 'model'"),
+        ({"kind": "eval", "model": "models:/"}, "model", "models:/NAME/VERSION"),
+        ({"kind": "train", "preset": "digits-ascl", "model": "models:/a/1"}, "model", "only eval jobs"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field_and_nothing_is_stored(api, body, field, fragment):
+    response = submit(api, body)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["field"] == field
+    assert fragment in error["detail"]
+    assert set(error) == {"error", "detail", "field"}
+    assert api.get("/api/v1/jobs").json()["items"] == []
+
+
+def test_force_queue_accepts_more_than_any_node_has(api):
+    response = submit(api, {"preset": "digits-ascl", "resources": {"gpus": 4}, "force_queue": True})
+    assert response.status_code == 201
+
+
+def test_eval_of_an_unfinished_job_is_refused(api):
+    job = submit(api, {"preset": "digits-ascl"}).json()
+    response = submit(api, {"kind": "eval", "model": job["id"]})
+    assert (response.status_code, response.json()["field"]) == (422, "model")
+    assert submit(api, {"kind": "eval", "model": "nope"}).status_code == 404
+
+
+def test_unknown_ids_are_404_and_illegal_transitions_409(api):
+    for path in ("/api/v1/jobs/nope", "/api/v1/jobs/nope/events", "/api/v1/jobs/nope/metrics"):
+        response = api.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"] == "JobNotFound"
+    assert api.post("/api/v1/jobs/nope/cancel").status_code == 404
+    job = submit(api, {"preset": "digits-ascl"}).json()
+    assert api.post(f"/api/v1/jobs/{job['id']}/retry", json={}).status_code == 409  # not finished
+    assert api.post(f"/api/v1/jobs/{job['id']}/cancel").json()["status"] == "CANCELLED"
+    again = api.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert (again.status_code, again.json()["error"]) == (409, "InvalidTransition")
+
+
+def test_retry_creates_a_linked_job_with_overrides(api):
+    job = submit(api, {"preset": "digits-ascl", "priority": 3}).json()
+    api.post(f"/api/v1/jobs/{job['id']}/cancel")
+    retried = api.post(f"/api/v1/jobs/{job['id']}/retry", json={"overrides": {"train.epochs": 4}})
+    assert retried.status_code == 201
+    body = retried.json()
+    assert (body["retried_from"], body["priority"], body["spec"]["train"]["epochs"]) == (job["id"], 3, 4)
+    bad = api.post(f"/api/v1/jobs/{job['id']}/retry", json={"overrides": {"attack.eps": -1}})
+    assert (bad.status_code, bad.json()["field"]) == (422, "overrides.attack.eps")
+
+
+def test_idempotency_key_over_http_including_concurrent_clients(api):
+    body = {"preset": "digits-ascl", "tags": ["x"]}
+    results: list[tuple[int, str]] = []
+    barrier = threading.Barrier(6)
+
+    def client():
+        barrier.wait()
+        response = submit(api, body, headers={"Idempotency-Key": "abc"})
+        results.append((response.status_code, response.json()["id"]))
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({job_id for _, job_id in results}) == 1
+    assert sorted(code for code, _ in results) == [200] * 5 + [201]
+    conflict = submit(api, {**body, "priority": 1}, headers={"Idempotency-Key": "abc"})
+    assert (conflict.status_code, conflict.json()["error"]) == (409, "IdempotencyConflict")
+
+
+def test_dry_run_validates_without_enqueuing(api):
+    response = api.post("/api/v1/jobs?dry_run=true", json={"preset": "digits-ascl", "overrides": {"train.epochs": 2}})
+    assert response.status_code == 200
+    assert response.json()["spec"]["train"]["epochs"] == 2
+    assert response.json()["pending_reason"] == "DRY_RUN"
+    assert api.get("/api/v1/jobs").json()["items"] == []
+
+
+def test_pagination_and_filters(api):
+    ids = [submit(api, {"preset": "digits-ascl", "tags": ["a" if i % 3 else "b"], "queue": f"q{i % 2}"}).json()["id"]
+           for i in range(11)]
+    seen, cursor = [], None
+    while True:
+        page = api.get("/api/v1/jobs", params={"limit": 4, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    assert len(api.get("/api/v1/jobs", params={"tag": "b"}).json()["items"]) == 4
+    assert len(api.get("/api/v1/jobs", params={"queue": "q1"}).json()["items"]) == 5
+    assert len(api.get("/api/v1/jobs", params={"status": ["QUEUED", "RUNNING"]}).json()["items"]) == 11
+    bad_status = api.get("/api/v1/jobs", params={"status": "DONE"})
+    assert (bad_status.status_code, bad_status.json()["field"]) == (422, "status.0")
+    bad_cursor = api.get("/api/v1/jobs", params={"cursor": "zzz"})
+    assert (bad_cursor.status_code, bad_cursor.json()["field"]) == (422, "cursor")
+    assert api.get("/api/v1/jobs", params={"limit": 500}).status_code == 422
+
+
+def test_queued_job_shows_position_and_reason(api):
+    first = submit(api, {"preset": "digits-ascl"}).json()
+    second = submit(api, {"preset": "digits-ascl"}).json()
+    urgent = submit(api, {"preset": "digits-ascl", "priority": 9}).json()
+    assert (urgent["queue_position"], urgent["pending_reason"]) == (1, "RESOURCES")
+    assert api.get(f"/api/v1/jobs/{first['id']}").json()["queue_position"] == 2
+    assert api.get(f"/api/v1/jobs/{second['id']}").json()["pending_reason"] == "PRIORITY"
+
+
+def test_openapi_has_examples_for_job_bodies_and_presets_are_listed(api):
+    schema = api.get("/openapi.json").json()
+    examples = schema["components"]["schemas"]["JobCreate"]["examples"]
+    assert {e["kind"] for e in examples} == {"train", "eval"}
+    for example in examples:
+        if example["kind"] == "train" and "resources" not in example:
+            assert submit(api, example).status_code == 201
+    assert "paper-cifar10-resnet18-ascl" in api.get("/api/v1/presets").json()
+    assert api.get("/healthz").json() == {"status": "ok"}
