@@ -113,9 +113,7 @@ class Stack:
 
 
 @contextmanager
-def running_stack(
-    settings: ServiceSettings, *, mlflow_port: int | None = None, claim_lease_s: float = 60.0
-) -> Iterator[Stack]:
+def running_stack(settings: ServiceSettings, *, mlflow_port: int | None = None) -> Iterator[Stack]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     if settings.mlflow_tracking_uri is None:
@@ -129,18 +127,7 @@ def running_stack(
     )
     tracker = Tracker(tracking_uri, artifact_root=None if mlflow.process else settings.mlflow_artifact_root)
     sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
-    dispatcher = Dispatcher(
-        sessions,
-        cluster,
-        tracker,
-        DispatchSettings(
-            api_url=settings.api_url,
-            worker_python=settings.worker_python,
-            checkpoint_root=settings.checkpoint_root,
-            heartbeat_timeout_s=settings.heartbeat_timeout_s,
-            claim_lease_s=claim_lease_s,
-        ),
-    )
+    dispatcher = Dispatcher(sessions, cluster, tracker, DispatchSettings.from_service(settings))
     stack = Stack(settings, cluster, tracker, dispatcher, mlflow, threading.Event(), threading.Event())
     if settings.dispatcher:
         stack.thread = threading.Thread(

@@ -22,6 +22,7 @@ from service.db import session_scope
 from service.db.models import Attempt, Job
 from service.jobs import store
 from service.jobs.status import ACTIVE, FailureClass, JobStatus
+from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 RAY_ACTIVE = ("PENDING", "RUNNING")
@@ -65,6 +66,17 @@ class DispatchSettings:
     heartbeat_timeout_s: float = 300.0
     heartbeat_interval_s: float = 10.0
     window: int = 50
+
+    @classmethod
+    def from_service(cls, settings: ServiceSettings) -> DispatchSettings:
+        return cls(
+            api_url=settings.api_url,
+            worker_python=settings.worker_python,
+            checkpoint_root=settings.checkpoint_root,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            claim_lease_s=settings.claim_lease_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)

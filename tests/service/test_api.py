@@ -27,8 +27,11 @@ def submit(api, body, **kwargs):
     [
         ({"preset": "digits-acsl"}, "preset", "did you mean 'digits-ascl'"),
         ({"preset": "digits-ascl", "overrides": {"model.arch": "resnet81"}}, "overrides.model.arch", "unknown model"),
-        ({"preset": "digits-ascl", "overrides": {"data.dataset": "imagenet"}}, "overrides.data.dataset",
-         "unknown dataset"),
+        (
+            {"preset": "digits-ascl", "overrides": {"data.dataset": "imagenet"}},
+            "overrides.data.dataset",
+            "unknown dataset",
+        ),
         ({"preset": "digits-ascl", "overrides": {"attack.eps": -0.1}}, "overrides.attack.eps", ">= 0"),
         ({"preset": "digits-ascl", "overrides": {"train.epochs": 0}}, "overrides.train.epochs", ">= 1"),
         ({"preset": "digits-ascl", "overrides": {"no.such": 1}}, "overrides.no", "not a config section"),
@@ -122,8 +125,10 @@ def test_dry_run_validates_without_enqueuing(api):
 
 
 def test_pagination_and_filters(api):
-    ids = [submit(api, {"preset": "digits-ascl", "tags": ["a" if i % 3 else "b"], "queue": f"q{i % 2}"}).json()["id"]
-           for i in range(11)]
+    ids = [
+        submit(api, {"preset": "digits-ascl", "tags": ["a" if i % 3 else "b"], "queue": f"q{i % 2}"}).json()["id"]
+        for i in range(11)
+    ]
     seen, cursor = [], None
     while True:
         page = api.get("/api/v1/jobs", params={"limit": 4, **({"cursor": cursor} if cursor else {})}).json()
