@@ -8,6 +8,7 @@ dotted field path (`attack.eps`) and the bad value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -299,8 +300,7 @@ def _to_jsonable(value: Any) -> Any:
 def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(prefix.rstrip(".") or "spec", f"must be an object (got {data!r})")
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    hints, names = _fields_of(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in data.items():
         if key not in names:
@@ -310,6 +310,12 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
         return cls(**kwargs)
     except ConfigError as error:
         raise error.within(prefix.rstrip(".")) if prefix else error from None
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict[str, Any], list[str]]:
+    """Resolved field types and names of a config class (resolving hints costs ~0.1 ms a class)."""
+    return get_type_hints(cls), [f.name for f in dataclasses.fields(cls)]
 
 
 def _coerce(hint: Any, raw: Any, path: str) -> Any:

@@ -376,6 +376,7 @@ class Dispatcher:
                 if moved is not None:
                     attempt = _attempt(session, a.job_id, a.attempt_no)
                     attempt.status, attempt.failure_class, attempt.ended_at = "LOST", failure, store.now()
+                    _charge_gpu_time(job, a)
                 run_id = job.mlflow_run_id
         if retry:
             self._save_log_tail(a, run_id)
@@ -435,7 +436,9 @@ class Dispatcher:
                 return
             attempt = _attempt(session, a.job_id, a.attempt_no)
             attempt.status, attempt.ended_at = attempt_status, store.now()
-            run_id = store.get_job(session, a.job_id).mlflow_run_id
+            job = store.get_job(session, a.job_id)
+            _charge_gpu_time(job, a)
+            run_id = job.mlflow_run_id
         if run_id is not None:
             self.tracker.finish_run(run_id, run_status)
         self._save_log_tail(a, run_id)
@@ -447,6 +450,13 @@ class Dispatcher:
         if run_id is not None and logs:
             tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
             self.tracker.log_text(run_id, tail, f"logs/attempt-{a.attempt_no}.log")
+
+
+def _charge_gpu_time(job: Job, a: _Active) -> None:
+    """GPU-seconds of an ended attempt: its wall time from claim to end times the GPUs it held."""
+    job.gpu_seconds = (job.gpu_seconds or 0.0) + (store.now() - a.claimed_at).total_seconds() * float(
+        job.resources.get("gpus") or 0.0
+    )
 
 
 def _attempt(session: Session, job_id: str, attempt_no: int) -> Attempt:

@@ -46,7 +46,7 @@ def main() -> int:
         return 0
     logger.info("attempt.start job_id=%s attempt=%d kind=%s", identity.job_id, identity.attempt, job["kind"])
     with (
-        mlflow.start_run(run_id=job["mlflow_run_id"]),
+        mlflow.start_run(run_id=job["mlflow_run_id"], log_system_metrics=True),
         ServiceReporter(api, interval_s=float(os.environ.get("ASCL_HEARTBEAT_S", "10"))) as reporter,
     ):
         try:

@@ -1,19 +1,21 @@
-"""Request-scoped dependencies: one unit of work (session) per request."""
+"""Request-scoped dependencies.
+
+Each endpoint opens its unit of work with `with session_scope(sessions)` and commits it before it
+returns, inside its own threadpool call. A yield-dependency that commits afterwards deadlocks
+under load: FastAPI needs another threadpool call (response serialisation, then the teardown)
+before the commit, while every pool thread may be an endpoint waiting for SQLite's write lock
+that this uncommitted request holds. Measured with bench/bench_service.py at 50 clients."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
-
-from service.db import session_scope
+from sqlalchemy.orm import Session, sessionmaker
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.sessions) as session:
-        yield session
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+Sessions = Annotated[sessionmaker[Session], Depends(get_sessions)]

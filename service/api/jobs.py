@@ -10,10 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from ascl.presets import PRESETS
-from service.api.deps import SessionDep
+from service.api.deps import Sessions
 from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, RetryRequest
+from service.db import session_scope
 from service.jobs import store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.spec import resolve_experiment
@@ -29,25 +31,26 @@ def submit_job(
     body: JobCreate,
     request: Request,
     response: Response,
-    session: SessionDep,
+    sessions: Sessions,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     owner: Owner = "anonymous",
     dry_run: bool = False,
 ) -> JobRead:
-    new = build_new_job(body, request, session, owner)
-    if dry_run:
-        response.status_code = 200
-        return JobRead.of(_unsaved(new), pending_reason="DRY_RUN")
-    job, created = store.add_job(
-        session, new, idempotency_key=idempotency_key, body_hash=store.request_hash(body.model_dump())
-    )
-    if not created:
-        response.status_code = 200
-    request.app.state.wake_dispatcher()
-    return read(session, job, request)
+    with session_scope(sessions) as session:
+        new = build_new_job(body, request, session, owner)
+        if dry_run:
+            response.status_code = 200
+            return JobRead.of(_unsaved(new), pending_reason="DRY_RUN")
+        job, created = store.add_job(
+            session, new, idempotency_key=idempotency_key, body_hash=store.request_hash(body.model_dump())
+        )
+        if not created:
+            response.status_code = 200
+        request.app.state.wake_dispatcher()
+        return read(session, job, request)
 
 
-def build_new_job(body: JobCreate, request: Request, session: SessionDep, owner: str) -> store.NewJob:
+def build_new_job(body: JobCreate, request: Request, session: Session, owner: str) -> store.NewJob:
     _check_feasible(body, request)
     target = None
     if body.kind == "eval":
@@ -80,7 +83,7 @@ def build_new_job(body: JobCreate, request: Request, session: SessionDep, owner:
     )
 
 
-def _eval_target(session: SessionDep, model: str) -> tuple[dict[str, object], dict[str, object]]:
+def _eval_target(session: Session, model: str) -> tuple[dict[str, object], dict[str, object]]:
     """An MLflow model URI or a finished train job → (target, the training spec to evaluate with)."""
     if model.startswith("models:/"):
         rest = model.removeprefix("models:/")
@@ -115,7 +118,7 @@ def _unsaved(new: store.NewJob) -> store.Job:
     )
 
 
-def read(session: SessionDep, job: store.Job, request: Request) -> JobRead:
+def read(session: Session, job: store.Job, request: Request) -> JobRead:
     position = store.queue_position(session, job)
     ui = request.app.state.mlflow_ui_url
     url = (
@@ -131,7 +134,7 @@ def read(session: SessionDep, job: store.Job, request: Request) -> JobRead:
 
 @router.get("/jobs", response_model=JobPage)
 def list_jobs(
-    session: SessionDep,
+    sessions: Sessions,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     kind: str | None = None,
     queue: str | None = None,
@@ -142,98 +145,105 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
-    filters = store.JobFilter(
-        statuses=[s.value for s in status] if status else None,
-        kind=kind,
-        queue=queue,
-        tag=tag,
-        owner=owner,
-        created_after=created_after,
-        created_before=created_before,
-    )
-    try:
-        jobs, next_cursor = store.list_jobs(session, filters, limit=limit, cursor=cursor)
-    except ValueError as error:
-        raise InvalidSpec("cursor", "not a cursor returned by this API") from error
-    return JobPage(items=[JobRead.of(job) for job in jobs], next_cursor=next_cursor)
+    with session_scope(sessions) as session:
+        filters = store.JobFilter(
+            statuses=[s.value for s in status] if status else None,
+            kind=kind,
+            queue=queue,
+            tag=tag,
+            owner=owner,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        try:
+            jobs, next_cursor = store.list_jobs(session, filters, limit=limit, cursor=cursor)
+        except ValueError as error:
+            raise InvalidSpec("cursor", "not a cursor returned by this API") from error
+        return JobPage(items=[JobRead.of(job) for job in jobs], next_cursor=next_cursor)
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
-def get_job(job_id: str, request: Request, session: SessionDep) -> JobRead:
-    return read(session, store.get_job(session, job_id), request)
+def get_job(job_id: str, request: Request, sessions: Sessions) -> JobRead:
+    with session_scope(sessions) as session:
+        return read(session, store.get_job(session, job_id), request)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: str, request: Request, session: SessionDep, owner: Owner = "anonymous") -> JobRead:
-    job = store.cancel(session, job_id, actor=owner, reason="cancelled by user")
-    request.app.state.wake_dispatcher()
-    return read(session, job, request)
+def cancel_job(job_id: str, request: Request, sessions: Sessions, owner: Owner = "anonymous") -> JobRead:
+    with session_scope(sessions) as session:
+        job = store.cancel(session, job_id, actor=owner, reason="cancelled by user")
+        request.app.state.wake_dispatcher()
+        return read(session, job, request)
 
 
 @router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobRead)
 def retry_job(
-    job_id: str, body: RetryRequest, request: Request, session: SessionDep, owner: Owner = "anonymous"
+    job_id: str, body: RetryRequest, request: Request, sessions: Sessions, owner: Owner = "anonymous"
 ) -> JobRead:
     """A new job from the same spec (with overrides), optionally resuming from the last checkpoint."""
-    original = store.get_job(session, job_id)
-    if JobStatus(original.status) not in store.TERMINAL:
-        raise InvalidTransition(f"job {job_id} is {original.status}; only finished jobs can be retried")
-    config = resolve_experiment(preset=None, experiment=original.spec, overrides=body.overrides)
-    attempt = store.current_attempt(session, original)
-    resume = f"{attempt.checkpoint_dir}/last.pt" if body.resume and attempt is not None else None
-    new = store.NewJob(
-        kind=original.kind,
-        name=original.name,
-        owner=owner,
-        queue=original.queue,
-        priority=original.priority,
-        tags=original.tags,
-        spec=config.to_dict(),
-        target=original.target,
-        resources=original.resources,
-        max_runtime_s=original.max_runtime_s,
-        max_infra_retries=original.max_infra_retries,
-        model_name=original.model_name,
-        retried_from=original.id,
-        resume_checkpoint=resume,
-    )
-    job, _ = store.add_job(session, new, idempotency_key=None, body_hash=store.request_hash(body.model_dump()))
-    request.app.state.wake_dispatcher()
-    return read(session, job, request)
+    with session_scope(sessions) as session:
+        original = store.get_job(session, job_id)
+        if JobStatus(original.status) not in store.TERMINAL:
+            raise InvalidTransition(f"job {job_id} is {original.status}; only finished jobs can be retried")
+        config = resolve_experiment(preset=None, experiment=original.spec, overrides=body.overrides)
+        attempt = store.current_attempt(session, original)
+        resume = f"{attempt.checkpoint_dir}/last.pt" if body.resume and attempt is not None else None
+        new = store.NewJob(
+            kind=original.kind,
+            name=original.name,
+            owner=owner,
+            queue=original.queue,
+            priority=original.priority,
+            tags=original.tags,
+            spec=config.to_dict(),
+            target=original.target,
+            resources=original.resources,
+            max_runtime_s=original.max_runtime_s,
+            max_infra_retries=original.max_infra_retries,
+            model_name=original.model_name,
+            experiment=original.experiment,
+            retried_from=original.id,
+            resume_checkpoint=resume,
+        )
+        job, _ = store.add_job(session, new, idempotency_key=None, body_hash=store.request_hash(body.model_dump()))
+        request.app.state.wake_dispatcher()
+        return read(session, job, request)
 
 
 @router.get("/jobs/{job_id}/events", response_model=list[EventRead])
-def job_events(job_id: str, session: SessionDep) -> list[EventRead]:
-    return [EventRead.of(event) for event in store.events(session, job_id)]
+def job_events(job_id: str, sessions: Sessions) -> list[EventRead]:
+    with session_scope(sessions) as session:
+        return [EventRead.of(event) for event in store.events(session, job_id)]
 
 
 @router.get("/jobs/{job_id}/metrics")
-def job_metrics(job_id: str, session: SessionDep) -> dict[str, object]:
-    job = store.get_job(session, job_id)
-    return {"job_id": job.id, "epochs": job.metrics_history or []}
+def job_metrics(job_id: str, sessions: Sessions) -> dict[str, object]:
+    with session_scope(sessions) as session:
+        job = store.get_job(session, job_id)
+        return {"job_id": job.id, "epochs": job.metrics_history or []}
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
-def job_logs(job_id: str, request: Request, session: SessionDep) -> str:
-    job = store.get_job(session, job_id)
-    attempt = store.current_attempt(session, job)
-    if attempt is None:
-        return ""
-    return request.app.state.cluster.logs(attempt.ray_submission_id) or ""
+def job_logs(job_id: str, request: Request, sessions: Sessions) -> str:
+    with session_scope(sessions) as session:
+        attempt = store.current_attempt(session, store.get_job(session, job_id))
+        submission = attempt.ray_submission_id if attempt is not None else None
+    return (request.app.state.cluster.logs(submission) or "") if submission else ""  # outside the transaction
 
 
 @router.get("/jobs/{job_id}/logs/stream")
-def stream_logs(job_id: str, request: Request, session: SessionDep, poll_s: float = 1.0) -> StreamingResponse:
+def stream_logs(job_id: str, request: Request, sessions: Sessions, poll_s: float = 1.0) -> StreamingResponse:
     """Server-sent events: each new chunk of the current attempt's log, until the job ends."""
-    store.get_job(session, job_id)  # 404 before the stream opens
-    sessions, cluster = request.app.state.sessions, request.app.state.cluster
+    with session_scope(sessions) as session:
+        store.get_job(session, job_id)  # 404 before the stream opens
+    cluster = request.app.state.cluster
 
     def chunks() -> Iterator[str]:
         sent = 0
         while True:
-            with sessions() as fresh:
-                job = store.get_job(fresh, job_id)
-                attempt = store.current_attempt(fresh, job)
+            with session_scope(sessions) as session:
+                job = store.get_job(session, job_id)
+                attempt = store.current_attempt(session, job)
                 status, submission = job.status, attempt.ray_submission_id if attempt else None
             text = (cluster.logs(submission) or "") if submission else ""
             for line in text[sent:].splitlines():

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select, text
 
-from service.api.deps import SessionDep
+from service.api.deps import Sessions
+from service.db import session_scope
 from service.db.models import Job
 
 router = APIRouter()
@@ -17,10 +18,11 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(request: Request, response: Response, session: SessionDep) -> dict[str, object]:
+def readyz(request: Request, response: Response, sessions: Sessions) -> dict[str, object]:
     checks: dict[str, bool] = {}
     try:
-        session.execute(text("SELECT 1"))
+        with session_scope(sessions) as session:
+            session.execute(text("SELECT 1"))
         checks["database"] = True
     except Exception:  # readiness reports, it does not raise
         checks["database"] = False
@@ -32,12 +34,19 @@ def readyz(request: Request, response: Response, session: SessionDep) -> dict[st
 
 
 @router.get("/metrics")
-def metrics(request: Request, session: SessionDep) -> Response:
-    rows = session.execute(select(Job.queue, Job.status, func.count()).group_by(Job.queue, Job.status)).all()
-    lines = ["# HELP ascl_jobs Jobs by queue and state.", "# TYPE ascl_jobs gauge"]
-    lines += [f'ascl_jobs{{queue="{queue}",status="{status}"}} {count}' for queue, status, count in rows]
-    lines += ["# HELP ascl_queue_depth Queued jobs per queue.", "# TYPE ascl_queue_depth gauge"]
-    lines += [f'ascl_queue_depth{{queue="{queue}"}} {count}' for queue, status, count in rows if status == "QUEUED"]
-    for name, value in request.app.state.dispatcher_metrics().items():
-        lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-    return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+def metrics(request: Request, sessions: Sessions) -> Response:
+    with session_scope(sessions) as session:
+        rows = session.execute(select(Job.queue, Job.status, func.count()).group_by(Job.queue, Job.status)).all()
+        lines = ["# HELP ascl_jobs Jobs by queue and state.", "# TYPE ascl_jobs gauge"]
+        lines += [f'ascl_jobs{{queue="{queue}",status="{status}"}} {count}' for queue, status, count in rows]
+        lines += ["# HELP ascl_queue_depth Queued jobs per queue.", "# TYPE ascl_queue_depth gauge"]
+        lines += [f'ascl_queue_depth{{queue="{queue}"}} {count}' for queue, status, count in rows if status == "QUEUED"]
+        gpu_seconds = session.execute(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0))).scalar_one()
+        lines += [
+            "# HELP ascl_gpu_seconds_total GPU-seconds held by ended attempts.",
+            "# TYPE ascl_gpu_seconds_total counter",
+            f"ascl_gpu_seconds_total {float(gpu_seconds)}",
+        ]
+        for name, value in request.app.state.dispatcher_metrics().items():
+            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

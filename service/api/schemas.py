@@ -146,12 +146,39 @@ class EventRead(BaseModel):
 
 
 class RetryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"overrides": {"train.epochs": 150}, "resume": True},
+                {"overrides": {"optim.lr": 0.05}, "resume": False},
+            ]
+        },
+    )
     overrides: dict[str, Any] = Field(default_factory=dict)
     resume: bool = Field(False, description="resume from the original job's latest checkpoint")
 
 
 class Heartbeat(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "attempt": 1,
+                    "token": "3f2a...",
+                    "progress": {
+                        "phase": "training",
+                        "epoch": 3,
+                        "step": 1200,
+                        "total_steps": 46800,
+                        "images_per_s": 5400.0,
+                        "eta_s": 1700.0,
+                    },
+                }
+            ]
+        }
+    )
+
     attempt: int
     token: str
     progress: dict[str, Any] | None = None
@@ -159,6 +186,26 @@ class Heartbeat(BaseModel):
 
 
 class AttemptResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "attempt": 1,
+                    "token": "3f2a...",
+                    "succeeded": True,
+                    "result": {"model_uri": "models:/m-1a2b", "test": {}},
+                },
+                {
+                    "attempt": 2,
+                    "token": "9c0d...",
+                    "succeeded": False,
+                    "error_class": "OOM",
+                    "error_message": "OutOfMemoryError: CUDA out of memory",
+                },
+            ]
+        }
+    )
+
     attempt: int
     token: str
     succeeded: bool

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -59,6 +59,7 @@ class Job(Base):
     registered_model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     retried_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
     resume_checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # summed over ended attempts
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

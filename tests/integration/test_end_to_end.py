@@ -125,3 +125,88 @@ def test_readiness_and_prometheus_metrics(service, trained):
     assert "ascl_dispatcher_cycles_total" in text
     logs = service.client.logs(trained["id"])
     assert "attempt.start" in logs
+
+
+def test_max_runtime_times_the_job_out(service):
+    job = service.client.submit({"preset": "digits-ascl", "overrides": {"train.epochs": 200}, "max_runtime_s": 3})
+    done = service.client.wait(job["id"], timeout_s=120)
+    assert done["status"] == "TIMED_OUT"
+    assert done["error_class"] == "TIMEOUT"
+    wait_for(
+        lambda: service.stack.cluster.status(f"ascl-{job['id']}-a1") not in ("PENDING", "RUNNING"),
+        what="the Ray execution to stop",
+    )
+
+
+def test_retry_with_resume_continues_from_the_checkpoint(service):
+    job = service.client.submit(
+        {
+            "preset": "digits-pgdat",
+            "model_name": "resumed",
+            "overrides": {
+                "train.epochs": 40,
+                "data.train_subset": 256,
+                "eval.pgd_steps": 2,
+                "eval.val_steps": 1,
+                "eval.eps_sweep": [],
+            },
+        }
+    )
+    wait_for(
+        lambda: (service.client.get(job["id"])["progress"] or {}).get("checkpoint_epoch", -1) >= 1, what="a checkpoint"
+    )
+    service.client.cancel(job["id"])
+    assert service.client.wait(job["id"], timeout_s=120)["status"] == "CANCELLED"
+    retried = service.client.retry(job["id"], overrides={"train.epochs": 4}, resume=True)
+    assert retried["retried_from"] == job["id"]
+    done = service.client.wait(retried["id"], timeout_s=300)
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert done["result"]["resumed_from_epoch"] >= 2
+    assert done["result"]["epochs_completed"] == 4
+    assert done["registered_model_version"] is not None
+
+
+def test_resources_are_released_after_cancel(service):
+    total = service.stack.cluster.total()["CPU"]
+    job = service.client.submit({"preset": "digits-ascl", "overrides": {"train.epochs": 200}, "resources": {"cpus": 2}})
+    wait_for(lambda: service.client.get(job["id"])["status"] == "RUNNING", what="RUNNING")
+    assert service.stack.cluster.available().get("CPU", 0.0) <= total - 2
+    service.client.cancel(job["id"])
+    assert service.client.wait(job["id"], timeout_s=120)["status"] == "CANCELLED"
+    wait_for(
+        lambda: service.stack.cluster.available().get("CPU", 0.0) == total,
+        timeout_s=60,
+        what="the CPUs to be free again",
+    )
+
+
+def test_cli_and_log_stream_against_the_running_service(service, trained):
+    import json
+    import subprocess
+    import sys
+
+    def ascl(*args):
+        run = subprocess.run(
+            [sys.executable, "-m", "ascl.cli", "jobs", *args, "--api", service.settings.api_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return run.returncode, run.stdout, run.stderr
+
+    code, out, _ = ascl("get", trained["id"])
+    assert code == 0
+    assert json.loads(out)["status"] == "SUCCEEDED"
+    code, out, _ = ascl("submit", "--preset", "digits-ascl", "--set", "train.epochs=1", "--dry-run")
+    assert (code, json.loads(out)["pending_reason"]) == (0, "DRY_RUN")
+    code, _, err = ascl("submit", "--preset", "digits-ascl", "--set", "attack.eps=-1")
+    assert code == 2
+    assert "overrides.attack.eps" in err
+    code, out, _ = ascl("list", "--status", "SUCCEEDED", "--tag", "e2e")
+    assert trained["id"] in out
+    code, out, _ = ascl("logs", trained["id"], "--follow")
+    assert code == 0
+    assert "attempt.end" in out
+    run = MlflowClient(service.stack.tracker.tracking_uri).get_run(trained["mlflow_run_id"])
+    assert any(key.startswith("system/") for key in run.data.metrics)

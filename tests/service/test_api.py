@@ -158,6 +158,8 @@ def test_queued_job_shows_position_and_reason(api):
 
 def test_openapi_has_examples_for_job_bodies_and_presets_are_listed(api):
     schema = api.get("/openapi.json").json()
+    for body in ("JobCreate", "RetryRequest", "Heartbeat", "AttemptResult"):
+        assert schema["components"]["schemas"][body]["examples"], body
     examples = schema["components"]["schemas"]["JobCreate"]["examples"]
     assert {e["kind"] for e in examples} == {"train", "eval"}
     for example in examples:
@@ -165,3 +167,23 @@ def test_openapi_has_examples_for_job_bodies_and_presets_are_listed(api):
             assert submit(api, example).status_code == 201
     assert "paper-cifar10-resnet18-ascl" in api.get("/api/v1/presets").json()
     assert api.get("/healthz").json() == {"status": "ok"}
+
+
+def test_fifty_concurrent_submissions_all_succeed(api):
+    """Regression: a unit of work committed after the endpoint returned deadlocked SQLite under load
+    (every pool thread waiting for the write lock held by a request waiting for a pool thread)."""
+    codes: list[int] = []
+    barrier = threading.Barrier(50)
+
+    def client():
+        barrier.wait()
+        for _ in range(3):
+            codes.append(submit(api, {"preset": "digits-ascl"}).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert codes == [201] * 150
+    assert len(api.get("/api/v1/jobs", params={"limit": 200}).json()["items"]) == 150

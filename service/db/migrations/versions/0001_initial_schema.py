@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 12:59:11.967798
+Create Date: 2026-11-26 13:39:28.781609
 """
 
 import sqlalchemy as sa
@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("registered_model_version", sa.String(length=32), nullable=True),
         sa.Column("retried_from", sa.String(length=32), nullable=True),
         sa.Column("resume_checkpoint", sa.Text(), nullable=True),
+        sa.Column("gpu_seconds", sa.Float(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),

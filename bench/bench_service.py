@@ -1,0 +1,306 @@
+"""Service benchmarks, one JSON line per figure (targets in ../shared/PERFORMANCE.md):
+
+1. POST /api/v1/jobs with 50 concurrent clients: submissions/s, p50/p99 latency (SQLite, PostgreSQL);
+2. with 10,000 queued jobs: GET /jobs (a page) and GET /jobs/{id} latency, and one dispatcher cycle;
+3. submit → RUNNING latency on an idle local Ray cluster (--ray).
+
+The API runs as its own uvicorn process (`service.asgi`), like production, and the load comes
+from another process over loopback HTTP.
+
+    python bench/bench_service.py --database sqlite --database postgresql --ray --out bench/results/service.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, insert, text
+
+from service.db import make_engine, make_sessionmaker, session_scope
+from service.db.migrate import upgrade
+from service.db.models import Job
+from service.jobs import store
+from service.serve import free_port
+from workers.dispatcher import Dispatcher, DispatchSettings
+
+POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BODY = {"kind": "train", "preset": "digits-ascl", "overrides": {"train.epochs": 1}, "tags": ["bench"]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def fresh_database(kind: str, workdir: Path) -> tuple[str, object]:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}", lambda: None
+    name = f"ascl_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "ASCL_DATABASE_URL": url, "ASCL_DATA_DIR": str(workdir)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.asgi:create_app_from_env",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError("the API did not start")
+
+
+async def load(base: str, *, clients: int, requests: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(requests))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for _ in counter:
+            started = time.perf_counter()
+            response = await http.post("/api/v1/jobs", json=BODY)
+            latencies.append(time.perf_counter() - started)
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return time.perf_counter() - started, latencies
+
+
+def bench_submit(kind: str, url: str, workdir: Path, *, clients: int, requests: int) -> dict[str, object]:
+    process, base = start_api(url, workdir)
+    try:
+        asyncio.run(load(base, clients=clients, requests=50))  # warm-up: connections, caches
+        seconds, latencies = asyncio.run(load(base, clients=clients, requests=requests))
+    finally:
+        process.terminate()
+        process.wait()
+    return {
+        "bench": "post_jobs",
+        "database": kind,
+        "clients": clients,
+        "requests": requests,
+        "jobs_per_s": round(requests / seconds, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1e3, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1e3, 2),
+    }
+
+
+def fill_queue(url: str, count: int) -> None:
+    engine = make_engine(url)
+    now = store.now()
+    spec = json.loads(json.dumps(BODY))
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "kind": "train",
+            "name": "bench",
+            "owner": "bench",
+            "queue": f"q{i % 4}",
+            "priority": i % 3,
+            "tags": ["bench"],
+            "tag_index": ",bench,",
+            "spec": spec,
+            "resources": {"cpus": 1},
+            "max_infra_retries": 3,
+            "experiment": "ascl",
+            "status": "QUEUED",
+            "created_at": now,
+            "metrics_history": [],
+            "attempts_made": 0,
+            "infra_failures": 0,
+            "version": 0,
+        }
+        for i in range(count)
+    ]
+    with engine.begin() as connection:
+        connection.execute(insert(Job), rows)
+    engine.dispose()
+
+
+class NoCapacity:
+    """A cluster with no free resources: the cycle scans the queue and claims nothing."""
+
+    def total(self) -> dict[str, float]:
+        return {"CPU": 0.0}
+
+    def available(self) -> dict[str, float]:
+        return {"CPU": 0.0}
+
+
+def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int) -> list[dict[str, object]]:
+    fill_queue(url, queued)
+    sessions = make_sessionmaker(make_engine(url))
+    with session_scope(sessions) as session:
+        total = session.query(Job).filter(Job.status == "QUEUED").count()  # plus what bench_submit queued
+    process, base = start_api(url, workdir)
+    rows = []
+    try:
+        with httpx.Client(base_url=base) as http:
+            some_id = http.get("/api/v1/jobs", params={"limit": 1}).json()["items"][0]["id"]
+            for name, path, params in (
+                ("list_jobs", "/api/v1/jobs", {"limit": 50}),
+                ("list_jobs_filtered", "/api/v1/jobs", {"limit": 50, "queue": "q1", "status": "QUEUED"}),
+                ("get_job", f"/api/v1/jobs/{some_id}", {}),
+            ):
+                timings = []
+                for _ in range(samples):
+                    started = time.perf_counter()
+                    http.get(path, params=params).raise_for_status()
+                    timings.append(time.perf_counter() - started)
+                rows.append(
+                    {
+                        "bench": name,
+                        "database": kind,
+                        "queued_jobs": total,
+                        "samples": samples,
+                        "p50_ms": round(percentile(timings, 50) * 1e3, 2),
+                        "p99_ms": round(percentile(timings, 99) * 1e3, 2),
+                    }
+                )
+    finally:
+        process.terminate()
+        process.wait()
+    dispatcher = Dispatcher(
+        sessions,
+        NoCapacity(),
+        None,  # type: ignore[arg-type]
+        DispatchSettings(api_url="", worker_python="", checkpoint_root=workdir),
+    )
+    timings = []
+    for _ in range(20):
+        started = time.perf_counter()
+        dispatcher.cycle()
+        timings.append(time.perf_counter() - started)
+    rows.append(
+        {
+            "bench": "dispatcher_cycle",
+            "database": kind,
+            "queued_jobs": total,
+            "samples": 20,
+            "p50_ms": round(statistics.median(timings) * 1e3, 2),
+            "p99_ms": round(max(timings) * 1e3, 2),
+        }
+    )
+    with session_scope(sessions) as session:
+        assert session.query(Job).filter(Job.status == "QUEUED").count() == total  # nothing was claimed
+    return rows
+
+
+def bench_submit_to_running(workdir: Path, *, jobs: int) -> dict[str, object]:
+    """POST → RUNNING on an idle local Ray: dominated by starting the worker process (Python, torch)."""
+    from service.client import AsclClient
+    from service.serve import running_stack
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        data_dir=workdir / "ray",
+        mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+        port=free_port(),
+        local_ray_num_cpus=2,
+        poll_interval_s=0.2,
+        heartbeat_interval_s=0.5,
+    )
+    import threading
+
+    import uvicorn
+
+    with running_stack(settings) as stack:
+        server = uvicorn.Server(uvicorn.Config(stack.app(), port=settings.port, log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        client = AsclClient(settings.api_url)
+        latencies = []
+        for _ in range(jobs):
+            started = time.perf_counter()
+            job = client.submit(BODY)
+            while client.get(job["id"])["status"] not in ("RUNNING", "SUCCEEDED", "FAILED"):
+                time.sleep(0.05)
+            latencies.append(time.perf_counter() - started)
+            client.wait(job["id"], timeout_s=300, poll_s=0.2)
+        server.should_exit = True
+    return {
+        "bench": "submit_to_running",
+        "jobs": jobs,
+        "p50_s": round(statistics.median(latencies), 2),
+        "max_s": round(max(latencies), 2),
+        "note": "RUNNING = Ray reports the entrypoint running",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--queued", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--ray", action="store_true", help="also measure submit → RUNNING with a local Ray")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    machine = f"{platform.machine()} {os.cpu_count()} cores"
+
+    def emit(row: dict[str, object]) -> None:
+        line = json.dumps({**row, "machine": machine})
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as handle:
+                handle.write(line + "\n")
+
+    for kind in args.database or ["sqlite"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            url, drop = fresh_database(kind, workdir)
+            try:
+                upgrade(url)
+                emit(bench_submit(kind, url, workdir, clients=args.clients, requests=args.requests))
+                for row in bench_queue(kind, url, workdir, queued=args.queued, samples=args.samples):
+                    emit(row)
+            finally:
+                drop()  # type: ignore[operator]
+    if args.ray:
+        with tempfile.TemporaryDirectory() as tmp:
+            emit(bench_submit_to_running(Path(tmp), jobs=3))
+
+
+if __name__ == "__main__":
+    main()
