@@ -123,7 +123,10 @@ def running_stack(settings: ServiceSettings, *, mlflow_port: int | None = None) 
         mlflow = MlflowServer(settings.mlflow_tracking_uri, None)
         tracking_uri = settings.mlflow_tracking_uri
     cluster = RayCluster(
-        address=settings.ray_address, num_cpus=settings.local_ray_num_cpus, num_gpus=settings.local_ray_num_gpus
+        address=settings.ray_address,
+        dashboard_url=settings.ray_dashboard_url,
+        num_cpus=settings.local_ray_num_cpus,
+        num_gpus=settings.local_ray_num_gpus,
     )
     tracker = Tracker(tracking_uri, artifact_root=None if mlflow.process else settings.mlflow_artifact_root)
     sessions = make_sessionmaker(make_engine(settings.resolved_database_url))

@@ -13,7 +13,8 @@ class ServiceSettings(BaseSettings):
 
     data_dir: Path = Path(".ascl")
     database_url: str | None = None  # default: SQLite file in data_dir; production: postgresql+psycopg://...
-    ray_address: str | None = None  # default: start a local Ray; else the dashboard/job URL of a cluster
+    ray_address: str | None = None  # default: start a local Ray; else join this cluster (e.g. ray://head:10001)
+    ray_dashboard_url: str | None = None  # the cluster's job server (default http://127.0.0.1:8265)
     mlflow_tracking_uri: str | None = None  # default: SQLite store in data_dir
     host: str = "127.0.0.1"
     port: int = 8000

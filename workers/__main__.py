@@ -19,7 +19,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = ServiceSettings()
     upgrade(settings.resolved_database_url)
-    cluster = RayCluster(address=settings.ray_address)
+    cluster = RayCluster(address=settings.ray_address, dashboard_url=settings.ray_dashboard_url)
     tracker = Tracker(
         settings.resolved_mlflow_uri,
         artifact_root=None if settings.mlflow_tracking_uri else settings.mlflow_artifact_root,

@@ -19,3 +19,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
+
+
+if __name__ == "__main__":  # the one-shot `migrate` step of a deployment: python -m service.db.migrate
+    from service.settings import ServiceSettings
+
+    upgrade(ServiceSettings().resolved_database_url)
