@@ -10,7 +10,7 @@ DEMO_JOB = {
     "kind": "train",
     "preset": "digits-ascl",
     "name": "demo: ASCL on digits",
-    "overrides": {"train.epochs": 3, "eval.pgd_steps": 10},
+    "overrides": {"train.epochs": 6, "eval.pgd_steps": 10},
     "tags": ["demo"],
     "model_name": "digits-ascl-demo",
 }

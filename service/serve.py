@@ -81,9 +81,13 @@ def start_mlflow_server(settings: ServiceSettings, port: int) -> MlflowServer:
     raise RuntimeError("the MLflow server did not answer /health within 120 s")
 
 
-def free_port() -> int:
+def free_port(preferred: int = 0) -> int:
+    """`preferred` if it is free, else any free port."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
@@ -117,7 +121,7 @@ def running_stack(settings: ServiceSettings, *, mlflow_port: int | None = None) 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     if settings.mlflow_tracking_uri is None:
-        mlflow = start_mlflow_server(settings, mlflow_port or free_port())
+        mlflow = start_mlflow_server(settings, mlflow_port or free_port(5000))
         tracking_uri = mlflow.url
     else:
         mlflow = MlflowServer(settings.mlflow_tracking_uri, None)
