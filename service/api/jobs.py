@@ -47,7 +47,7 @@ def submit_job(
         if not created:
             response.status_code = 200
         request.app.state.wake_dispatcher()
-        return read(session, job, request)
+        return read(session, job, request, with_position=False)
 
 
 def build_new_job(body: JobCreate, request: Request, session: Session, owner: str) -> store.NewJob:
@@ -118,8 +118,10 @@ def _unsaved(new: store.NewJob) -> store.Job:
     )
 
 
-def read(session: Session, job: store.Job, request: Request) -> JobRead:
-    position = store.queue_position(session, job)
+def read(session: Session, job: store.Job, request: Request, *, with_position: bool = True) -> JobRead:
+    """The job as the API shows it. The queue position is a COUNT over the queue, so submissions
+    skip it (their cost must not grow with the queue); GET /jobs/{id} shows it."""
+    position = store.queue_position(session, job) if with_position else None
     ui = request.app.state.mlflow_ui_url
     url = (
         f"{ui}/#/experiments/{job.mlflow_experiment_id}/runs/{job.mlflow_run_id}" if ui and job.mlflow_run_id else None
@@ -207,7 +209,7 @@ def retry_job(
         )
         job, _ = store.add_job(session, new, idempotency_key=None, body_hash=store.request_hash(body.model_dump()))
         request.app.state.wake_dispatcher()
-        return read(session, job, request)
+        return read(session, job, request, with_position=False)
 
 
 @router.get("/jobs/{job_id}/events", response_model=list[EventRead])

@@ -107,15 +107,19 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
         tag_index=tag_index(new.tags),
         **asdict(new),
     )
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        existing = _by_key(session, new.owner, idempotency_key or "")
-        if existing is None:
-            raise
-        return _same_request(existing, body_hash), False
+    if idempotency_key is None:
+        session.add(job)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():  # a concurrent twin may win the unique (owner, key) insert
+                session.add(job)
+                session.flush()
+        except IntegrityError:
+            existing = _by_key(session, new.owner, idempotency_key)
+            if existing is None:
+                raise
+            return _same_request(existing, body_hash), False
     session.add(
         JobEvent(
             job_id=job.id,

@@ -151,6 +151,8 @@ def test_queued_job_shows_position_and_reason(api):
     first = submit(api, {"preset": "digits-ascl"}).json()
     second = submit(api, {"preset": "digits-ascl"}).json()
     urgent = submit(api, {"preset": "digits-ascl", "priority": 9}).json()
+    assert urgent["queue_position"] is None  # submissions skip the COUNT; GET shows the position
+    urgent = api.get(f"/api/v1/jobs/{urgent['id']}").json()
     assert (urgent["queue_position"], urgent["pending_reason"]) == (1, "RESOURCES")
     assert api.get(f"/api/v1/jobs/{first['id']}").json()["queue_position"] == 2
     assert api.get(f"/api/v1/jobs/{second['id']}").json()["pending_reason"] == "PRIORITY"
