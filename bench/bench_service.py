@@ -23,19 +23,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
 from service.db import make_engine, make_sessionmaker, session_scope
 from service.db.migrate import upgrade
 from service.db.models import Job
+from service.db.scratch import scratch_database
 from service.jobs import store
 from service.serve import free_port
 from workers.dispatcher import Dispatcher, DispatchSettings
 
-POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BODY = {"kind": "train", "preset": "digits-ascl", "overrides": {"train.epochs": 1}, "tags": ["bench"]}
 
 
@@ -44,19 +45,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def fresh_database(kind: str, workdir: Path) -> tuple[str, object]:
+def fresh_database(kind: str, workdir: Path) -> tuple[str, Callable[[], None]]:
     if kind == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}", lambda: None
-    name = f"ascl_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
+    return scratch_database("ascl_bench")
 
 
 def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -296,7 +288,7 @@ def main() -> None:
                 for row in bench_queue(kind, url, workdir, queued=args.queued, samples=args.samples):
                     emit(row)
             finally:
-                drop()  # type: ignore[operator]
+                drop()
     if args.ray:
         with tempfile.TemporaryDirectory() as tmp:
             emit(bench_submit_to_running(Path(tmp), jobs=3))

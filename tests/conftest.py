@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from service.db import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
-
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_available() -> bool:
-    try:
-        engine = create_engine(POSTGRES_ADMIN_URL)
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
+from service.db.scratch import postgres_available, scratch_database
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> bool:
-    if not _postgres_available():
+    if not postgres_available():
         pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (scripts/test starts it)")
     return True
 
@@ -41,18 +27,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield url
         return
     request.getfixturevalue("postgres_server")
-    name = f"ascl_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url, drop = scratch_database("ascl_test")
     upgrade(url)
     try:
         yield url
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop()
 
 
 @pytest.fixture

@@ -286,43 +286,27 @@ class Dispatcher:
             self._fail_or_retry(a, FailureClass.INFRA_LOST, "Ray has no record of the attempt (head restarted?)")
 
     def _reconcile_claimed(self, a: _Active, ray_status: str | None) -> None:
-        if ray_status is not None:  # submitted before a crash: adopt it
-            with session_scope(self.sessions) as session:
-                if store.transition(
-                    session,
-                    a.job_id,
-                    JobStatus.SUBMITTED,
-                    actor="reconciler",
-                    attempt_no=a.attempt_no,
-                    reason="adopted the Ray execution",
-                    allowed_from=frozenset({JobStatus.CLAIMED}),
-                ):
-                    _attempt(session, a.job_id, a.attempt_no).status = "SUBMITTED"
-            return
-        if store.now() - a.claimed_at < timedelta(seconds=self.settings.claim_lease_s):
+        """Adopt a submission Ray already has; requeue (or cancel) a claim that never reached Ray."""
+        if ray_status is not None:
+            target, reason, attempt_status = JobStatus.SUBMITTED, "adopted the Ray execution", "SUBMITTED"
+        elif store.now() - a.claimed_at < timedelta(seconds=self.settings.claim_lease_s):
             return  # the claiming dispatcher may still be submitting
+        elif a.cancel_requested:
+            target, reason, attempt_status = JobStatus.CANCELLED, "cancelled; never submitted", "LOST"
+        else:
+            target, attempt_status = JobStatus.QUEUED, "LOST"
+            reason = "claim expired before submission reached Ray; requeued, no retry used"
         with session_scope(self.sessions) as session:
-            if a.cancel_requested:
-                store.transition(
-                    session,
-                    a.job_id,
-                    JobStatus.CANCELLED,
-                    actor="reconciler",
-                    attempt_no=a.attempt_no,
-                    reason="cancelled; never submitted",
-                    allowed_from=frozenset({JobStatus.CLAIMED}),
-                )
-            else:
-                store.transition(
-                    session,
-                    a.job_id,
-                    JobStatus.QUEUED,
-                    actor="reconciler",
-                    attempt_no=a.attempt_no,
-                    reason="claim expired before submission reached Ray; requeued, no retry used",
-                    allowed_from=frozenset({JobStatus.CLAIMED}),
-                )
-            _attempt(session, a.job_id, a.attempt_no).status = "LOST"
+            if store.transition(
+                session,
+                a.job_id,
+                target,
+                actor="reconciler",
+                attempt_no=a.attempt_no,
+                reason=reason,
+                allowed_from=frozenset({JobStatus.CLAIMED}),
+            ):
+                _attempt(session, a.job_id, a.attempt_no).status = attempt_status
 
     def _watch_running(self, a: _Active, ray_status: str) -> None:
         now = store.now()

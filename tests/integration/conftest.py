@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
 
 from service.client import AsclClient
+from service.db.scratch import scratch_database
 from service.serve import Stack, free_port, running_stack
 from service.settings import ServiceSettings
-from tests.conftest import POSTGRES_ADMIN_URL
 
 
 @dataclass
@@ -24,20 +22,6 @@ class Running:
     stack: Stack
     client: AsclClient
     settings: ServiceSettings
-
-
-def postgres_database() -> tuple[str, callable]:
-    name = f"ascl_e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
 def start_service(data_dir: Path, database: str, *, dispatcher: bool = True):
@@ -48,7 +32,7 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True):
     def manager():
         drop = None
         if database == "postgresql":
-            url, drop = postgres_database()
+            url, drop = scratch_database("ascl_e2e")
         else:
             url = f"sqlite:///{data_dir / 'jobs.db'}"
         settings = ServiceSettings(
