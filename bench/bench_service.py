@@ -195,7 +195,7 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
         sessions,
         NoCapacity(),
         None,  # type: ignore[arg-type]
-        DispatchSettings(api_url="", worker_python="", checkpoint_root=workdir),
+        DispatchSettings(api_url="", worker_python="", checkpoint_root=workdir, repair_interval_s=float("inf")),
     )
     timings = []
     for _ in range(20):

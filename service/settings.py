@@ -22,6 +22,7 @@ class ServiceSettings(BaseSettings):
     poll_interval_s: float = 1.0
     heartbeat_timeout_s: float = 300.0
     heartbeat_interval_s: float = 10.0  # how often workers report
+    repair_interval_s: float = 60.0  # how often the reconciler looks for orphans (Ray) and open runs (MLflow)
     claim_lease_s: float = 60.0  # a claim older than this that never reached Ray is requeued
     worker_python: str = sys.executable  # the interpreter Ray jobs run the worker entrypoint with
     dispatcher: bool = True  # run the dispatcher/monitor inside the API process (embedded mode)

@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import session_scope
 from service.db.models import Attempt, Job
 from service.jobs import store
-from service.jobs.status import ACTIVE, FailureClass, JobStatus
+from service.jobs.status import ACTIVE, TERMINAL, FailureClass, JobStatus
 from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 RAY_ACTIVE = ("PENDING", "RUNNING")
+RUN_STATUS = {JobStatus.SUCCEEDED: "FINISHED", JobStatus.CANCELLED: "KILLED"}  # MLflow status of an ended job
 LOG_TAIL_LINES = 300
 
 
@@ -45,6 +46,7 @@ class Cluster(Protocol):
     def details(self, submission_id: str) -> dict[str, Any]: ...
     def stop(self, submission_id: str) -> None: ...
     def logs(self, submission_id: str) -> str | None: ...
+    def list_ours(self) -> list[tuple[str, str]]: ...
 
 
 class Tracking(Protocol):
@@ -53,6 +55,7 @@ class Tracking(Protocol):
     def ensure_run(self, *, experiment: str, job_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]: ...
     def finish_run(self, run_id: str, status: str) -> None: ...
     def log_text(self, run_id: str, text: str, path: str) -> None: ...
+    def open_runs(self) -> list[tuple[str, str]]: ...
     def register(self, *, model_uri: str, name: str, job_id: str, tags: dict[str, str]) -> str: ...
 
 
@@ -65,6 +68,7 @@ class DispatchSettings:
     claim_lease_s: float = 60.0
     heartbeat_timeout_s: float = 300.0
     heartbeat_interval_s: float = 10.0
+    repair_interval_s: float = 60.0  # how often to look for orphaned Ray executions and open MLflow runs
     window: int = 50
 
     @classmethod
@@ -76,6 +80,7 @@ class DispatchSettings:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             heartbeat_interval_s=settings.heartbeat_interval_s,
             claim_lease_s=settings.claim_lease_s,
+            repair_interval_s=settings.repair_interval_s,
         )
 
 
@@ -107,6 +112,8 @@ class Dispatcher:
         self.cycles = 0
         self.last_cycle_s = 0.0
         self.last_dispatch_latency_s = 0.0
+        self.last_repair = float("-inf")
+        self.repairs = 0
 
     # the loop -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, wake: threading.Event, *, interval_s: float) -> None:
@@ -121,6 +128,9 @@ class Dispatcher:
     def cycle(self) -> None:
         started = time.perf_counter()
         self.reconcile()
+        if started - self.last_repair >= self.settings.repair_interval_s:
+            self.repair()
+            self.last_repair = started
         self.dispatch()
         self.cycles += 1
         self.last_cycle_s = time.perf_counter() - started
@@ -227,6 +237,32 @@ class Dispatcher:
                 self._reconcile(active)
             except Exception:  # one broken job must not stop the others from being reconciled
                 logger.exception("monitor.reconcile_failed job_id=%s", active.job_id)
+
+    def repair(self) -> None:
+        """What the per-attempt reconciliation cannot see: Ray executions of ours that are not a
+        current attempt of an unfinished job (stopped), and MLflow runs still RUNNING for jobs that
+        have ended, e.g. after a crash between the terminal transition and closing the run (closed)."""
+        with session_scope(self.sessions) as session:
+            wanted = set(
+                session.execute(
+                    select(Attempt.ray_submission_id)
+                    .join(Job, (Job.id == Attempt.job_id) & (Job.attempts_made == Attempt.attempt_no))
+                    .where(Job.status.in_([s.value for s in ACTIVE]))
+                ).scalars()
+            )
+        for submission_id, status in self.cluster.list_ours():
+            if status in RAY_ACTIVE and submission_id not in wanted:
+                logger.warning("reconciler.orphan_stopped submission_id=%s", submission_id)
+                self.cluster.stop(submission_id)
+                self.repairs += 1
+        for run_id, job_id in self.tracker.open_runs():
+            with session_scope(self.sessions) as session:
+                job = session.get(Job, job_id)
+                status = None if job is None else JobStatus(job.status)
+            if status is None or status in TERMINAL:
+                self.tracker.finish_run(run_id, RUN_STATUS.get(status, "FAILED") if status else "FAILED")
+                logger.warning("reconciler.run_closed run_id=%s job_id=%s job_status=%s", run_id, job_id, status)
+                self.repairs += 1
 
     def _active(self) -> list[_Active]:
         with session_scope(self.sessions) as session:

@@ -115,6 +115,14 @@ class RayCluster:
         except RuntimeError as error:
             logger.warning("ray.stop_failed submission_id=%s error=%s", submission_id, error)
 
+    def list_ours(self) -> list[tuple[str, str]]:
+        """(submission id, status) of every Ray job this service submitted (metadata service=ascl)."""
+        return [
+            (job.submission_id, str(job.status.value))
+            for job in self.client.list_jobs()
+            if (job.metadata or {}).get("service") == "ascl" and job.submission_id
+        ]
+
     def logs(self, submission_id: str) -> str | None:
         try:
             return self.client.get_job_logs(submission_id)

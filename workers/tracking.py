@@ -60,6 +60,14 @@ class Tracker:
         if run.info.status != status:
             self.client.set_terminated(run_id, status=status)
 
+    def open_runs(self) -> list[tuple[str, str]]:
+        """(run id, job id) of this service's runs that MLflow still shows as RUNNING."""
+        experiment_ids = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiment_ids:
+            return []
+        runs = self.client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'", max_results=1000)
+        return [(run.info.run_id, run.data.tags[JOB_TAG]) for run in runs if JOB_TAG in run.data.tags]
+
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 

@@ -168,3 +168,30 @@ def test_an_error_in_the_job_fails_it_without_retry(service, tmp_path):
     assert done["attempts"] == 1
     assert done["error_class"] == "USER_ERROR"
     assert "data.download=true" in done["error_message"]
+
+
+def test_repair_stops_orphaned_ray_executions_and_closes_runs_of_finished_jobs(service):
+    import sys
+
+    from mlflow import MlflowClient
+
+    cluster = service.stack.cluster
+    orphan = f"ascl-orphan{int(time.time())}-a1"  # ours by metadata, but no job wants it
+    cluster.submit(
+        orphan,
+        entrypoint=f"{sys.executable} -c 'import time; time.sleep(120)'",
+        env={},
+        resources={"cpus": 0.1},
+        metadata={"service": "ascl", "job_id": "gone", "attempt": "1"},
+    )
+    wait_for(lambda: cluster.status(orphan) == "RUNNING", what="the orphan to run")
+
+    job = service.client.submit(QUICK)  # a job that ended while its MLflow run was left open
+    tracker = service.stack.tracker
+    _, run_id = tracker.ensure_run(experiment="ascl", job_id=job["id"], run_name="left open", tags={})
+    MlflowClient(tracker.tracking_uri).update_run(run_id, status="RUNNING")
+    service.client.cancel(job["id"])
+
+    restarted(service, "d-repair").repair()
+    wait_for(lambda: cluster.status(orphan) == "STOPPED", what="the orphan to be stopped")
+    assert MlflowClient(tracker.tracking_uri).get_run(run_id).info.status == "KILLED"
