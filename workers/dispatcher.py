@@ -10,95 +10,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
-from service.db.models import Attempt, Job
+from service.db.models import Job
 from service.jobs import store
-from service.jobs.status import ACTIVE, TERMINAL, FailureClass, JobStatus
-from service.settings import ServiceSettings
+from service.jobs.status import ACTIVE, JobStatus
+from workers.control import Cluster, DispatchSettings, Tracking
+from workers.reconciler import Reconciler
 
+__all__ = ["DispatchSettings", "Dispatcher"]
 logger = logging.getLogger(__name__)
-RAY_ACTIVE = ("PENDING", "RUNNING")
-RUN_STATUS = {JobStatus.SUCCEEDED: "FINISHED", JobStatus.CANCELLED: "KILLED"}  # MLflow status of an ended job
-LOG_TAIL_LINES = 300
-
-
-class Cluster(Protocol):
-    def available(self) -> dict[str, float]: ...
-    def total(self) -> dict[str, float]: ...
-    def submit(
-        self,
-        submission_id: str,
-        *,
-        entrypoint: str,
-        env: dict[str, str],
-        resources: dict[str, Any],
-        metadata: dict[str, str],
-    ) -> str: ...
-    def status(self, submission_id: str) -> str | None: ...
-    def details(self, submission_id: str) -> dict[str, Any]: ...
-    def stop(self, submission_id: str) -> None: ...
-    def logs(self, submission_id: str) -> str | None: ...
-    def list_ours(self) -> list[tuple[str, str]]: ...
-
-
-class Tracking(Protocol):
-    tracking_uri: str
-
-    def ensure_run(self, *, experiment: str, job_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]: ...
-    def finish_run(self, run_id: str, status: str) -> None: ...
-    def log_text(self, run_id: str, text: str, path: str) -> None: ...
-    def open_runs(self) -> list[tuple[str, str]]: ...
-    def register(self, *, model_uri: str, name: str, job_id: str, tags: dict[str, str]) -> str: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DispatchSettings:
-    api_url: str
-    worker_python: str
-    checkpoint_root: Path
-    name: str = "dispatcher"
-    claim_lease_s: float = 60.0
-    heartbeat_timeout_s: float = 300.0
-    heartbeat_interval_s: float = 10.0
-    repair_interval_s: float = 60.0  # how often to look for orphaned Ray executions and open MLflow runs
-    window: int = 50
-
-    @classmethod
-    def from_service(cls, settings: ServiceSettings) -> DispatchSettings:
-        return cls(
-            api_url=settings.api_url,
-            worker_python=settings.worker_python,
-            checkpoint_root=settings.checkpoint_root,
-            heartbeat_timeout_s=settings.heartbeat_timeout_s,
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-            claim_lease_s=settings.claim_lease_s,
-            repair_interval_s=settings.repair_interval_s,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Active:
-    job_id: str
-    status: str
-    kind: str
-    attempt_no: int
-    submission_id: str
-    claimed_at: datetime
-    started_at: datetime | None
-    last_heartbeat_at: datetime | None
-    max_runtime_s: int | None
-    cancel_requested: bool
-    has_result: bool
-    failure_class: str | None
-    failure_message: str | None
 
 
 class Dispatcher:
@@ -113,7 +38,7 @@ class Dispatcher:
         self.last_cycle_s = 0.0
         self.last_dispatch_latency_s = 0.0
         self.last_repair = float("-inf")
-        self.repairs = 0
+        self.reconciler = Reconciler(sessions, cluster, tracker, settings)
 
     # the loop -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, wake: threading.Event, *, interval_s: float) -> None:
@@ -140,6 +65,7 @@ class Dispatcher:
             "ascl_dispatcher_cycles_total": self.cycles,
             "ascl_dispatcher_last_cycle_seconds": self.last_cycle_s,
             "ascl_dispatch_latency_seconds": self.last_dispatch_latency_s,
+            "ascl_reconciler_repairs_total": self.reconciler.repairs,
         }
 
     # claiming -----------------------------------------------------------------------------------
@@ -155,7 +81,10 @@ class Dispatcher:
                     claimed.append(job.id)
                     free = _subtract(free, job.resources)
         for job_id in claimed:
-            self.submit(job_id)
+            try:
+                self.submit(job_id)
+            except Exception:  # the claim expires and the reconciler requeues it; the others still go
+                logger.exception("dispatcher.submit_failed job_id=%s", job_id)
 
     def _free_resources(self) -> dict[str, float]:
         """The smaller of Ray's view and ours: Ray lags behind what we just claimed, and our own
@@ -226,263 +155,18 @@ class Dispatcher:
                 allowed_from=frozenset({JobStatus.CLAIMED}),
             )
             if moved is not None:
-                _attempt(session, job_id, attempt_no).status = "SUBMITTED"
-        self.last_dispatch_latency_s = (store.now() - _aware(created)).total_seconds()
+                store.get_attempt(session, job_id, attempt_no).status = "SUBMITTED"
+        self.last_dispatch_latency_s = (store.now() - store.as_utc(created)).total_seconds()
         logger.info("job.submitted job_id=%s attempt=%d submission_id=%s", job_id, attempt_no, submission)
 
     # monitoring ---------------------------------------------------------------------------------
+
+    # reconciliation (workers/reconciler.py) ----------------------------------------------------
     def reconcile(self) -> None:
-        for active in self._active():
-            try:
-                self._reconcile(active)
-            except Exception:  # one broken job must not stop the others from being reconciled
-                logger.exception("monitor.reconcile_failed job_id=%s", active.job_id)
+        self.reconciler.reconcile()
 
     def repair(self) -> None:
-        """What the per-attempt reconciliation cannot see: Ray executions of ours that are not a
-        current attempt of an unfinished job (stopped), and MLflow runs still RUNNING for jobs that
-        have ended, e.g. after a crash between the terminal transition and closing the run (closed)."""
-        with session_scope(self.sessions) as session:
-            wanted = set(
-                session.execute(
-                    select(Attempt.ray_submission_id)
-                    .join(Job, (Job.id == Attempt.job_id) & (Job.attempts_made == Attempt.attempt_no))
-                    .where(Job.status.in_([s.value for s in ACTIVE]))
-                ).scalars()
-            )
-        for submission_id, status in self.cluster.list_ours():
-            if status in RAY_ACTIVE and submission_id not in wanted:
-                logger.warning("reconciler.orphan_stopped submission_id=%s", submission_id)
-                self.cluster.stop(submission_id)
-                self.repairs += 1
-        for run_id, job_id in self.tracker.open_runs():
-            with session_scope(self.sessions) as session:
-                job = session.get(Job, job_id)
-                status = None if job is None else JobStatus(job.status)
-            if status is None or status in TERMINAL:
-                self.tracker.finish_run(run_id, RUN_STATUS.get(status, "FAILED") if status else "FAILED")
-                logger.warning("reconciler.run_closed run_id=%s job_id=%s job_status=%s", run_id, job_id, status)
-                self.repairs += 1
-
-    def _active(self) -> list[_Active]:
-        with session_scope(self.sessions) as session:
-            rows = session.execute(
-                select(Job, Attempt)
-                .join(Attempt, (Attempt.job_id == Job.id) & (Attempt.attempt_no == Job.attempts_made))
-                .where(Job.status.in_([s.value for s in ACTIVE]))
-            ).all()
-            return [
-                _Active(
-                    job.id,
-                    job.status,
-                    job.kind,
-                    attempt.attempt_no,
-                    attempt.ray_submission_id,
-                    _aware(attempt.claimed_at),
-                    _aware(job.started_at),
-                    _aware(attempt.last_heartbeat_at),
-                    job.max_runtime_s,
-                    job.cancel_requested_at is not None,
-                    job.result is not None,
-                    attempt.failure_class,
-                    attempt.error_message,
-                )
-                for job, attempt in rows
-            ]
-
-    def _reconcile(self, a: _Active) -> None:
-        ray_status = self.cluster.status(a.submission_id)
-        if a.status == JobStatus.CLAIMED:
-            self._reconcile_claimed(a, ray_status)
-        elif a.status == JobStatus.CANCELLING:
-            if ray_status in RAY_ACTIVE:
-                self.cluster.stop(a.submission_id)
-            else:
-                self._finish(
-                    a,
-                    JobStatus.CANCELLED,
-                    "KILLED",
-                    reason="cancelled; the Ray execution has ended",
-                    attempt_status="STOPPED",
-                )
-        elif ray_status in RAY_ACTIVE:
-            self._watch_running(a, ray_status)
-        elif ray_status == "SUCCEEDED" and a.has_result:
-            self._succeed(a)
-        elif ray_status == "SUCCEEDED":
-            self._fail_or_retry(a, FailureClass.INFRA_LOST, "the attempt exited without reporting a result")
-        elif ray_status == "FAILED" and a.failure_class is not None:
-            self._fail_or_retry(a, a.failure_class, a.failure_message or "the attempt failed")
-        elif ray_status == "FAILED":
-            detail = self.cluster.details(a.submission_id).get("message") or "the worker process died"
-            self._fail_or_retry(a, FailureClass.INFRA_LOST, f"lost: {detail}")
-        elif ray_status == "STOPPED":
-            self._fail_or_retry(a, FailureClass.INFRA_LOST, "the Ray execution was stopped outside the service")
-        else:
-            self._fail_or_retry(a, FailureClass.INFRA_LOST, "Ray has no record of the attempt (head restarted?)")
-
-    def _reconcile_claimed(self, a: _Active, ray_status: str | None) -> None:
-        """Adopt a submission Ray already has; requeue (or cancel) a claim that never reached Ray."""
-        if ray_status is not None:
-            target, reason, attempt_status = JobStatus.SUBMITTED, "adopted the Ray execution", "SUBMITTED"
-        elif store.now() - a.claimed_at < timedelta(seconds=self.settings.claim_lease_s):
-            return  # the claiming dispatcher may still be submitting
-        elif a.cancel_requested:
-            target, reason, attempt_status = JobStatus.CANCELLED, "cancelled; never submitted", "LOST"
-        else:
-            target, attempt_status = JobStatus.QUEUED, "LOST"
-            reason = "claim expired before submission reached Ray; requeued, no retry used"
-        with session_scope(self.sessions) as session:
-            if store.transition(
-                session,
-                a.job_id,
-                target,
-                actor="reconciler",
-                attempt_no=a.attempt_no,
-                reason=reason,
-                allowed_from=frozenset({JobStatus.CLAIMED}),
-            ):
-                _attempt(session, a.job_id, a.attempt_no).status = attempt_status
-
-    def _watch_running(self, a: _Active, ray_status: str) -> None:
-        now = store.now()
-        if ray_status == "RUNNING" and a.status == JobStatus.SUBMITTED:
-            with session_scope(self.sessions) as session:
-                store.transition(
-                    session,
-                    a.job_id,
-                    JobStatus.RUNNING,
-                    actor="monitor",
-                    attempt_no=a.attempt_no,
-                    reason="Ray reports RUNNING",
-                    values={"started_at": now},
-                    allowed_from=frozenset({JobStatus.SUBMITTED}),
-                )
-            return
-        started = a.started_at or a.claimed_at
-        if a.max_runtime_s is not None and now - started > timedelta(seconds=a.max_runtime_s):
-            self.cluster.stop(a.submission_id)
-            self._finish(
-                a,
-                JobStatus.TIMED_OUT,
-                "FAILED",
-                reason=f"max_runtime_s {a.max_runtime_s} exceeded",
-                attempt_status="STOPPED",
-                error=(FailureClass.TIMEOUT, "max_runtime_s exceeded"),
-            )
-            return
-        last_sign = a.last_heartbeat_at or a.claimed_at
-        if ray_status == "RUNNING" and now - last_sign > timedelta(seconds=self.settings.heartbeat_timeout_s):
-            self.cluster.stop(a.submission_id)
-            self._fail_or_retry(a, FailureClass.INFRA_LOST, "no heartbeat within heartbeat_timeout_s: hung")
-
-    def _fail_or_retry(self, a: _Active, failure: str, message: str) -> None:
-        with session_scope(self.sessions) as session:
-            job = store.get_job(session, a.job_id)
-            retry = failure == FailureClass.INFRA_LOST and job.infra_failures < job.max_infra_retries
-            values = {"error_class": failure, "error_message": message}
-            if retry:
-                moved = store.transition(
-                    session,
-                    a.job_id,
-                    JobStatus.QUEUED,
-                    actor="monitor",
-                    attempt_no=a.attempt_no,
-                    reason=f"{failure}: {message}; retry {job.infra_failures + 1}/{job.max_infra_retries} resumes "
-                    "from the latest checkpoint",
-                    values={**values, "infra_failures": job.infra_failures + 1},
-                    allowed_from=frozenset({JobStatus.SUBMITTED, JobStatus.RUNNING}),
-                )
-                if moved is not None:
-                    attempt = _attempt(session, a.job_id, a.attempt_no)
-                    attempt.status, attempt.failure_class, attempt.ended_at = "LOST", failure, store.now()
-                    _charge_gpu_time(job, a)
-                run_id = job.mlflow_run_id
-        if retry:
-            self._save_log_tail(a, run_id)
-            return
-        self._finish(
-            a,
-            JobStatus.FAILED,
-            "FAILED",
-            reason=f"{failure}: {message}",
-            attempt_status="FAILED",
-            error=(failure, message),
-        )
-
-    def _succeed(self, a: _Active) -> None:
-        with session_scope(self.sessions) as session:
-            job = store.get_job(session, a.job_id)
-            result, model_name, version = dict(job.result or {}), job.model_name, job.registered_model_version
-        if a.kind == "train" and model_name and version is None:
-            test = result.get("test") or {}
-            tags = {
-                "attempt": str(a.attempt_no),
-                "threat_model": f"{test.get('norm')} eps={test.get('eps')}",
-                "clean_acc": str(test.get("clean_acc")),
-                "robust_acc": str(test.get("robust_acc")),
-            }
-            version = self.tracker.register(model_uri=result["model_uri"], name=model_name, job_id=a.job_id, tags=tags)
-        self._finish(
-            a,
-            JobStatus.SUCCEEDED,
-            "FINISHED",
-            reason="the attempt finished and reported its result",
-            attempt_status="SUCCEEDED",
-            values={"registered_model_version": version},
-        )
-
-    def _finish(
-        self,
-        a: _Active,
-        status: JobStatus,
-        run_status: str,
-        *,
-        reason: str,
-        attempt_status: str,
-        error: tuple[str, str] | None = None,
-        values: dict[str, Any] | None = None,
-    ) -> None:
-        """A terminal transition, then the side effects the reconciler guarantees: the MLflow run
-        closed with a matching status and the attempt's log tail saved next to it."""
-        changes = dict(values or {})
-        if error is not None:
-            changes |= {"error_class": error[0], "error_message": error[1]}
-        with session_scope(self.sessions) as session:
-            moved = store.transition(
-                session, a.job_id, status, actor="monitor", reason=reason, attempt_no=a.attempt_no, values=changes
-            )
-            if moved is None:
-                return
-            attempt = _attempt(session, a.job_id, a.attempt_no)
-            attempt.status, attempt.ended_at = attempt_status, store.now()
-            job = store.get_job(session, a.job_id)
-            _charge_gpu_time(job, a)
-            run_id = job.mlflow_run_id
-        if run_id is not None:
-            self.tracker.finish_run(run_id, run_status)
-        self._save_log_tail(a, run_id)
-        logger.info("job.finished job_id=%s status=%s reason=%s", a.job_id, status, reason)
-
-    def _save_log_tail(self, a: _Active, run_id: str | None) -> None:
-        """Ray's own job history is not durable: keep the end of each attempt's log in MLflow."""
-        logs = self.cluster.logs(a.submission_id)
-        if run_id is not None and logs:
-            tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
-            self.tracker.log_text(run_id, tail, f"logs/attempt-{a.attempt_no}.log")
-
-
-def _charge_gpu_time(job: Job, a: _Active) -> None:
-    """GPU-seconds of an ended attempt: its wall time from claim to end times the GPUs it held."""
-    job.gpu_seconds = (job.gpu_seconds or 0.0) + (store.now() - a.claimed_at).total_seconds() * float(
-        job.resources.get("gpus") or 0.0
-    )
-
-
-def _attempt(session: Session, job_id: str, attempt_no: int) -> Attempt:
-    return session.execute(
-        select(Attempt).where(Attempt.job_id == job_id, Attempt.attempt_no == attempt_no)
-    ).scalar_one()
+        self.reconciler.repair()
 
 
 RESOURCE_KEYS = {"gpus": "GPU", "cpus": "CPU", "memory_gb": "memory"}
@@ -504,10 +188,3 @@ def _subtract(free: dict[str, float], resources: dict[str, Any]) -> dict[str, fl
     for key, amount in _as_ray(resources).items():
         left[key] = left.get(key, 0.0) - amount
     return left
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=store.now().tzinfo)

@@ -307,6 +307,19 @@ def current_attempt(session: Session, job: Job) -> Attempt | None:
     ).scalar_one_or_none()
 
 
+def get_attempt(session: Session, job_id: str, attempt_no: int) -> Attempt:
+    return session.execute(
+        select(Attempt).where(Attempt.job_id == job_id, Attempt.attempt_no == attempt_no)
+    ).scalar_one()
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def fenced_attempt(session: Session, job_id: str, attempt_no: int, token: str) -> tuple[Job, Attempt]:
     """The attempt, only if it is the job's current one, holds the token, and the job still runs."""
     job = get_job(session, job_id)
