@@ -120,7 +120,3 @@ def get_preset(name: str) -> ExperimentConfig:
         return PRESETS[name]
     except KeyError:
         raise ConfigError("preset", unknown_name_message("preset", name, sorted(PRESETS))) from None
-
-
-def preset_names() -> list[str]:
-    return sorted(PRESETS)

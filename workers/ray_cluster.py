@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import ray
-from ray.job_submission import JobStatus, JobSubmissionClient
+from ray.job_submission import JobSubmissionClient
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +128,6 @@ class RayCluster:
             return self.client.get_job_logs(submission_id)
         except RuntimeError:
             return None
-
-    def delete(self, submission_id: str) -> None:
-        status = self.status(submission_id)
-        if status is not None and JobStatus(status).is_terminal():
-            self.client.delete_job(submission_id)
 
     def shutdown(self) -> None:
         ray.shutdown()

@@ -14,14 +14,15 @@ from sqlalchemy.orm import Session
 
 from ascl.presets import PRESETS
 from service.api.deps import Sessions
-from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, RetryRequest
+from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, RetryRequest
 from service.db import session_scope
 from service.jobs import store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.spec import resolve_experiment
 from service.jobs.status import JobStatus
 
-router = APIRouter()
+ERRORS = {code: {"model": ErrorBody} for code in (404, 409, 422)}  # the one error body shape
+router = APIRouter(responses=ERRORS)
 
 Owner = Annotated[str, Header(alias="X-User", max_length=100)]
 

@@ -162,6 +162,8 @@ def test_openapi_has_examples_for_job_bodies_and_presets_are_listed(api):
     schema = api.get("/openapi.json").json()
     for body in ("JobCreate", "RetryRequest", "Heartbeat", "AttemptResult"):
         assert schema["components"]["schemas"][body]["examples"], body
+    submit_errors = schema["paths"]["/api/v1/jobs"]["post"]["responses"]
+    assert submit_errors["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     examples = schema["components"]["schemas"]["JobCreate"]["examples"]
     assert {e["kind"] for e in examples} == {"train", "eval"}
     for example in examples:
