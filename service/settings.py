@@ -24,6 +24,7 @@ class ServiceSettings(BaseSettings):
     heartbeat_interval_s: float = 10.0  # how often workers report
     repair_interval_s: float = 60.0  # how often the reconciler looks for orphans (Ray) and open runs (MLflow)
     claim_lease_s: float = 60.0  # a claim older than this that never reached Ray is requeued
+    max_claim_expiries: int = 5  # consecutive claims that never reached Ray before the job fails
     worker_python: str = sys.executable  # the interpreter Ray jobs run the worker entrypoint with
     dispatcher: bool = True  # run the dispatcher/monitor inside the API process (embedded mode)
     local_ray_num_cpus: int | None = None

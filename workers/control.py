@@ -46,6 +46,7 @@ class DispatchSettings:
     checkpoint_root: Path
     name: str = "dispatcher"
     claim_lease_s: float = 60.0
+    max_claim_expiries: int = 5
     heartbeat_timeout_s: float = 300.0
     heartbeat_interval_s: float = 10.0
     repair_interval_s: float = 60.0  # how often to look for orphaned Ray executions and open MLflow runs
@@ -60,5 +61,6 @@ class DispatchSettings:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             heartbeat_interval_s=settings.heartbeat_interval_s,
             claim_lease_s=settings.claim_lease_s,
+            max_claim_expiries=settings.max_claim_expiries,
             repair_interval_s=settings.repair_interval_s,
         )

@@ -83,8 +83,16 @@ class Dispatcher:
         for job_id in claimed:
             try:
                 self.submit(job_id)
-            except Exception:  # the claim expires and the reconciler requeues it; the others still go
+            except Exception as error:  # the claim expires and the reconciler requeues it; the others still go
                 logger.exception("dispatcher.submit_failed job_id=%s", job_id)
+                self._note_submit_failure(job_id, f"{type(error).__name__}: {error}")
+
+    def _note_submit_failure(self, job_id: str, message: str) -> None:
+        """Kept on the attempt: the reconciler quotes it if the job fails for want of a submission."""
+        with session_scope(self.sessions) as session:
+            attempt = store.current_attempt(session, store.get_job(session, job_id))
+            if attempt is not None and attempt.status == "CLAIMED":
+                attempt.error_message = message[:2000]
 
     def _free_resources(self) -> dict[str, float]:
         """The smaller of Ray's view and ours: Ray lags behind what we just claimed, and our own

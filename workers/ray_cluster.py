@@ -7,12 +7,15 @@ on the entrypoint (entrypoint_num_gpus/cpus/memory): training runs in the entryp
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import ray
 from ray.job_submission import JobSubmissionClient
 
 logger = logging.getLogger(__name__)
+
+LARGEST_NODE_TTL_S = 5.0  # nodes join and leave on a scale of minutes
 
 
 class RayCluster:
@@ -41,13 +44,17 @@ class RayCluster:
             dashboard_url = dashboard_url or "http://127.0.0.1:8265"
         self.dashboard_url = dashboard_url
         self.client = JobSubmissionClient(dashboard_url)
+        self._largest: tuple[float, dict[str, float] | None] = (float("-inf"), None)
 
     # capacity -----------------------------------------------------------------------------------
     def largest_node(self) -> dict[str, float] | None:
-        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-        if not nodes:
-            return None
-        return max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)))
+        """Checked on every submission: a view up to LARGEST_NODE_TTL_S old spares a GCS call each."""
+        read_at, largest = self._largest
+        if time.monotonic() - read_at > LARGEST_NODE_TTL_S:
+            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+            largest = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0))) if nodes else None
+            self._largest = (time.monotonic(), largest)
+        return largest
 
     def available(self) -> dict[str, float]:
         return dict(ray.available_resources())

@@ -6,6 +6,7 @@ may crash at any line and the next pass finishes the job."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -144,16 +145,32 @@ class Reconciler:
             self._fail_or_retry(a, FailureClass.INFRA_LOST, "Ray has no record of the attempt (head restarted?)")
 
     def _reconcile_claimed(self, a: _Active, ray_status: str | None) -> None:
-        """Adopt a submission Ray already has; requeue (or cancel) a claim that never reached Ray."""
+        """Adopt a submission Ray already has; requeue (or cancel) a claim that never reached Ray.
+        A dispatcher crash is not the job's fault, so a requeue uses no retry; but a job that Ray
+        refuses claim after claim fails after `max_claim_expiries`, instead of cycling forever."""
         if ray_status is not None:
             target, reason, attempt_status = JobStatus.SUBMITTED, "adopted the Ray execution", "SUBMITTED"
         elif store.now() - a.claimed_at < timedelta(seconds=self.settings.claim_lease_s):
             return  # the claiming dispatcher may still be submitting
         elif a.cancel_requested:
-            target, reason, attempt_status = JobStatus.CANCELLED, "cancelled; never submitted", "LOST"
+            target, reason, attempt_status = JobStatus.CANCELLED, "cancelled; never submitted", "EXPIRED"
+        elif (expiries := self._claim_expiries(a) + 1) >= self.settings.max_claim_expiries:
+            message = f"{expiries} consecutive claims never reached Ray; last: {a.failure_message or 'no error seen'}"
+            self._finish(
+                a,
+                JobStatus.FAILED,
+                "FAILED",
+                reason=f"{FailureClass.SUBMIT_FAILED}: {message}",
+                attempt_status="EXPIRED",
+                error=(FailureClass.SUBMIT_FAILED, message),
+            )
+            return
         else:
-            target, attempt_status = JobStatus.QUEUED, "LOST"
-            reason = "claim expired before submission reached Ray; requeued, no retry used"
+            target, attempt_status = JobStatus.QUEUED, "EXPIRED"
+            reason = (
+                f"claim expired before submission reached Ray ({a.failure_message or 'no error seen'}); "
+                f"requeued, no retry used ({expiries}/{self.settings.max_claim_expiries})"
+            )
         with session_scope(self.sessions) as session:
             if store.transition(
                 session,
@@ -165,6 +182,16 @@ class Reconciler:
                 allowed_from=frozenset({JobStatus.CLAIMED}),
             ):
                 store.get_attempt(session, a.job_id, a.attempt_no).status = attempt_status
+
+    def _claim_expiries(self, a: _Active) -> int:
+        """How many attempts right before this one ended as expired claims."""
+        with session_scope(self.sessions) as session:
+            earlier = session.execute(
+                select(Attempt.status)
+                .where(Attempt.job_id == a.job_id, Attempt.attempt_no < a.attempt_no)
+                .order_by(Attempt.attempt_no.desc())
+            ).scalars()
+            return sum(1 for _ in itertools.takewhile(lambda status: status == "EXPIRED", earlier))
 
     def _watch_running(self, a: _Active, ray_status: str) -> None:
         now = store.now()
@@ -296,6 +323,8 @@ class Reconciler:
 
 def _charge_gpu_time(job: Job, a: _Active) -> None:
     """GPU-seconds of an ended attempt: its wall time from claim to end times the GPUs it held."""
+    if a.status == JobStatus.CLAIMED:
+        return  # never reached Ray: it held no GPU
     job.gpu_seconds = (job.gpu_seconds or 0.0) + (store.now() - a.claimed_at).total_seconds() * float(
         job.resources.get("gpus") or 0.0
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api import internal, jobs, ops
 from service.api.errors import install_error_handlers
 from service.cluster import ClusterView, StaticCluster
+from service.db.group_commit import GroupCommit
+from service.jobs.errors import JobError
 
 
 def create_app(
@@ -21,12 +24,21 @@ def create_app(
     mlflow_ready: Callable[[], bool] = lambda: True,
     dispatcher_metrics: Callable[[], dict[str, float]] = dict,
 ) -> FastAPI:
+    submissions = GroupCommit(sessions, rejections=(JobError,))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        submissions.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ASCL training service",
         version="0.1.0",
         description="Adversarially robust training and evaluation jobs (ASCL, arXiv 2101.10027).",
     )
     app.state.sessions = sessions
+    app.state.submissions = submissions
     app.state.cluster = cluster or StaticCluster()
     app.state.wake_dispatcher = wake_dispatcher
     app.state.mlflow_ui_url = mlflow_ui_url

@@ -4,7 +4,8 @@ Each endpoint opens its unit of work with `with session_scope(sessions)` and com
 returns, inside its own threadpool call. A yield-dependency that commits afterwards deadlocks
 under load: FastAPI needs another threadpool call (response serialisation, then the teardown)
 before the commit, while every pool thread may be an endpoint waiting for SQLite's write lock
-that this uncommitted request holds. Measured with bench/bench_service.py at 50 clients."""
+that this uncommitted request holds. Measured with bench/bench_service.py at 50 clients.
+`POST /jobs` is the exception: it hands its unit of work to the app's group commit."""
 
 from __future__ import annotations
 

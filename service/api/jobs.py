@@ -28,27 +28,31 @@ Owner = Annotated[str, Header(alias="X-User", max_length=100)]
 
 
 @router.post("/jobs", status_code=201, response_model=JobRead, responses={200: {"model": JobRead}})
-def submit_job(
+async def submit_job(
     body: JobCreate,
     request: Request,
     response: Response,
-    sessions: Sessions,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     owner: Owner = "anonymous",
     dry_run: bool = False,
 ) -> JobRead:
-    with session_scope(sessions) as session:
+    """The hot path: submissions share transactions through the app's group commit."""
+
+    def submit(session: Session) -> tuple[JobRead, bool]:
         new = build_new_job(body, request, session, owner)
         if dry_run:
-            response.status_code = 200
-            return JobRead.of(_unsaved(new), pending_reason="DRY_RUN")
+            return JobRead.of(_unsaved(new), pending_reason="DRY_RUN"), False
         job, created = store.add_job(
             session, new, idempotency_key=idempotency_key, body_hash=store.request_hash(body.model_dump())
         )
-        if not created:
-            response.status_code = 200
+        return read(session, job, request, with_position=False), created
+
+    job, created = await request.app.state.submissions.run(submit)
+    if not created:
+        response.status_code = 200
+    else:
         request.app.state.wake_dispatcher()
-        return read(session, job, request, with_position=False)
+    return job
 
 
 def build_new_job(body: JobCreate, request: Request, session: Session, owner: str) -> store.NewJob:

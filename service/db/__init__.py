@@ -33,7 +33,9 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30)
+    # As large as the thread pool too: connections beyond pool_size are opened and closed per
+    # checkout, and a PostgreSQL connection is a forked backend (measured: a third of POST's CPU).
+    return create_engine(url, pool_pre_ping=True, pool_size=40, max_overflow=10)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -75,7 +75,8 @@ class Attempt(Base):
     attempt_no: Mapped[int] = mapped_column(Integer)
     fencing_token: Mapped[str] = mapped_column(String(64))
     ray_submission_id: Mapped[str] = mapped_column(String(100), unique=True)
-    status: Mapped[str] = mapped_column(String(16))  # CLAIMED SUBMITTED RUNNING SUCCEEDED FAILED STOPPED LOST
+    # CLAIMED SUBMITTED RUNNING SUCCEEDED FAILED STOPPED LOST, or EXPIRED: the claim never reached Ray
+    status: Mapped[str] = mapped_column(String(16))
     failure_class: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     checkpoint_dir: Mapped[str] = mapped_column(Text)

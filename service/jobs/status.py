@@ -43,5 +43,6 @@ class FailureClass(StrEnum):
     USER_ERROR = "USER_ERROR"  # bad config, an exception in training: not retried
     OOM = "OOM"
     INFRA_LOST = "INFRA_LOST"  # node or process lost, result lost: retried on the infra budget
+    SUBMIT_FAILED = "SUBMIT_FAILED"  # Ray never accepted the submission, claim after claim
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"

@@ -104,12 +104,15 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
         request_hash=body_hash,
         created_at=now(),
         metrics_history=[],
+        attempts_made=0,
+        infra_failures=0,
+        gpu_seconds=0.0,
+        version=0,
         tag_index=tag_index(new.tags),
         **asdict(new),
     )
     if idempotency_key is None:
-        session.add(job)
-        session.flush()
+        session.add(job)  # flushed with the rest of the transaction: many submissions, one INSERT
     else:
         try:
             with session.begin_nested():  # a concurrent twin may win the unique (owner, key) insert

@@ -147,6 +147,37 @@ def test_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint(s
     assert refused.json()["error"] == "StaleAttempt"
 
 
+def test_a_job_ray_refuses_claim_after_claim_fails_instead_of_cycling(service, monkeypatch):
+    """Ray answers capacity queries but its job server refuses every submission (fault injected at
+    the submit call): each claim expires and is requeued, until the budget of expiries is spent."""
+    dispatcher = restarted(service, "d-refused")
+    dispatcher = Dispatcher(
+        dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, replace(dispatcher.settings, max_claim_expiries=2)
+    )
+
+    def refuse(*_args, **_kwargs):
+        raise ConnectionError("job server at 127.0.0.1:8265 refused the connection")
+
+    monkeypatch.setattr(dispatcher.cluster, "submit", refuse)
+    job = service.client.submit(QUICK)
+
+    def cycle_after_lease():
+        dispatcher.cycle()
+        time.sleep(service.settings.claim_lease_s)
+        return service.client.get(job["id"])
+
+    done = wait_for(
+        lambda: (j := cycle_after_lease())["status"] == "FAILED" and j, timeout_s=60, what="the job to fail"
+    )
+    assert done["attempts"] == 2
+    assert done["error_class"] == "SUBMIT_FAILED"
+    assert "2 consecutive claims never reached Ray" in done["error_message"]
+    assert "refused the connection" in done["error_message"]
+    reasons = [e["reason"] for e in service.client.events(job["id"])]
+    assert any("requeued, no retry used (1/2)" in r and "refused the connection" in r for r in reasons)
+    assert service.stack.cluster.status(f"ascl-{job['id']}-a2") is None
+
+
 def test_cancel_while_claimed_never_reaches_ray(service):
     job = service.client.submit(QUICK)
     claim_only(service, job["id"])

@@ -1,0 +1,124 @@
+"""Group commit: units of work from many concurrent requests share one transaction.
+
+One thread owns these writes. It takes every unit of work waiting, runs them in one transaction
+and commits once, then answers each caller. Under load a commit carries dozens of submissions, so
+the per-request cost of a pooled connection, the database round trips of BEGIN/COMMIT and the
+commit's flush to disk shrinks by as much; a lone caller still gets a transaction of its own.
+A caller is answered only after the commit, so an accepted request is a committed one.
+
+A unit of work may reject its request by raising one of the `rejections` types: it must do so
+before it writes anything. Any other failure (a constraint, a lost connection, a bug) rolls the
+shared transaction back, and each unit of work is then run again alone, so that one bad request
+fails by itself instead of failing its batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import session_scope
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request(Generic[T]):
+    work: Callable[[Session], T]
+    future: asyncio.Future[T]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        rejections: tuple[type[Exception], ...] = (),
+        max_batch: int = 128,
+    ) -> None:
+        self._sessions = sessions
+        self._rejections = rejections
+        self._max_batch = max_batch
+        self._waiting: queue.SimpleQueue[_Request[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` in the next shared transaction; its value once committed."""
+        self._start()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.put(_Request(work, future))
+        return await future
+
+    def close(self) -> None:
+        """Finish what is waiting, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._waiting.put(None)
+            thread.join()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="group-commit", daemon=True)
+                self._thread.start()
+
+    def _serve(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    following = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None:
+                    stopping = True
+                    break
+                batch.append(following)
+            for request, outcome in zip(batch, self._commit(batch), strict=True):
+                with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody is waiting
+                    request.future.get_loop().call_soon_threadsafe(_settle, request.future, outcome)
+
+    def _commit(self, batch: list[_Request[Any]]) -> list[_Outcome]:
+        try:
+            return self._transaction(batch)
+        except Exception as error:  # the caller's request fails with it, not the thread
+            if len(batch) == 1:
+                return [_Outcome(error=error)]
+        return [self._commit([request])[0] for request in batch]
+
+    def _transaction(self, batch: list[_Request[Any]]) -> list[_Outcome]:
+        outcomes = []
+        with session_scope(self._sessions) as session:
+            for request in batch:
+                try:
+                    outcomes.append(_Outcome(value=request.work(session)))
+                except self._rejections as rejection:
+                    outcomes.append(_Outcome(error=rejection))
+        return outcomes
+
+
+def _settle(future: asyncio.Future[Any], outcome: _Outcome) -> None:
+    if future.done():  # the caller went away (client disconnected); the work stands
+        return
+    if outcome.error is not None:
+        future.set_exception(outcome.error)
+    else:
+        future.set_result(outcome.value)

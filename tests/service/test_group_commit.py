@@ -1,0 +1,122 @@
+"""Group commit on SQLite and PostgreSQL: shared transactions, answers after the commit, and one bad
+request failing alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db import session_scope
+from service.db.group_commit import GroupCommit
+from service.db.models import JobEvent
+from service.jobs.errors import InvalidSpec, JobError
+
+
+def _event(session: Session, reason: str) -> int:
+    """Writes one row (a job event needs an existing job, so this also exercises the foreign key)."""
+    session.add(JobEvent(job_id="j0", to_status="QUEUED", actor="test", reason=reason, created_at=datetime.now(UTC)))
+    return id(session)
+
+
+@pytest.fixture
+def writer(sessions):
+    from service.db.models import Job
+
+    with session_scope(sessions) as session:
+        session.add(
+            Job(id="j0", kind="train", name="t", spec={}, resources={}, status="QUEUED", created_at=datetime.now(UTC))
+        )
+    group = GroupCommit(sessions, rejections=(JobError,))
+    yield group
+    group.close()
+
+
+def _reasons(sessions) -> list[str]:
+    with session_scope(sessions) as session:
+        return sorted(session.scalars(select(JobEvent.reason)))
+
+
+def test_concurrent_requests_share_a_transaction_and_are_answered_after_commit(writer, sessions):
+    release = threading.Event()
+
+    def blocker(session: Session) -> int:
+        release.wait(10)
+        return _event(session, "first")
+
+    async def scenario() -> list[int]:
+        first = asyncio.ensure_future(writer.run(blocker))
+        await asyncio.sleep(0.2)  # the writer thread is inside `blocker`; the rest queue up behind it
+        rest = [asyncio.ensure_future(writer.run(lambda s, i=i: _event(s, f"r{i:02d}"))) for i in range(30)]
+        await asyncio.sleep(0.1)
+        release.set()
+        return [await first, *await asyncio.gather(*rest)]
+
+    sessions_used = asyncio.run(scenario())
+    assert len(set(sessions_used[1:])) == 1  # the 30 queued requests: one transaction
+    assert sessions_used[0] not in sessions_used[1:]
+    assert _reasons(sessions) == sorted(["first", *(f"r{i:02d}" for i in range(30))])
+
+
+def test_a_rejection_fails_its_request_only(writer, sessions):
+    def reject(_: Session) -> int:
+        raise InvalidSpec("preset", "unknown preset 'nope'")
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            writer.run(lambda s: _event(s, "a")),
+            writer.run(reject),
+            writer.run(lambda s: _event(s, "b")),
+            return_exceptions=True,
+        )
+
+    outcomes = asyncio.run(scenario())
+    assert isinstance(outcomes[1], InvalidSpec)
+    assert outcomes[1].field == "preset"
+    assert _reasons(sessions) == ["a", "b"]
+
+
+def test_a_failing_write_is_isolated_from_its_batch(writer, sessions):
+    """A constraint violation fails the shared transaction; the others are committed on their own."""
+
+    def orphan_event(session: Session) -> int:
+        session.add(
+            JobEvent(job_id="no-such-job", to_status="QUEUED", actor="t", reason="x", created_at=datetime.now(UTC))
+        )
+        session.flush()
+        return 0
+
+    release = threading.Event()
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(writer.run(lambda s: release.wait(10) and _event(s, "first")))
+        await asyncio.sleep(0.2)
+        batch = [
+            asyncio.ensure_future(writer.run(lambda s: _event(s, "before"))),
+            asyncio.ensure_future(writer.run(orphan_event)),
+            asyncio.ensure_future(writer.run(lambda s: _event(s, "after"))),
+        ]
+        await asyncio.sleep(0.1)
+        release.set()
+        return [await first, *await asyncio.gather(*batch, return_exceptions=True)]
+
+    outcomes = asyncio.run(scenario())
+    assert isinstance(outcomes[2], IntegrityError)
+    assert _reasons(sessions) == ["after", "before", "first"]
+
+
+def test_close_finishes_what_is_waiting(writer, sessions):
+    async def scenario() -> None:
+        pending = [asyncio.ensure_future(writer.run(lambda s, i=i: _event(s, f"c{i}"))) for i in range(5)]
+        await asyncio.sleep(0)  # all five are queued
+        await asyncio.to_thread(writer.close)
+        await asyncio.gather(*pending)
+
+    asyncio.run(scenario())
+    with session_scope(sessions) as session:
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 5
