@@ -320,7 +320,7 @@ def _fields_of(cls: type) -> tuple[dict[str, Any], list[str]]:
 
 def _coerce(hint: Any, raw: Any, path: str) -> Any:
     """Check a JSON value against a field's type hint and convert lists to tuples."""
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _from_dict(hint, raw, path + ".")
     origin, args = get_origin(hint), get_args(hint)
     if origin in (typing.Union, types.UnionType):

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -85,7 +85,10 @@ def run_experiment(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config.optim)
     state = _resume_state(config, resume_from or run_dir / LAST, model, optimizer, device)
-    trained = model if config.train.compile == "none" else torch.compile(model, mode=config.train.compile)
+    # compiling a Module gives an OptimizedModule (a Module); torch types it as a plain callable
+    trained = (
+        model if config.train.compile == "none" else cast(nn.Module, torch.compile(model, mode=config.train.compile))
+    )
     objective = Objective(
         config.objective,
         Pgd.from_config(config.attack, autocast_dtype=dtype) if config.objective.kind != "standard" else None,

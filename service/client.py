@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,16 +45,15 @@ class AsclClient:
     def retry(self, job_id: str, *, overrides: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/jobs/{job_id}/retry", json={"overrides": overrides or {}, "resume": resume})
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/api/v1/jobs/{job_id}/events"))
+    def events(self, job_id: str) -> builtins.list[dict[str, Any]]:  # `list` is a method here
+        events: builtins.list[dict[str, Any]] = self._send("GET", f"/api/v1/jobs/{job_id}/events").json()
+        return events
 
     def metrics(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/jobs/{job_id}/metrics")
 
     def logs(self, job_id: str) -> str:
-        response = self.http.get(f"/api/v1/jobs/{job_id}/logs")
-        self._raise(response)
-        return response.text
+        return self._send("GET", f"/api/v1/jobs/{job_id}/logs").text
 
     def follow_logs(self, job_id: str) -> Iterator[str]:
         """Server-sent log chunks until the job ends."""
@@ -73,10 +73,14 @@ class AsclClient:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout_s:.0f} s")
             time.sleep(poll_s)
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        body: dict[str, Any] = self._send(method, path, **kwargs).json()
+        return body
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self.http.request(method, path, **kwargs)
         self._raise(response)
-        return response.json()
+        return response
 
     @staticmethod
     def _raise(response: httpx.Response) -> None:

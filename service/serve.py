@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from service.api.app import create_app
 from service.db import make_engine, make_sessionmaker
@@ -104,7 +105,7 @@ class Stack:
     wake: threading.Event
     thread: threading.Thread | None = None
 
-    def app(self):  # type: ignore[no-untyped-def]
+    def app(self) -> FastAPI:
         engine = make_engine(self.settings.resolved_database_url)
         return create_app(
             make_sessionmaker(engine),

@@ -27,8 +27,13 @@ def main() -> None:
     sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
     dispatcher = Dispatcher(sessions, cluster, tracker, DispatchSettings.from_service(settings))
     stop, wake = threading.Event(), threading.Event()
+
+    def shut_down(*_: object) -> None:
+        stop.set()
+        wake.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: (stop.set(), wake.set()))
+        signal.signal(sig, shut_down)
     dispatcher.run(stop, wake, interval_s=settings.poll_interval_s)
     cluster.shutdown()
 

@@ -99,10 +99,12 @@ class Dispatcher:
         accounting does not see foreign users of the cluster."""
         total, available = self.cluster.total(), self.cluster.available()
         with session_scope(self.sessions) as session:
-            held = session.execute(select(Job.resources).where(Job.status.in_([s.value for s in ACTIVE]))).scalars()
-            ours = dict(total)
-            for resources in held:
-                ours = _subtract(ours, resources)
+            held: list[dict[str, Any]] = list(
+                session.scalars(select(Job.resources).where(Job.status.in_([s.value for s in ACTIVE])))
+            )
+        ours = dict(total)
+        for resources in held:
+            ours = _subtract(ours, resources)
         return {key: min(available.get(key, 0.0), ours.get(key, 0.0)) for key in total}
 
     def submit(self, job_id: str) -> None:

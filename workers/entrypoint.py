@@ -98,7 +98,7 @@ def train(job: dict[str, Any], reporter: ServiceReporter) -> dict[str, Any] | No
     reporter.set_phase("logging model")
     test = result.test or {}
     final = {f"test_{k}": v for k, v in test.items() if isinstance(v, float)}
-    if result.positive_fraction is not None:
+    if result.positive_fraction is not None and result.negative_fraction is not None:
         final |= {"positive_fraction": result.positive_fraction, "negative_fraction": result.negative_fraction}
     mlflow.log_metrics(final)
     for name in ("config.json", REPORT, PLOT):

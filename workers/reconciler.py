@@ -73,8 +73,8 @@ class Reconciler:
                     .where(Job.status.in_([s.value for s in ACTIVE]))
                 ).scalars()
             )
-        for submission_id, status in self.cluster.list_ours():
-            if status in RAY_ACTIVE and submission_id not in wanted:
+        for submission_id, ray_status in self.cluster.list_ours():
+            if ray_status in RAY_ACTIVE and submission_id not in wanted:
                 logger.warning("reconciler.orphan_stopped submission_id=%s", submission_id)
                 self.cluster.stop(submission_id)
                 self.repairs += 1
@@ -83,7 +83,7 @@ class Reconciler:
                 job = session.get(Job, job_id)
                 status = None if job is None else JobStatus(job.status)
             if status is None or status in TERMINAL:
-                self.tracker.finish_run(run_id, RUN_STATUS.get(status, "FAILED") if status else "FAILED")
+                self.tracker.finish_run(run_id, "FAILED" if status is None else RUN_STATUS.get(status, "FAILED"))
                 logger.warning("reconciler.run_closed run_id=%s job_id=%s job_status=%s", run_id, job_id, status)
                 self.repairs += 1
 

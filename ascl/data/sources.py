@@ -86,7 +86,7 @@ def _to_split(dataset: object) -> Split:
     data = np.asarray(dataset.data)  # type: ignore[attr-defined]
     labels = getattr(dataset, "targets", None)
     if labels is None:
-        labels = dataset.labels  # type: ignore[attr-defined]  (SVHN)
+        labels = dataset.labels  # type: ignore[attr-defined]  # SVHN
     if data.ndim == 3:  # MNIST: [N, H, W]
         data = data[:, None]
     elif data.shape[-1] == 3:  # CIFAR: [N, H, W, C]

@@ -18,6 +18,9 @@ class Backbone(nn.Module):
 
 
 class RobustClassifier(nn.Module):
+    mean: torch.Tensor  # buffers, registered below
+    std: torch.Tensor
+
     def __init__(
         self, backbone: Backbone, *, mean: tuple[float, ...], std: tuple[float, ...], head: nn.Module | None
     ) -> None:

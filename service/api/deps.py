@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def get_sessions(request: Request) -> sessionmaker[Session]:
-    return request.app.state.sessions
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
 
 
 Sessions = Annotated[sessionmaker[Session], Depends(get_sessions)]

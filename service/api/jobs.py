@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -16,12 +16,15 @@ from ascl.presets import PRESETS
 from service.api.deps import Sessions
 from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, RetryRequest
 from service.db import session_scope
+from service.db.models import Job
 from service.jobs import store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.spec import resolve_experiment
-from service.jobs.status import JobStatus
+from service.jobs.status import TERMINAL, JobStatus
 
-ERRORS = {code: {"model": ErrorBody} for code in (404, 409, 422)}  # the one error body shape
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 409, 422)
+}  # the one error body shape
 router = APIRouter(responses=ERRORS)
 
 Owner = Annotated[str, Header(alias="X-User", max_length=100)]
@@ -47,7 +50,8 @@ async def submit_job(
         )
         return read(session, job, request, with_position=False), created
 
-    job, created = await request.app.state.submissions.run(submit)
+    outcome: tuple[JobRead, bool] = await request.app.state.submissions.run(submit)
+    job, created = outcome
     if not created:
         response.status_code = 200
     else:
@@ -117,13 +121,13 @@ def _check_feasible(body: JobCreate, request: Request) -> None:
             )
 
 
-def _unsaved(new: store.NewJob) -> store.Job:
-    return store.Job(
+def _unsaved(new: store.NewJob) -> Job:
+    return Job(
         id="dry-run", status="DRY_RUN", created_at=store.now(), attempts_made=0, metrics_history=[], **asdict(new)
     )
 
 
-def read(session: Session, job: store.Job, request: Request, *, with_position: bool = True) -> JobRead:
+def read(session: Session, job: Job, request: Request, *, with_position: bool = True) -> JobRead:
     """The job as the API shows it. The queue position is a COUNT over the queue, so submissions
     skip it (their cost must not grow with the queue); GET /jobs/{id} shows it."""
     position = store.queue_position(session, job) if with_position else None
@@ -190,7 +194,7 @@ def retry_job(
     """A new job from the same spec (with overrides), optionally resuming from the last checkpoint."""
     with session_scope(sessions) as session:
         original = store.get_job(session, job_id)
-        if JobStatus(original.status) not in store.TERMINAL:
+        if JobStatus(original.status) not in TERMINAL:
             raise InvalidTransition(f"job {job_id} is {original.status}; only finished jobs can be retried")
         config = resolve_experiment(preset=None, experiment=original.spec, overrides=body.overrides)
         attempt = store.current_attempt(session, original)
@@ -256,7 +260,7 @@ def stream_logs(job_id: str, request: Request, sessions: Sessions, poll_s: float
             for line in text[sent:].splitlines():
                 yield f"data: {line}\n\n"
             sent = len(text)
-            if JobStatus(status) in store.TERMINAL:
+            if JobStatus(status) in TERMINAL:
                 yield f"event: end\ndata: {status}\n\n"
                 return
             time.sleep(poll_s)

@@ -13,9 +13,9 @@ import secrets
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,8 @@ def transition(
     changes: dict[str, Any] = {"status": to.value, "version": Job.version + 1, **(values or {})}
     if to in TERMINAL:
         changes.setdefault("finished_at", now())
-    moved = session.execute(update(Job).where(Job.id == job_id, Job.status == current).values(**changes)).rowcount
+    result = session.execute(update(Job).where(Job.id == job_id, Job.status == current).values(**changes))
+    moved = result.rowcount if isinstance(result, CursorResult) else 0
     if not moved:
         return None
     session.add(
@@ -316,6 +317,10 @@ def get_attempt(session: Session, job_id: str, attempt_no: int) -> Attempt:
     ).scalar_one()
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
     if moment is None or moment.tzinfo is not None:
