@@ -25,6 +25,7 @@ class ServiceSettings(BaseSettings):
     repair_interval_s: float = 60.0  # how often the reconciler looks for orphans (Ray) and open runs (MLflow)
     claim_lease_s: float = 60.0  # a claim older than this that never reached Ray is requeued
     max_claim_expiries: int = 5  # consecutive claims that never reached Ray before the job fails
+    ray_job_retention_s: float = 3600.0  # an ended attempt's Ray job is deleted after this (its log tail is kept)
     worker_python: str = sys.executable  # the interpreter Ray jobs run the worker entrypoint with
     dispatcher: bool = True  # run the dispatcher/monitor inside the API process (embedded mode)
     local_ray_num_cpus: int | None = None

@@ -25,6 +25,7 @@ class Cluster(Protocol):
     def status(self, submission_id: str) -> str | None: ...
     def details(self, submission_id: str) -> dict[str, Any]: ...
     def stop(self, submission_id: str) -> None: ...
+    def delete(self, submission_id: str) -> None: ...
     def logs(self, submission_id: str) -> str | None: ...
     def list_ours(self) -> list[tuple[str, str]]: ...
 
@@ -47,6 +48,7 @@ class DispatchSettings:
     name: str = "dispatcher"
     claim_lease_s: float = 60.0
     max_claim_expiries: int = 5
+    ray_job_retention_s: float = 3600.0
     heartbeat_timeout_s: float = 300.0
     heartbeat_interval_s: float = 10.0
     repair_interval_s: float = 60.0  # how often to look for orphaned Ray executions and open MLflow runs
@@ -62,5 +64,6 @@ class DispatchSettings:
             heartbeat_interval_s=settings.heartbeat_interval_s,
             claim_lease_s=settings.claim_lease_s,
             max_claim_expiries=settings.max_claim_expiries,
+            ray_job_retention_s=settings.ray_job_retention_s,
             repair_interval_s=settings.repair_interval_s,
         )

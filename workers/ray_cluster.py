@@ -122,6 +122,13 @@ class RayCluster:
         except RuntimeError as error:
             logger.warning("ray.stop_failed submission_id=%s error=%s", submission_id, error)
 
+    def delete(self, submission_id: str) -> None:
+        """Forget an ended execution (its record and logs): Ray keeps every job it ran otherwise."""
+        try:
+            self.client.delete_job(submission_id)
+        except RuntimeError as error:
+            logger.warning("ray.delete_failed submission_id=%s error=%s", submission_id, error)
+
     def list_ours(self) -> list[tuple[str, str]]:
         """(submission id, status) of every Ray job this service submitted (metadata service=ascl)."""
         return [

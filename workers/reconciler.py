@@ -63,8 +63,9 @@ class Reconciler:
 
     def repair(self) -> None:
         """What the per-attempt reconciliation cannot see: Ray executions of ours that are not a
-        current attempt of an unfinished job (stopped), and MLflow runs still RUNNING for jobs that
-        have ended, e.g. after a crash between the terminal transition and closing the run (closed)."""
+        current attempt of an unfinished job (stopped), ended executions past their retention
+        (deleted, their log tail kept), and MLflow runs still RUNNING for jobs that have ended, e.g.
+        after a crash between the terminal transition and closing the run (closed)."""
         with session_scope(self.sessions) as session:
             wanted = set(
                 session.execute(
@@ -73,11 +74,13 @@ class Reconciler:
                     .where(Job.status.in_([s.value for s in ACTIVE]))
                 ).scalars()
             )
-        for submission_id, ray_status in self.cluster.list_ours():
+        ours = self.cluster.list_ours()
+        for submission_id, ray_status in ours:
             if ray_status in RAY_ACTIVE and submission_id not in wanted:
                 logger.warning("reconciler.orphan_stopped submission_id=%s", submission_id)
                 self.cluster.stop(submission_id)
                 self.repairs += 1
+        self._delete_ended([submission_id for submission_id, ray_status in ours if ray_status not in RAY_ACTIVE])
         for run_id, job_id in self.tracker.open_runs():
             with session_scope(self.sessions) as session:
                 job = session.get(Job, job_id)
@@ -86,6 +89,24 @@ class Reconciler:
                 self.tracker.finish_run(run_id, "FAILED" if status is None else RUN_STATUS.get(status, "FAILED"))
                 logger.warning("reconciler.run_closed run_id=%s job_id=%s job_status=%s", run_id, job_id, status)
                 self.repairs += 1
+
+    def _delete_ended(self, ended: list[str]) -> None:
+        """Ray keeps every execution it ran, and list_ours() grows with them: delete those whose
+        attempt ended more than `ray_job_retention_s` ago, once their log tail is in our database."""
+        if not ended:
+            return
+        cutoff = store.now() - timedelta(seconds=self.settings.ray_job_retention_s)
+        with session_scope(self.sessions) as session:
+            rows = session.execute(
+                select(Attempt.job_id, Attempt.attempt_no, Attempt.ray_submission_id, Attempt.log_tail).where(
+                    Attempt.ray_submission_id.in_(ended), Attempt.ended_at < cutoff
+                )
+            ).all()
+        for job_id, attempt_no, submission_id, log_tail in rows:
+            if log_tail is None:  # a crash came between the attempt's end and keeping its tail
+                self._keep_log_tail(job_id, attempt_no, submission_id, run_id=None)
+            self.cluster.delete(submission_id)
+            logger.info("reconciler.ray_job_deleted submission_id=%s", submission_id)
 
     def _active(self) -> list[_Active]:
         with session_scope(self.sessions) as session:
@@ -248,7 +269,7 @@ class Reconciler:
                     _charge_gpu_time(job, a)
                 run_id = job.mlflow_run_id
         if retry:
-            self._save_log_tail(a, run_id)
+            self._keep_log_tail(a.job_id, a.attempt_no, a.submission_id, run_id)
             return
         self._finish(
             a,
@@ -310,15 +331,17 @@ class Reconciler:
             run_id = job.mlflow_run_id
         if run_id is not None:
             self.tracker.finish_run(run_id, run_status)
-        self._save_log_tail(a, run_id)
+        self._keep_log_tail(a.job_id, a.attempt_no, a.submission_id, run_id)
         logger.info("job.finished job_id=%s status=%s reason=%s", a.job_id, status, reason)
 
-    def _save_log_tail(self, a: _Active, run_id: str | None) -> None:
-        """Ray's own job history is not durable: keep the end of each attempt's log in MLflow."""
-        logs = self.cluster.logs(a.submission_id)
-        if run_id is not None and logs:
-            tail = "\n".join(logs.splitlines()[-LOG_TAIL_LINES:])
-            self.tracker.log_text(run_id, tail, f"logs/attempt-{a.attempt_no}.log")
+    def _keep_log_tail(self, job_id: str, attempt_no: int, submission_id: str, run_id: str | None) -> None:
+        """Ray's job history is not durable and is deleted after its retention: keep the end of the
+        attempt's log in our database (GET /jobs/{id}/logs falls back to it) and in the MLflow run."""
+        tail = "\n".join((self.cluster.logs(submission_id) or "").splitlines()[-LOG_TAIL_LINES:])
+        with session_scope(self.sessions) as session:
+            store.get_attempt(session, job_id, attempt_no).log_tail = tail
+        if run_id is not None and tail:
+            self.tracker.log_text(run_id, tail, f"logs/attempt-{attempt_no}.log")
 
 
 def _charge_gpu_time(job: Job, a: _Active) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from ascl.presets import PRESETS
 from service.api.deps import Sessions
 from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, RetryRequest
+from service.cluster import ClusterView
 from service.db import session_scope
 from service.db.models import Job
 from service.jobs import store
@@ -238,8 +239,14 @@ def job_metrics(job_id: str, sessions: Sessions) -> dict[str, object]:
 def job_logs(job_id: str, request: Request, sessions: Sessions) -> str:
     with session_scope(sessions) as session:
         attempt = store.current_attempt(session, store.get_job(session, job_id))
-        submission = attempt.ray_submission_id if attempt is not None else None
-    return (request.app.state.cluster.logs(submission) or "") if submission else ""  # outside the transaction
+        submission, kept = (attempt.ray_submission_id, attempt.log_tail) if attempt else (None, None)
+    return _log_text(request.app.state.cluster, submission, kept)  # outside the transaction
+
+
+def _log_text(cluster: ClusterView, submission: str | None, kept: str | None) -> str:
+    """The attempt's log from Ray while Ray has it; after that, the tail kept when it ended."""
+    live = cluster.logs(submission) if submission else None
+    return live if live is not None else (kept or "")
 
 
 @router.get("/jobs/{job_id}/logs/stream")
@@ -255,8 +262,9 @@ def stream_logs(job_id: str, request: Request, sessions: Sessions, poll_s: float
             with session_scope(sessions) as session:
                 job = store.get_job(session, job_id)
                 attempt = store.current_attempt(session, job)
-                status, submission = job.status, attempt.ray_submission_id if attempt else None
-            text = (cluster.logs(submission) or "") if submission else ""
+                status = job.status
+                submission, kept = (attempt.ray_submission_id, attempt.log_tail) if attempt else (None, None)
+            text = _log_text(cluster, submission, kept)
             for line in text[sent:].splitlines():
                 yield f"data: {line}\n\n"
             sent = len(text)

@@ -83,6 +83,7 @@ class Attempt(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)  # kept when the attempt ends
 
 
 class JobEvent(Base):

@@ -226,3 +226,25 @@ def test_repair_stops_orphaned_ray_executions_and_closes_runs_of_finished_jobs(s
     restarted(service, "d-repair").repair()
     wait_for(lambda: cluster.status(orphan) == "STOPPED", what="the orphan to be stopped")
     assert MlflowClient(tracker.tracking_uri).get_run(run_id).info.status == "KILLED"
+
+
+def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(service, tmp_path):
+    job = service.client.submit(
+        {**QUICK, "overrides": {**QUICK["overrides"], "data.dataset": "mnist", "data.data_dir": str(tmp_path)}}
+    )  # a user error: the quickest attempt that leaves a Ray execution with a log behind
+    dispatcher = restarted(service, "d-retention")
+    assert drive(dispatcher, service.client, job["id"])["status"] == "FAILED"
+    submission = f"ascl-{job['id']}-a1"
+    live = service.client.logs(job["id"])
+    assert "data.download=true" in live  # read from Ray
+
+    dispatcher.repair()  # within the retention (an hour by default): kept
+    assert service.stack.cluster.status(submission) == "FAILED"
+
+    Dispatcher(
+        dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, replace(dispatcher.settings, ray_job_retention_s=0)
+    ).repair()
+    assert service.stack.cluster.status(submission) is None  # Ray has forgotten it
+    kept = service.client.logs(job["id"])
+    assert "data.download=true" in kept
+    assert kept.splitlines() == live.splitlines()[-len(kept.splitlines()) :]
