@@ -277,8 +277,12 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
     return rows
 
 
-def bench_submit_to_running(workdir: Path, *, jobs: int) -> dict[str, object]:
-    """POST → RUNNING on an idle local Ray: dominated by starting the worker process (Python, torch)."""
+def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, object]]:
+    """POST → RUNNING on an idle local Ray: dominated by starting the worker process (Python, torch).
+    Then one 4-epoch job for the time its training thread spends on MLflow logging and heartbeats
+    (the `tracking_overhead_*` metrics every run logs)."""
+    from mlflow import MlflowClient
+
     from service.client import AsclClient
     from service.serve import running_stack
     from service.settings import ServiceSettings
@@ -309,14 +313,35 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> dict[str, object]:
                 time.sleep(0.05)
             latencies.append(time.perf_counter() - started)
             client.wait(job["id"], timeout_s=300, poll_s=0.2)
+        tracked = client.wait(client.submit({**BODY, "overrides": {"train.epochs": 4}})["id"], timeout_s=600)
         server.should_exit = True
-    return {
-        "bench": "submit_to_running",
-        "jobs": jobs,
-        "p50_s": round(statistics.median(latencies), 2),
-        "max_s": round(max(latencies), 2),
-        "note": "RUNNING = Ray reports the entrypoint running",
-    }
+        mlflow = MlflowClient(stack.tracker.tracking_uri)
+        history = {
+            key: [
+                m.value for m in sorted(mlflow.get_metric_history(tracked["mlflow_run_id"], key), key=lambda m: m.step)
+            ]
+            for key in ("tracking_overhead_s", "epoch_seconds")
+        }
+    # epoch 0 holds no epoch-end logging yet (it is counted with the epoch after it)
+    overhead, epoch_s = history["tracking_overhead_s"][1:], history["epoch_seconds"][1:]
+    return [
+        {
+            "bench": "submit_to_running",
+            "jobs": jobs,
+            "p50_s": round(statistics.median(latencies), 2),
+            "max_s": round(max(latencies), 2),
+            "note": "RUNNING = Ray reports the entrypoint running",
+        },
+        {
+            "bench": "tracking_overhead",
+            "epochs": len(overhead),
+            "overhead_ms_per_epoch_p50": round(statistics.median(overhead) * 1e3, 1),
+            "overhead_ms_per_epoch_max": round(max(overhead) * 1e3, 1),
+            "epoch_s_p50": round(statistics.median(epoch_s), 2),
+            "fraction_max": round(max(o / e for o, e in zip(overhead, epoch_s, strict=True)), 5),
+            "note": "training-thread time in MLflow logging + heartbeats; digits-ascl epochs on CPU",
+        },
+    ]
 
 
 def main() -> None:
@@ -355,7 +380,8 @@ def main() -> None:
                 drop()
     if args.ray:
         with tempfile.TemporaryDirectory() as tmp:
-            emit(bench_submit_to_running(Path(tmp), jobs=3))
+            for row in bench_submit_to_running(Path(tmp), jobs=3):
+                emit(row)
 
 
 if __name__ == "__main__":

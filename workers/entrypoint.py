@@ -57,8 +57,10 @@ def main() -> int:
             failure = classify(error)
             logger.exception("attempt.failed class=%s", failure)
             mlflow.log_text(traceback.format_exc(), "error.txt")
+            reporter.flush()
             api.result(succeeded=False, error_class=failure, error_message=f"{type(error).__name__}: {error}")
             return 1
+        reporter.flush()
         if result is not None:
             api.result(succeeded=True, result=result)
     logger.info("attempt.end job_id=%s stopped=%s", identity.job_id, result is None)

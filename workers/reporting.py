@@ -1,12 +1,20 @@
-"""An ascl Reporter for service runs: progress goes to the API as heartbeats (from a background
-thread, so long evaluations keep the attempt alive), epoch metrics to MLflow and the API, and the
-heartbeat's answer becomes the training loop's stop check (cancellation)."""
+"""An ascl Reporter for service runs: progress goes to the API as heartbeats, epoch metrics to MLflow
+and the API, and the heartbeat's answer becomes the training loop's stop check (cancellation).
+The network calls happen off the training thread: heartbeats (each epoch's metrics included) from
+a background thread, which also keeps the attempt alive through long evaluations, and MLflow
+metrics from MLflow's own logging thread. `flush()` waits for both.
+
+The time the training thread spends in these callbacks is measured and logged with each epoch
+(`tracking_overhead_s`, `tracking_overhead_fraction` of the epoch's training time): the target is
+under 1% (../shared/PERFORMANCE.md), and every run shows whether it holds."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +34,12 @@ class ServiceReporter:
         self.progress: dict[str, Any] = {"phase": "starting"}
         self.stop_requested = threading.Event()
         self._done = threading.Event()
+        self._wake = threading.Event()  # an epoch ended: send its metrics now, not at the next interval
         self._lock = threading.Lock()
+        self._sending_epochs = threading.Lock()  # flush() and the thread: epochs reach the API in order
+        self._epochs: list[dict[str, Any]] = []  # epoch metrics not yet sent to the API
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._overhead_s = 0.0  # spent in the callbacks below since the last epoch's metrics were taken
 
     def __enter__(self) -> ServiceReporter:
         self._send()
@@ -36,7 +48,13 @@ class ServiceReporter:
 
     def __exit__(self, *_: object) -> None:
         self._done.set()
+        self._wake.set()
         self._thread.join(timeout=self.interval_s + 5)
+
+    def flush(self) -> None:
+        """Send every epoch's metrics to the API and MLflow now (before reporting the outcome)."""
+        self._send_epochs()
+        mlflow.flush_async_logging()
 
     def should_stop(self) -> bool:
         return self.stop_requested.is_set()
@@ -46,6 +64,10 @@ class ServiceReporter:
             self.progress = {**self.progress, "phase": phase}
 
     def on_step(self, progress: StepProgress) -> None:
+        with self._timed():
+            self._step(progress)
+
+    def _step(self, progress: StepProgress) -> None:
         elapsed = time.monotonic() - self.started
         eta = elapsed / progress.step * (progress.total_steps - progress.step) if progress.step else None
         with self._lock:
@@ -61,10 +83,21 @@ class ServiceReporter:
             }
 
     def on_epoch_end(self, summary: EpochSummary) -> None:
+        with self._timed():  # counted with the next epoch: this epoch's figure is taken here
+            self._epoch_end(summary)
+
+    def _epoch_end(self, summary: EpochSummary) -> None:
+        overhead, self._overhead_s = self._overhead_s, 0.0
         metrics = {f"train_{k}": v for k, v in summary.train.items()}
         metrics |= {f"val_{k}": v for k, v in summary.val.items()}
         metrics |= {"images_per_s": summary.images_per_s, "lr": summary.lr, "epoch_seconds": summary.seconds}
-        mlflow.log_metrics(metrics, step=summary.epoch)
+        metrics |= {
+            "tracking_overhead_s": overhead,
+            "tracking_overhead_fraction": overhead / max(summary.seconds, 1e-9),
+        }
+        # queued for MLflow's logging thread: a remote tracking server's round trip would be paid by
+        # the training loop at every epoch otherwise; flush() waits for them
+        mlflow.log_metrics(metrics, step=summary.epoch, synchronous=False)
         elapsed = time.monotonic() - self.started
         remaining = summary.epochs - summary.epoch - 1
         with self._lock:
@@ -79,16 +112,37 @@ class ServiceReporter:
                 "metrics": summary.train,
                 "val": summary.val,
             }
-        self._send(epoch_metrics=summary.as_dict())
+            self._epochs.append(summary.as_dict())
+        self._wake.set()
 
     def on_checkpoint(self, path: Path, *, epoch: int, is_best: bool) -> None:
         key = "best_checkpoint" if is_best else "checkpoint"
-        with self._lock:
+        with self._timed(), self._lock:
             self.progress = {**self.progress, key: str(path), f"{key}_epoch": epoch}
 
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._overhead_s += time.perf_counter() - started
+
     def _beat(self) -> None:
-        while not self._done.wait(self.interval_s):
-            self._send()
+        while not self._done.is_set():
+            if self._wake.wait(self.interval_s):
+                self._wake.clear()
+                self._send_epochs()
+            else:
+                self._send()
+
+    def _send_epochs(self) -> None:
+        """Each pending epoch in its own heartbeat, once and in order."""
+        with self._sending_epochs:
+            with self._lock:
+                epochs, self._epochs = self._epochs, []
+            for epoch in epochs:
+                self._send(epoch_metrics=epoch)
 
     def _send(self, epoch_metrics: dict[str, Any] | None = None) -> None:
         with self._lock:

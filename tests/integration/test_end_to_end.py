@@ -52,6 +52,9 @@ def test_train_job_succeeds_with_run_metrics_artifacts_and_registered_model(serv
     assert run.data.params["objective.neg_type"] == "leaked"
     assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "train_loss")] == [0, 1]
     assert "val_robust_acc" in run.data.metrics
+    overhead = mlflow.get_metric_history(run.info.run_id, "tracking_overhead_fraction")
+    assert [m.step for m in overhead] == [0, 1]  # MLflow + heartbeat time in the training thread, per epoch
+    assert overhead[1].value > 0  # the second epoch carries the first epoch's MLflow log and heartbeat
     assert "test_clean_acc" in run.data.metrics
     artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
     assert {"config.json", "report.json", "eps_sweep.png", "checkpoint", "logs"} <= artifacts

@@ -248,3 +248,44 @@ def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(ser
     kept = service.client.logs(job["id"])
     assert "data.download=true" in kept
     assert kept.splitlines() == live.splitlines()[-len(kept.splitlines()) :]
+
+
+def test_reporter_sends_each_epoch_once_in_order_and_relays_a_cancel(service):
+    """The worker's reporter against the real API and MLflow store: epoch metrics leave the training
+    thread (heartbeat thread, MLflow's logging thread), flush() delivers all of them in order, and
+    the API's "stop" after a cancel reaches the training loop's stop check."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ascl.training.callbacks import EpochSummary
+    from workers.api_client import ApiClient, AttemptIdentity
+    from workers.reporting import ServiceReporter
+
+    job = service.client.submit(QUICK)
+    claim_only(service, job["id"])
+    with session_scope(service.stack.dispatcher.sessions) as session:
+        token = store.current_attempt(session, store.get_job(session, job["id"])).fencing_token
+    identity = AttemptIdentity(api_url=service.settings.api_url, job_id=job["id"], attempt=1, token=token)
+    tracker = service.stack.tracker
+    _, run_id = tracker.ensure_run(experiment="ascl", job_id=job["id"], run_name="reporter", tags={})
+
+    def epoch(n: int) -> EpochSummary:
+        return EpochSummary(epoch=n, epochs=5, lr=0.1, seconds=1.0, images_per_s=100.0, train={"loss": 1 / (n + 1)})
+
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    try:
+        with mlflow.start_run(run_id=run_id), ServiceReporter(ApiClient(identity), interval_s=60) as reporter:
+            for n in range(4):
+                reporter.on_epoch_end(epoch(n))
+            reporter.flush()
+            assert [e["epoch"] for e in service.client.metrics(job["id"])["epochs"]] == [0, 1, 2, 3]
+            history = MlflowClient(tracker.tracking_uri).get_metric_history(run_id, "train_loss")
+            assert sorted(m.step for m in history) == [0, 1, 2, 3]
+
+            assert not reporter.should_stop()
+            service.client.cancel(job["id"])
+            reporter.on_epoch_end(epoch(4))  # its heartbeat goes at once, not after the 60 s interval
+            wait_for(reporter.should_stop, timeout_s=10, what="the cancel to reach the reporter")
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
