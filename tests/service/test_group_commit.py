@@ -18,10 +18,29 @@ from service.db.models import JobEvent
 from service.jobs.errors import InvalidSpec, JobError
 
 
-def _event(session: Session, reason: str) -> int:
-    """Writes one row (a job event needs an existing job, so this also exercises the foreign key)."""
+def _event(session: Session, reason: str) -> Session:
+    """Writes one row (a job event needs an existing job, so this also exercises the foreign key).
+    Returns the session itself: held by the results, no two transactions can share an identity."""
     session.add(JobEvent(job_id="j0", to_status="QUEUED", actor="test", reason=reason, created_at=datetime.now(UTC)))
-    return id(session)
+    return session
+
+
+class _Gate:
+    """A unit of work that holds the writer thread until opened: what is submitted meanwhile
+    queues up behind it and becomes the next batch."""
+
+    def __init__(self) -> None:
+        self.entered, self.opened = threading.Event(), threading.Event()
+
+    def __call__(self, session: Session) -> Session:
+        self.entered.set()
+        self.opened.wait(10)
+        return _event(session, "first")
+
+    async def hold(self, writer: GroupCommit) -> asyncio.Future[Session]:
+        first = asyncio.ensure_future(writer.run(self))
+        await asyncio.to_thread(self.entered.wait, 10)
+        return first
 
 
 @pytest.fixture
@@ -43,23 +62,18 @@ def _reasons(sessions) -> list[str]:
 
 
 def test_concurrent_requests_share_a_transaction_and_are_answered_after_commit(writer, sessions):
-    release = threading.Event()
+    gate = _Gate()
 
-    def blocker(session: Session) -> int:
-        release.wait(10)
-        return _event(session, "first")
-
-    async def scenario() -> list[int]:
-        first = asyncio.ensure_future(writer.run(blocker))
-        await asyncio.sleep(0.2)  # the writer thread is inside `blocker`; the rest queue up behind it
+    async def scenario() -> list[Session]:
+        first = await gate.hold(writer)
         rest = [asyncio.ensure_future(writer.run(lambda s, i=i: _event(s, f"r{i:02d}"))) for i in range(30)]
-        await asyncio.sleep(0.1)
-        release.set()
+        await asyncio.sleep(0.1)  # all 30 are queued
+        gate.opened.set()
         return [await first, *await asyncio.gather(*rest)]
 
-    sessions_used = asyncio.run(scenario())
-    assert len(set(sessions_used[1:])) == 1  # the 30 queued requests: one transaction
-    assert sessions_used[0] not in sessions_used[1:]
+    first, *rest = asyncio.run(scenario())
+    assert all(session is rest[0] for session in rest)  # the 30 queued requests: one transaction
+    assert first is not rest[0]
     assert _reasons(sessions) == sorted(["first", *(f"r{i:02d}" for i in range(30))])
 
 
@@ -91,18 +105,17 @@ def test_a_failing_write_is_isolated_from_its_batch(writer, sessions):
         session.flush()
         return 0
 
-    release = threading.Event()
+    gate = _Gate()
 
     async def scenario() -> list[object]:
-        first = asyncio.ensure_future(writer.run(lambda s: release.wait(10) and _event(s, "first")))
-        await asyncio.sleep(0.2)
+        first = await gate.hold(writer)
         batch = [
             asyncio.ensure_future(writer.run(lambda s: _event(s, "before"))),
             asyncio.ensure_future(writer.run(orphan_event)),
             asyncio.ensure_future(writer.run(lambda s: _event(s, "after"))),
         ]
         await asyncio.sleep(0.1)
-        release.set()
+        gate.opened.set()
         return [await first, *await asyncio.gather(*batch, return_exceptions=True)]
 
     outcomes = asyncio.run(scenario())
