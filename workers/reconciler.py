@@ -176,7 +176,7 @@ class Reconciler:
         elif a.cancel_requested:
             target, reason, attempt_status = JobStatus.CANCELLED, "cancelled; never submitted", "EXPIRED"
         elif (expiries := self._claim_expiries(a) + 1) >= self.settings.max_claim_expiries:
-            message = f"{expiries} consecutive claims never reached Ray; last: {a.failure_message or 'no error seen'}"
+            message = f"{expiries} consecutive claims never reached Ray; last: {_submit_error(a)}"
             self._finish(
                 a,
                 JobStatus.FAILED,
@@ -189,7 +189,7 @@ class Reconciler:
         else:
             target, attempt_status = JobStatus.QUEUED, "EXPIRED"
             reason = (
-                f"claim expired before submission reached Ray ({a.failure_message or 'no error seen'}); "
+                f"claim expired before submission reached Ray ({_submit_error(a)}); "
                 f"requeued, no retry used ({expiries}/{self.settings.max_claim_expiries})"
             )
         with session_scope(self.sessions) as session:
@@ -342,6 +342,11 @@ class Reconciler:
             store.get_attempt(session, job_id, attempt_no).log_tail = tail
         if run_id is not None and tail:
             self.tracker.log_text(run_id, tail, f"logs/attempt-{attempt_no}.log")
+
+
+def _submit_error(a: _Active) -> str:
+    """What the dispatcher recorded when its submission of this claim failed."""
+    return a.failure_message or "no error seen"
 
 
 def _charge_gpu_time(job: Job, a: _Active) -> None:

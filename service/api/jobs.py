@@ -17,15 +17,14 @@ from service.api.deps import Sessions
 from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, RetryRequest
 from service.cluster import ClusterView
 from service.db import session_scope
-from service.db.models import Job
+from service.db.models import Attempt, Job
 from service.jobs import store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.spec import resolve_experiment
 from service.jobs.status import TERMINAL, JobStatus
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 409, 422)
-}  # the one error body shape
+# the one error body shape
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
 router = APIRouter(responses=ERRORS)
 
 Owner = Annotated[str, Header(alias="X-User", max_length=100)]
@@ -239,14 +238,15 @@ def job_metrics(job_id: str, sessions: Sessions) -> dict[str, object]:
 def job_logs(job_id: str, request: Request, sessions: Sessions) -> str:
     with session_scope(sessions) as session:
         attempt = store.current_attempt(session, store.get_job(session, job_id))
-        submission, kept = (attempt.ray_submission_id, attempt.log_tail) if attempt else (None, None)
-    return _log_text(request.app.state.cluster, submission, kept)  # outside the transaction
+    return _log_text(request.app.state.cluster, attempt)  # outside the transaction
 
 
-def _log_text(cluster: ClusterView, submission: str | None, kept: str | None) -> str:
+def _log_text(cluster: ClusterView, attempt: Attempt | None) -> str:
     """The attempt's log from Ray while Ray has it; after that, the tail kept when it ended."""
-    live = cluster.logs(submission) if submission else None
-    return live if live is not None else (kept or "")
+    if attempt is None:
+        return ""
+    live = cluster.logs(attempt.ray_submission_id)
+    return live if live is not None else (attempt.log_tail or "")
 
 
 @router.get("/jobs/{job_id}/logs/stream")
@@ -263,8 +263,7 @@ def stream_logs(job_id: str, request: Request, sessions: Sessions, poll_s: float
                 job = store.get_job(session, job_id)
                 attempt = store.current_attempt(session, job)
                 status = job.status
-                submission, kept = (attempt.ray_submission_id, attempt.log_tail) if attempt else (None, None)
-            text = _log_text(cluster, submission, kept)
+            text = _log_text(cluster, attempt)
             for line in text[sent:].splitlines():
                 yield f"data: {line}\n\n"
             sent = len(text)
