@@ -98,13 +98,15 @@ class Reconciler:
         cutoff = store.now() - timedelta(seconds=self.settings.ray_job_retention_s)
         with session_scope(self.sessions) as session:
             rows = session.execute(
-                select(Attempt.job_id, Attempt.attempt_no, Attempt.ray_submission_id, Attempt.log_tail).where(
-                    Attempt.ray_submission_id.in_(ended), Attempt.ended_at < cutoff
+                select(
+                    Attempt.job_id, Attempt.attempt_no, Attempt.ray_submission_id, Attempt.log_tail, Job.mlflow_run_id
                 )
+                .join(Job, Job.id == Attempt.job_id)
+                .where(Attempt.ray_submission_id.in_(ended), Attempt.ended_at < cutoff)
             ).all()
-        for job_id, attempt_no, submission_id, log_tail in rows:
+        for job_id, attempt_no, submission_id, log_tail, run_id in rows:
             if log_tail is None:  # a crash came between the attempt's end and keeping its tail
-                self._keep_log_tail(job_id, attempt_no, submission_id, run_id=None)
+                self._keep_log_tail(job_id, attempt_no, submission_id, run_id)
             self.cluster.delete(submission_id)
             logger.info("reconciler.ray_job_deleted submission_id=%s", submission_id)
 

@@ -250,6 +250,29 @@ def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(ser
     assert kept.splitlines() == live.splitlines()[-len(kept.splitlines()) :]
 
 
+def test_repair_recovers_a_log_tail_lost_in_a_crash_before_deleting_the_execution(service, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from workers.reconciler import Reconciler
+
+    job = service.client.submit(
+        {**QUICK, "overrides": {**QUICK["overrides"], "data.dataset": "mnist", "data.data_dir": str(tmp_path)}}
+    )
+    with monkeypatch.context() as crash:  # the monitor dies right after the terminal transition
+        crash.setattr(Reconciler, "_keep_log_tail", lambda *_args, **_kwargs: None)
+        done = drive(restarted(service, "d-crash-tail"), service.client, job["id"])
+    assert done["status"] == "FAILED"
+    mlflow = MlflowClient(service.stack.tracker.tracking_uri)
+    assert not mlflow.list_artifacts(done["mlflow_run_id"], "logs")
+
+    dispatcher = restarted(service, "d-recover-tail")
+    no_retention = replace(dispatcher.settings, ray_job_retention_s=0)
+    Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
+    assert service.stack.cluster.status(f"ascl-{job['id']}-a1") is None
+    assert "data.download=true" in service.client.logs(job["id"])  # the tail was kept before the delete
+    assert [a.path for a in mlflow.list_artifacts(done["mlflow_run_id"], "logs")] == ["logs/attempt-1.log"]
+
+
 def test_reporter_sends_each_epoch_once_in_order_and_relays_a_cancel(service):
     """The worker's reporter against the real API and MLflow store: epoch metrics leave the training
     thread (heartbeat thread, MLflow's logging thread), flush() delivers all of them in order, and
