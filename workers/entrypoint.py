@@ -25,6 +25,7 @@ from service.jobs.spec import parse_stored
 from service.jobs.status import FailureClass
 from workers.api_client import ApiClient, AttemptIdentity, Superseded
 from workers.reporting import ServiceReporter
+from workers.system_metrics import SystemMetrics
 
 logger = logging.getLogger("workers.entrypoint")
 CHECKPOINT_ARTIFACT = "checkpoint"
@@ -46,7 +47,8 @@ def main() -> int:
         return 0
     logger.info("attempt.start job_id=%s attempt=%d kind=%s", identity.job_id, identity.attempt, job["kind"])
     with (
-        mlflow.start_run(run_id=job["mlflow_run_id"], log_system_metrics=True),
+        mlflow.start_run(run_id=job["mlflow_run_id"], log_system_metrics=False),
+        SystemMetrics(job["mlflow_run_id"]),
         ServiceReporter(api, interval_s=float(os.environ.get("ASCL_HEARTBEAT_S", "10"))) as reporter,
     ):
         try:
