@@ -26,6 +26,18 @@ MODELS = ("resnet18", "preact_resnet18", "wrn34_10", "wrn28_10", "cnn28", "cnn8"
 OBJECTIVES = ("standard", "pgd_at", "trades", "ascl", "scl_at")
 NEG_TYPES = ("all", "hard", "soft", "merge", "leaked")
 DISTANCES = ("l1", "l2", "linf", "cosine", "matmul")
+NEEDS_NORMALIZE = ("matmul", "l1", "l2")  # the authors' code defines these only on normalised latents
+SELF_NORMALIZING = ("cosine",)  # normalises itself; normalising first would be a no-op they forbid
+
+
+def normalize_rule_violation(distance: str, normalize: bool) -> str | None:
+    """The distance/normalize rule of the authors' code, or None when (distance, normalize) is legal."""
+    if distance in NEEDS_NORMALIZE and not normalize:
+        return f"distance {distance!r} requires normalize=true"
+    if distance in SELF_NORMALIZING and normalize:
+        return f"distance {distance!r} normalises itself; set normalize=false"
+    return None
+
 
 Norm = Literal["linf", "l2"]
 Init = Literal["uniform", "normal", "zero"]
@@ -36,88 +48,130 @@ def _fail(name: str, value: Any, problem: str) -> typing.NoReturn:
     raise ConfigError(name, f"{problem} (got {value!r})")
 
 
+def knob(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    kind: str | None = None,
+) -> Any:
+    """A config field with its description, numeric bounds and (for names) the valid choices: the one
+    home of each, read by the validation below and by the API's OpenAPI schema (so /docs shows them).
+    Literal-typed fields take their choices from the type; `kind` names the thing in errors."""
+    bounds = {key: value for key, value in (("ge", ge), ("gt", gt), ("le", le)) if value is not None}
+    return field(default=default, metadata={"doc": doc, "bounds": bounds, "choices": choices, "kind": kind})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """What a field accepts, from its type and its knob: read by validation and by the API schema."""
+
+    name: str
+    hint: Any  # the resolved type
+    default: Any  # dataclasses.MISSING for a section (built by its default factory)
+    doc: str
+    choices: tuple[str, ...] | None  # a Literal's values or the knob's choices
+    kind: str  # how errors name the thing ('unknown model ...')
+    bounds: dict[str, float]
+
+
+@functools.cache
+def field_rules(cls: type) -> tuple[FieldRule, ...]:
+    hints, _ = _fields_of(cls)
+    rules = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        choices = tuple(str(a) for a in get_args(hint)) if get_origin(hint) is Literal else f.metadata.get("choices")
+        kind = f.metadata.get("kind") or f.name.replace("_", " ")
+        doc = f.metadata.get("doc") or (hint.__doc__ or "").split("\n")[0]
+        rules.append(FieldRule(f.name, hint, f.default, doc, choices, kind, f.metadata.get("bounds", {})))
+    return tuple(rules)
+
+
+def _check_fields(config: object) -> None:
+    """Every field's choices and declared bounds; floats must be finite (JSON admits NaN and Infinity)."""
+    for rule in field_rules(type(config)):  # type: ignore[arg-type]  # a config class is hashable
+        value = getattr(config, rule.name)
+        if rule.choices is not None:
+            _choice(rule.name, value, rule.choices, rule.kind)
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            if isinstance(item, float) and not math.isfinite(item):
+                _fail(rule.name, value, "must be a finite number")
+            bounds = rule.bounds
+            if "ge" in bounds and not item >= bounds["ge"]:
+                _fail(rule.name, value, f"must be >= {bounds['ge']:g}")
+            if "gt" in bounds and not item > bounds["gt"]:
+                _fail(rule.name, value, f"must be > {bounds['gt']:g}")
+            if "le" in bounds and not item <= bounds["le"]:
+                _fail(rule.name, value, f"must be <= {bounds['le']:g}")
+
+
 def _choice(name: str, value: str, options: tuple[str, ...], kind: str) -> None:
     if value not in options:
         raise ConfigError(name, unknown_name_message(kind, value, options))
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0 or not math.isfinite(value):
-        _fail(name, value, "must be a finite number > 0")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if not value >= 0 or not math.isfinite(value):
-        _fail(name, value, "must be a finite number >= 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataConfig:
     """Which data, where it lives, and the training-time augmentation."""
 
-    dataset: str = "cifar10"
-    data_dir: str = "data"
-    download: bool = False
-    val_size: int = 1000  # carved from the training set for checkpoint selection; digits uses a fixed split
-    train_subset: int | None = None  # keep only the first N training images (quick runs)
-    test_subset: int | None = None
-    crop_padding: int = 4  # random crop with zero padding, as torchvision RandomCrop(32, padding=4)
-    hflip: bool = True
-    synthetic_size: int = 4096
+    dataset: str = knob("cifar10", "the dataset", choices=DATASETS, kind="dataset")
+    data_dir: str = knob("data", "directory of the torchvision dataset files")
+    download: bool = knob(False, "download the dataset if it is missing")
+    val_size: int = knob(
+        1000, "images carved from the training set for checkpoint selection (digits has a fixed split)", ge=0
+    )
+    train_subset: int | None = knob(None, "keep only the first N training images (quick runs)", ge=1)
+    test_subset: int | None = knob(None, "keep only the first N test images", ge=1)
+    crop_padding: int = knob(4, "random crop with this zero padding, as RandomCrop(32, padding=4)", ge=0, le=64)
+    hflip: bool = knob(True, "random horizontal flips")
+    synthetic_size: int = knob(4096, "training images of the synthetic dataset", ge=2, le=10_000_000)
 
     def __post_init__(self) -> None:
-        _choice("dataset", self.dataset, DATASETS, "dataset")
-        if self.val_size < 0:
-            _fail("val_size", self.val_size, "must be >= 0")
-        for name in ("train_subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                _fail(name, value, "must be >= 1 or null")
-        if self.crop_padding < 0:
-            _fail("crop_padding", self.crop_padding, "must be >= 0")
-        if self.synthetic_size < 2:
-            _fail("synthetic_size", self.synthetic_size, "must be >= 2")
+        _check_fields(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
     """Backbone and optional projection head. Inputs are [0, 1]; normalisation is inside the model."""
 
-    arch: str = "resnet18"
-    feat_dim: int = 128  # projection head output; <= 0 means no head (z = penultimate features)
-    head: Literal["linear", "mlp"] = "linear"  # the authors use one linear layer
+    arch: str = knob("resnet18", "the backbone", choices=MODELS, kind="model")
+    feat_dim: int = knob(128, "projection head output; <= 0 means no head (z = penultimate features)", le=65_536)
+    head: Literal["linear", "mlp"] = knob(
+        "linear", "the projection head: one linear layer (the authors) or an MLP", kind="projection head"
+    )
 
     def __post_init__(self) -> None:
-        _choice("arch", self.arch, MODELS, "model")
-        _choice("head", self.head, ("linear", "mlp"), "projection head")
+        _check_fields(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttackConfig:
     """The training attack (ASCL_SPEC §2). Defaults are the authors' CIFAR-10 PGD-10."""
 
-    norm: Norm = "linf"
-    eps: float = 0.031
-    step_size: float = 0.007
-    steps: int = 10
-    init: Init = "uniform"  # TRADES starts from x + 0.001·N(0, I)
-    init_std: float = 0.001
-    restarts: int = 1
-    objective: Literal["ce", "kl"] = "ce"
-    bn_mode: BnMode = "train"  # the authors attack with BatchNorm in train mode during training
+    norm: Norm = knob("linf", "threat model: linf or l2", kind="norm")
+    eps: float = knob(0.031, "radius of the perturbation ball, in [0, 1] pixel units", ge=0, le=1)
+    step_size: float = knob(0.007, "step of each PGD iteration", ge=0, le=1)
+    steps: int = knob(10, "PGD iterations", ge=0, le=10_000)
+    init: Init = knob("uniform", "random start: uniform in the ball, normal (TRADES) or zero", kind="attack init")
+    init_std: float = knob(0.001, "standard deviation of the normal start", ge=0, le=1)
+    restarts: int = knob(1, "random restarts; the worst is kept per example", ge=1, le=100)
+    objective: Literal["ce", "kl"] = knob(
+        "ce", "the attack's loss: cross-entropy or KL to the natural output", kind="attack objective"
+    )
+    bn_mode: BnMode = knob(
+        "train", "BatchNorm mode during the attack (the authors attack in train mode)", kind="batch-norm mode"
+    )
 
     def __post_init__(self) -> None:
-        _choice("norm", self.norm, ("linf", "l2"), "norm")
-        _non_negative("eps", self.eps)
-        _non_negative("step_size", self.step_size)
-        _non_negative("init_std", self.init_std)
-        if self.steps < 0:
-            _fail("steps", self.steps, "must be >= 0")
-        if self.restarts < 1:
-            _fail("restarts", self.restarts, "must be >= 1")
-        _choice("init", self.init, ("uniform", "normal", "zero"), "attack init")
-        _choice("objective", self.objective, ("ce", "kl"), "attack objective")
-        _choice("bn_mode", self.bn_mode, ("train", "eval"), "batch-norm mode")
+        _check_fields(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,57 +180,48 @@ class ObjectiveConfig:
     authors' ADR flags: natural_weight = alpha, robust_weight = beta (trades_beta),
     smoothness_weight = lcsmtw, contrastive_weight = gbcomw."""
 
-    kind: str = "ascl"
-    natural_weight: float = 0.0
-    robust_weight: float = 1.0
-    smoothness_weight: float = 0.0
-    contrastive_weight: float = 1.0
-    kl_reduction: Literal["mean", "batchmean"] = "mean"  # 'mean' divides by N·C, as the recipe
-    neg_type: str = "leaked"
-    distance: str = "linf"
-    temperature: float = 0.2
-    normalize: bool = True
-    views: int = 1  # 2 = the paper recipe's two augmented views per image
-    combine: int = 1  # two-view combine type (ASCL_SPEC §3.8)
+    kind: str = knob("ascl", "the training objective", choices=OBJECTIVES, kind="objective")
+    natural_weight: float = knob(0.0, "weight of CE on natural images (alpha)", ge=0, le=1e6)
+    robust_weight: float = knob(1.0, "weight of CE on adversarial images, or of TRADES' KL (beta)", ge=0, le=1e6)
+    smoothness_weight: float = knob(0.0, "weight of KL(natural || adversarial) in ascl/scl_at", ge=0, le=1e6)
+    contrastive_weight: float = knob(1.0, "weight of the contrastive term", ge=0, le=1e6)
+    kl_reduction: Literal["mean", "batchmean"] = knob(
+        "mean", "'mean' divides the KL by N·C, as the recipe", kind="KL reduction"
+    )
+    neg_type: str = knob("leaked", "which pairs the contrastive loss keeps", choices=NEG_TYPES, kind="negative type")
+    distance: str = knob("linf", "distance between latents", choices=DISTANCES, kind="distance")
+    temperature: float = knob(0.2, "softmax temperature of the contrastive loss", gt=0, le=1e6)
+    normalize: bool = knob(True, "L2-normalise latents first (required by l1, l2 and matmul; not by cosine)")
+    views: int = knob(1, "2 = the paper recipe's two augmented views per image", ge=1, le=2)
+    combine: int = knob(1, "two-view combine type (ASCL_SPEC §3.8)", ge=1, le=3)
 
     def __post_init__(self) -> None:
-        _choice("kind", self.kind, OBJECTIVES, "objective")
-        for name in ("natural_weight", "robust_weight", "smoothness_weight", "contrastive_weight"):
-            _non_negative(name, getattr(self, name))
-        _choice("kl_reduction", self.kl_reduction, ("mean", "batchmean"), "KL reduction")
-        _choice("neg_type", self.neg_type, NEG_TYPES, "negative type")
-        _choice("distance", self.distance, DISTANCES, "distance")
-        _positive("temperature", self.temperature)
-        if self.views not in (1, 2):
-            _fail("views", self.views, "must be 1 or 2")
-        if self.combine not in (1, 2, 3):
-            _fail("combine", self.combine, "must be 1, 2 or 3")
-        if self.kind == "ascl":
-            if self.distance in ("matmul", "l1", "l2") and not self.normalize:
-                _fail("normalize", self.normalize, f"distance {self.distance!r} requires normalize=true")
-            if self.distance == "cosine" and self.normalize:
-                _fail("normalize", self.normalize, "distance 'cosine' normalises itself; set false")
+        _check_fields(self)
+        if self.kind == "ascl" and (problem := normalize_rule_violation(self.distance, self.normalize)):
+            _fail("normalize", self.normalize, problem)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OptimConfig:
     """SGD and its learning-rate schedule (ASCL_SPEC §7.1)."""
 
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    schedule: Literal["piecewise", "cosine", "onecycle", "constant"] = "piecewise"
-    milestones: tuple[int, ...] = (100, 105, 110)  # piecewise: epochs where lr is multiplied by gamma
-    gamma: float = 0.1
+    lr: float = knob(0.1, "peak learning rate", gt=0, le=100)
+    momentum: float = knob(0.9, "SGD momentum", ge=0, le=1)
+    weight_decay: float = knob(5e-4, "L2 weight decay on every parameter", ge=0, le=1)
+    nesterov: bool = knob(False, "Nesterov momentum (needs momentum > 0)")
+    schedule: Literal["piecewise", "cosine", "onecycle", "constant"] = knob(
+        "piecewise", "learning-rate schedule", kind="schedule"
+    )
+    milestones: tuple[int, ...] = knob(
+        (100, 105, 110), "piecewise: epochs where lr is multiplied by gamma", ge=0, le=100_000
+    )
+    gamma: float = knob(0.1, "piecewise: the factor at each milestone", gt=0, le=1)
 
     def __post_init__(self) -> None:
-        _positive("lr", self.lr)
-        _non_negative("momentum", self.momentum)
-        _non_negative("weight_decay", self.weight_decay)
-        _positive("gamma", self.gamma)
-        _choice("schedule", self.schedule, ("piecewise", "cosine", "onecycle", "constant"), "schedule")
-        if list(self.milestones) != sorted(self.milestones) or any(m < 0 for m in self.milestones):
+        _check_fields(self)
+        if len(self.milestones) > 64:
+            _fail("milestones", len(self.milestones), "at most 64 milestones")
+        if list(self.milestones) != sorted(self.milestones):
             _fail("milestones", self.milestones, "must be ascending epochs >= 0")
         if self.nesterov and self.momentum == 0:
             _fail("nesterov", self.nesterov, "needs momentum > 0")
@@ -186,22 +231,22 @@ class OptimConfig:
 class TrainConfig:
     """Loop settings: length, batch, precision and the speed options."""
 
-    epochs: int = 120
-    batch_size: int = 128  # images per step before views are stacked
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool = True  # CUDA only
-    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
-    drop_last: bool = True
-    post_step_bn_forwards: bool = False  # the authors' two logging forwards after each step (§7.2)
-    log_every: int = 20  # steps between progress reports
-    validate_every: int = 1  # epochs between validation passes
+    epochs: int = knob(120, "training epochs", ge=1, le=100_000)
+    batch_size: int = knob(128, "images per step before views are stacked (the global batch)", ge=1, le=65_536)
+    precision: Literal["auto", "fp32", "bf16"] = knob(
+        "auto", "auto: bf16 autocast on CUDA, fp32 on CPU", kind="precision"
+    )
+    channels_last: bool = knob(True, "channels_last memory format (CUDA only)")
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = knob(
+        "none", "torch.compile mode", kind="compile mode"
+    )
+    drop_last: bool = knob(True, "drop the last partial batch (static shapes)")
+    post_step_bn_forwards: bool = knob(False, "the authors' two logging forwards after each step (§7.2)")
+    log_every: int = knob(20, "steps between progress reports", ge=1, le=1_000_000)
+    validate_every: int = knob(1, "epochs between validation passes", ge=1, le=100_000)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every", "validate_every"):
-            if getattr(self, name) < 1:
-                _fail(name, getattr(self, name), "must be >= 1")
-        _choice("precision", self.precision, ("auto", "fp32", "bf16"), "precision")
-        _choice("compile", self.compile, ("none", "default", "reduce-overhead", "max-autotune"), "compile mode")
+        _check_fields(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,43 +255,34 @@ class EvalConfig:
 
     Attack radii default to the training attack's eps; step sizes to its step size."""
 
-    eps: float | None = None
-    step_size: float | None = None
-    val_steps: int = 10  # per-epoch PGD on the validation split, eval mode
-    pgd_steps: int = 200
-    pgd_restarts: int = 1
-    autoattack: Literal["none", "standard", "custom"] = "none"  # custom = APGD-CE + APGD-T (authors)
-    autoattack_examples: int = 1000
-    eps_sweep: tuple[float, ...] = ()
-    sweep_steps: int = 50
-    batch_size: int = 500
-    checkpoint: Literal["best", "last"] = "best"
+    eps: float | None = knob(None, "evaluation radius (default: attack.eps)", ge=0, le=1)
+    step_size: float | None = knob(None, "evaluation PGD step (default: attack.step_size)", ge=0, le=1)
+    val_steps: int = knob(10, "per-epoch PGD steps on the validation split (eval mode)", ge=0, le=10_000)
+    pgd_steps: int = knob(200, "PGD steps of the final evaluation", ge=0, le=100_000)
+    pgd_restarts: int = knob(1, "PGD restarts of the final evaluation", ge=1, le=100)
+    autoattack: Literal["none", "standard", "custom"] = knob(
+        "none", "AutoAttack: none, standard, or custom = APGD-CE + APGD-T (the authors)", kind="AutoAttack version"
+    )
+    autoattack_examples: int = knob(1000, "test images AutoAttack runs on (the first N)", ge=1, le=1_000_000)
+    eps_sweep: tuple[float, ...] = knob((), "radii of the robust-accuracy-versus-epsilon curve", ge=0, le=1)
+    sweep_steps: int = knob(50, "PGD steps at each radius of the sweep", ge=0, le=10_000)
+    batch_size: int = knob(500, "evaluation batch size", ge=1, le=65_536)
+    checkpoint: Literal["best", "last"] = knob("best", "which checkpoint the final evaluation uses", kind="checkpoint")
 
     def __post_init__(self) -> None:
-        if self.eps is not None:
-            _non_negative("eps", self.eps)
-        if self.step_size is not None:
-            _non_negative("step_size", self.step_size)
-        for name in ("val_steps", "pgd_steps", "sweep_steps"):
-            if getattr(self, name) < 0:
-                _fail(name, getattr(self, name), "must be >= 0")
-        for name in ("pgd_restarts", "autoattack_examples", "batch_size"):
-            if getattr(self, name) < 1:
-                _fail(name, getattr(self, name), "must be >= 1")
-        _choice("autoattack", self.autoattack, ("none", "standard", "custom"), "AutoAttack version")
-        for eps in self.eps_sweep:
-            _non_negative("eps_sweep", eps)
-        _choice("checkpoint", self.checkpoint, ("best", "last"), "checkpoint")
+        _check_fields(self)
+        if len(self.eps_sweep) > 64:
+            _fail("eps_sweep", len(self.eps_sweep), "at most 64 radii")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExperimentConfig:
     """Everything that defines a run. The service stores exactly `to_dict()` of this object."""
 
-    spec_version: int = SPEC_VERSION
-    name: str = "experiment"
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    spec_version: int = knob(SPEC_VERSION, "the config format version")
+    name: str = knob("experiment", "the run's name")
+    seed: int = knob(0, "seeds the weights and every epoch's randomness", ge=0, le=2**31 - 1)
+    device: str = knob("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
@@ -256,6 +292,9 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        _check_fields(self)
+        if len(self.name) > 200:
+            _fail("name", self.name[:40] + "...", "at most 200 characters")
         if self.spec_version != SPEC_VERSION:
             _fail("spec_version", self.spec_version, f"this version reads spec_version {SPEC_VERSION}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

@@ -6,7 +6,7 @@
 2. with 10,000 queued jobs: GET /jobs (a page) and GET /jobs/{id} latency, and one dispatcher cycle;
 3. submit → RUNNING latency on an idle local Ray cluster (--ray).
 
-The API runs as its own uvicorn process (`service.asgi`), like production, and the load comes
+The API runs as its own uvicorn process (`control.asgi`), like production, and the load comes
 from another process over loopback HTTP.
 
     python bench/bench_service.py --database sqlite --database postgresql --ray --out bench/results/service.jsonl
@@ -31,13 +31,14 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert
 
+from control.dispatcher import Dispatcher
+from control.ports import free_port
 from service.db import make_engine, make_sessionmaker, session_scope
 from service.db.migrate import upgrade
 from service.db.models import Job
 from service.db.scratch import scratch_database
 from service.jobs import store
-from service.serve import free_port
-from workers.dispatcher import Dispatcher, DispatchSettings
+from service.settings import ServiceSettings
 
 BODY = {"kind": "train", "preset": "digits-ascl", "overrides": {"train.epochs": 1}, "tags": ["bench"]}
 
@@ -62,7 +63,7 @@ def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
             "-m",
             "uvicorn",
             "--factory",
-            "service.asgi:create_app_from_env",
+            "control.asgi:create_app_from_env",
             "--port",
             str(port),
             "--log-level",
@@ -254,7 +255,7 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
         sessions,
         NoCapacity(),
         None,  # type: ignore[arg-type]
-        DispatchSettings(api_url="", worker_python="", checkpoint_root=workdir),
+        ServiceSettings(data_dir=workdir),
     )
     timings = []
     for _ in range(20):
@@ -283,9 +284,8 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
     (the `tracking_overhead_*` metrics every run logs)."""
     from mlflow import MlflowClient
 
+    from control.serve import running_stack
     from service.client import AsclClient
-    from service.serve import running_stack
-    from service.settings import ServiceSettings
 
     settings = ServiceSettings(
         data_dir=workdir / "ray",

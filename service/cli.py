@@ -1,4 +1,5 @@
-"""`ascl serve` and `ascl jobs ...`, added to the `ascl` command through the `ascl.commands` entry point."""
+"""`ascl jobs ...`, added to the `ascl` command through the `ascl.commands` entry point: a client of the
+REST API (needs only httpx)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,6 @@ from ascl.config import parse_override
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    serve = commands.add_parser("serve", help="run the API, dispatcher, local Ray and the MLflow UI")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--data-dir", type=Path, default=None, help="SQLite DB, MLflow store, checkpoints")
-    serve.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://user@host/db")
-    serve.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting one")
-    serve.add_argument("--mlflow-uri", default=None, help="use this tracking server instead of starting one")
-    serve.add_argument("--demo", action="store_true", help="submit a digits ASCL job and follow it")
-    serve.add_argument("--exit-after-demo", action="store_true")
-    serve.set_defaults(handler=_serve)
-
     jobs = commands.add_parser("jobs", help="the job API over HTTP").add_subparsers(dest="verb", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", default="http://127.0.0.1:8000")
@@ -61,22 +51,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     logs.add_argument("job_id")
     logs.add_argument("--follow", "-f", action="store_true")
     logs.set_defaults(handler=_logs)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from service.serve import serve
-    from service.settings import ServiceSettings
-
-    given = {
-        "host": args.host,
-        "port": args.port,
-        "data_dir": args.data_dir,
-        "database_url": args.database_url,
-        "ray_address": args.ray_address,
-        "mlflow_tracking_uri": args.mlflow_uri,
-    }
-    settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
-    return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
 
 
 def _client(args: argparse.Namespace) -> Any:

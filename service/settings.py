@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.contracts import HEARTBEAT_INTERVAL_S
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASCL_")
@@ -14,22 +16,33 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Path(".ascl")
     database_url: str | None = None  # default: SQLite file in data_dir; production: postgresql+psycopg://...
     ray_address: str | None = None  # default: start a local Ray; else join this cluster (e.g. ray://head:10001)
-    ray_dashboard_url: str | None = None  # the cluster's job server (default http://127.0.0.1:8265)
+    ray_dashboard_url: str | None = None  # the cluster's job server (default: the dashboard the cluster reports)
     mlflow_tracking_uri: str | None = None  # default: SQLite store in data_dir
     host: str = "127.0.0.1"
     port: int = 8000
+    mlflow_port: int | None = None  # the embedded MLflow server's port (default: a free one)
+    mlflow_ui_url: str | None = None  # where users open MLflow (default: the tracking URI when it is http)
     public_url: str | None = None  # how workers reach the API; default http://host:port
     poll_interval_s: float = 1.0
     heartbeat_timeout_s: float = 300.0
-    heartbeat_interval_s: float = 10.0  # how often workers report
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S  # how often workers report
+    worker_api_loss_s: float = 600.0  # a worker that cannot reach the API this long stops itself
     repair_interval_s: float = 60.0  # how often the reconciler looks for orphans (Ray) and open runs (MLflow)
     claim_lease_s: float = 60.0  # a claim older than this that never reached Ray is requeued
     max_claim_expiries: int = 5  # consecutive claims that never reached Ray before the job fails
     ray_job_retention_s: float = 3600.0  # an ended attempt's Ray job is deleted after this (its log tail is kept)
     worker_python: str = sys.executable  # the interpreter Ray jobs run the worker entrypoint with
     dispatcher: bool = True  # run the dispatcher/monitor inside the API process (embedded mode)
+    dispatcher_name: str = "dispatcher"  # the actor of its transitions in job events
     local_ray_num_cpus: int | None = None
     local_ray_num_gpus: int | None = None
+    # datasets the API can see: a relative data.data_dir resolves here, and is checked at submission
+    data_root: Path | None = None
+    default_max_runtime_s: int | None = 7 * 24 * 3600  # for jobs that set none
+    log_stream_max_s: float = 3600.0  # a log stream ends after this; the client reconnects
+    log_streams_per_user: int = 8
+    log_streams_total: int = 256
+    max_body_bytes: int = 1_000_000  # larger request bodies are refused (413)
 
     @property
     def resolved_database_url(self) -> str:

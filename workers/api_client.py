@@ -1,16 +1,21 @@
-"""The worker's view of the API: its attempt's spec, heartbeats and the final result, all fenced
-by the attempt's token. Transient network errors are retried; a 409 means 'superseded: stop'."""
+"""The worker's view of the API: its attempt's spec, heartbeats and the final outcome, all fenced
+by the attempt's token (sent in a header). Transient network errors are retried; a 409 means
+'superseded: stop'."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel
+
+from service.contracts import ATTEMPT_TOKEN_HEADER, AttemptOutcome, AttemptSpec, Heartbeat, HeartbeatReply
 
 logger = logging.getLogger(__name__)
+Reply = TypeVar("Reply", bound=BaseModel)
 
 
 class Superseded(Exception):
@@ -30,46 +35,26 @@ class ApiClient:
         self.identity = identity
         self.retries = retries
         self.http = httpx.Client(
-            base_url=f"{identity.api_url}/api/v1/internal/jobs/{identity.job_id}", timeout=timeout_s
+            base_url=f"{identity.api_url}/api/v1/internal/jobs/{identity.job_id}/attempts/{identity.attempt}",
+            headers={ATTEMPT_TOKEN_HEADER: identity.token},
+            timeout=timeout_s,
         )
 
-    def spec(self) -> dict[str, Any]:
-        return self._call("GET", "/spec", params={"attempt": self.identity.attempt, "token": self.identity.token})
+    def spec(self) -> AttemptSpec:
+        return self._call("GET", "/spec", AttemptSpec)
 
-    def heartbeat(self, *, progress: dict[str, Any] | None = None, epoch_metrics: dict[str, Any] | None = None) -> str:
-        body = {
-            "attempt": self.identity.attempt,
-            "token": self.identity.token,
-            "progress": progress,
-            "epoch_metrics": epoch_metrics,
-        }
-        return str(self._call("POST", "/heartbeat", json=body)["action"])
+    def heartbeat(self, beat: Heartbeat) -> str:
+        return self._call("POST", "/heartbeat", HeartbeatReply, body=beat).action
 
-    def result(
-        self,
-        *,
-        succeeded: bool,
-        result: dict[str, Any] | None = None,
-        error_class: str | None = None,
-        error_message: str | None = None,
-    ) -> None:
-        self._call(
-            "POST",
-            "/result",
-            json={
-                "attempt": self.identity.attempt,
-                "token": self.identity.token,
-                "succeeded": succeeded,
-                "result": result,
-                "error_class": error_class,
-                "error_message": error_message,
-            },
-        )
+    def outcome(self, outcome: AttemptOutcome) -> None:
+        self._call("POST", "/outcome", HeartbeatReply, body=outcome)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, reply: type[Reply], *, body: BaseModel | None = None) -> Reply:
+        content = body.model_dump_json() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
         for attempt in range(self.retries):
             try:
-                response = self.http.request(method, path, **kwargs)
+                response = self.http.request(method, path, content=content, headers=headers)
             except httpx.TransportError as error:
                 logger.warning("api.unreachable path=%s try=%d error=%s", path, attempt + 1, error)
                 time.sleep(min(2**attempt, 30))
@@ -80,5 +65,5 @@ class ApiClient:
                 time.sleep(min(2**attempt, 30))
                 continue
             response.raise_for_status()
-            return dict(response.json())
+            return reply.model_validate_json(response.content)
         raise ConnectionError(f"the API at {self.identity.api_url} did not answer {method} {path}")

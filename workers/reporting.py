@@ -6,7 +6,10 @@ metrics from MLflow's own logging thread. `flush()` waits for both.
 
 The time the training thread spends in these callbacks is measured and logged with each epoch
 (`tracking_overhead_s`, `tracking_overhead_fraction` of the epoch's training time): the target is
-under 1% (../shared/PERFORMANCE.md), and every run shows whether it holds."""
+under 1% of an epoch, and every run shows whether it holds.
+
+A worker that cannot reach the API for longer than `api_loss_s` stops itself at the next step: the
+last complete epoch's checkpoint is kept, and the control plane retries the attempt once it can."""
 
 from __future__ import annotations
 
@@ -16,28 +19,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import mlflow
 
 from ascl.training.callbacks import EpochSummary, StepProgress
+from service.contracts import HEARTBEAT_INTERVAL_S, EpochReport, Heartbeat, Phase, Progress
 from workers.api_client import ApiClient, Superseded
 
 logger = logging.getLogger(__name__)
 
 
 class ServiceReporter:
-    def __init__(self, api: ApiClient, *, interval_s: float = 10.0) -> None:
+    def __init__(self, api: ApiClient, *, interval_s: float = HEARTBEAT_INTERVAL_S, api_loss_s: float = 600.0) -> None:
         self.api = api
         self.interval_s = interval_s
+        self.api_loss_s = api_loss_s
         self.started = time.monotonic()
-        self.progress: dict[str, Any] = {"phase": "starting"}
+        self.last_contact = self.started
+        self.progress = Progress()
         self.stop_requested = threading.Event()
         self._done = threading.Event()
         self._wake = threading.Event()  # an epoch ended: send its metrics now, not at the next interval
         self._lock = threading.Lock()
         self._sending_epochs = threading.Lock()  # flush() and the thread: epochs reach the API in order
-        self._epochs: list[dict[str, Any]] = []  # epoch metrics not yet sent to the API
+        self._epochs: list[EpochReport] = []  # epochs not yet sent to the API
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._overhead_s = 0.0  # spent in the callbacks below since the last epoch's metrics were taken
 
@@ -59,9 +64,9 @@ class ServiceReporter:
     def should_stop(self) -> bool:
         return self.stop_requested.is_set()
 
-    def set_phase(self, phase: str) -> None:
+    def set_phase(self, phase: Phase) -> None:
         with self._lock:
-            self.progress = {**self.progress, "phase": phase}
+            self.progress = self.progress.model_copy(update={"phase": phase})
 
     def on_step(self, progress: StepProgress) -> None:
         with self._timed():
@@ -71,16 +76,18 @@ class ServiceReporter:
         elapsed = time.monotonic() - self.started
         eta = elapsed / progress.step * (progress.total_steps - progress.step) if progress.step else None
         with self._lock:
-            self.progress = {
-                "phase": "training",
-                "epoch": progress.epoch,
-                "step": progress.step,
-                "total_steps": progress.total_steps,
-                "images_per_s": round(progress.images_per_s, 1),
-                "eta_s": round(eta, 1) if eta is not None else None,
-                "lr": progress.lr,
-                "metrics": progress.metrics,
-            }
+            self.progress = self.progress.model_copy(
+                update={
+                    "phase": Phase.TRAINING,
+                    "epoch": progress.epoch,
+                    "step": progress.step,
+                    "total_steps": progress.total_steps,
+                    "images_per_s": round(progress.images_per_s, 1),
+                    "eta_s": round(eta, 1) if eta is not None else None,
+                    "lr": progress.lr,
+                    "metrics": progress.metrics,
+                }
+            )
 
     def on_epoch_end(self, summary: EpochSummary) -> None:
         with self._timed():  # counted with the next epoch: this epoch's figure is taken here
@@ -101,24 +108,25 @@ class ServiceReporter:
         elapsed = time.monotonic() - self.started
         remaining = summary.epochs - summary.epoch - 1
         with self._lock:
-            self.progress = {
-                **self.progress,
-                "phase": "training",
-                "epoch": summary.epoch,
-                "epochs": summary.epochs,
-                "images_per_s": round(summary.images_per_s, 1),
-                "lr": summary.lr,
-                "eta_s": round(elapsed / (summary.epoch + 1) * remaining, 1),
-                "metrics": summary.train,
-                "val": summary.val,
-            }
-            self._epochs.append(summary.as_dict())
+            self.progress = self.progress.model_copy(
+                update={
+                    "phase": Phase.TRAINING,
+                    "epoch": summary.epoch,
+                    "epochs": summary.epochs,
+                    "images_per_s": round(summary.images_per_s, 1),
+                    "lr": summary.lr,
+                    "eta_s": round(elapsed / (summary.epoch + 1) * remaining, 1),
+                    "metrics": summary.train,
+                    "val": summary.val,
+                }
+            )
+            self._epochs.append(EpochReport.model_validate(summary.as_dict()))
         self._wake.set()
 
     def on_checkpoint(self, path: Path, *, epoch: int, is_best: bool) -> None:
         key = "best_checkpoint" if is_best else "checkpoint"
         with self._timed(), self._lock:
-            self.progress = {**self.progress, key: str(path), f"{key}_epoch": epoch}
+            self.progress = self.progress.model_copy(update={key: str(path), f"{key}_epoch": epoch})
 
     @contextmanager
     def _timed(self) -> Iterator[None]:
@@ -142,16 +150,24 @@ class ServiceReporter:
             with self._lock:
                 epochs, self._epochs = self._epochs, []
             for epoch in epochs:
-                self._send(epoch_metrics=epoch)
+                self._send(epoch=epoch)
 
-    def _send(self, epoch_metrics: dict[str, Any] | None = None) -> None:
+    def _send(self, epoch: EpochReport | None = None) -> None:
         with self._lock:
-            progress = dict(self.progress)
+            progress = self.progress
         try:
-            if self.api.heartbeat(progress=progress, epoch_metrics=epoch_metrics) == "stop":
-                self.stop_requested.set()
+            action = self.api.heartbeat(Heartbeat(progress=progress, epoch=epoch))
         except Superseded as error:
             logger.warning("attempt.superseded %s", error)
             self.stop_requested.set()
-        except ConnectionError as error:  # keep training: the monitor decides about stale attempts
-            logger.warning("heartbeat.failed %s", error)
+            return
+        except ConnectionError as error:  # keep training for a while: the API may come back
+            silent = time.monotonic() - self.last_contact
+            logger.warning("heartbeat.failed silent_s=%.0f %s", silent, error)
+            if silent > self.api_loss_s:
+                logger.error("attempt.api_lost silent_s=%.0f: stopping at the next step", silent)
+                self.stop_requested.set()
+            return
+        self.last_contact = time.monotonic()
+        if action == "stop":
+            self.stop_requested.set()

@@ -8,22 +8,29 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import internal, jobs, ops
+from service.api import internal, jobs, logs, ops
 from service.api.errors import install_error_handlers
+from service.api.limits import BodySizeLimit
 from service.cluster import ClusterView, StaticCluster
 from service.db.group_commit import GroupCommit
 from service.jobs.errors import JobError
+from service.metrics import Metric
+from service.registry import ModelRegistry, NoRegistry
+from service.settings import ServiceSettings
 
 
 def create_app(
     sessions: sessionmaker[Session],
     *,
+    settings: ServiceSettings | None = None,
     cluster: ClusterView | None = None,
+    registry: ModelRegistry | None = None,
     wake_dispatcher: Callable[[], None] = lambda: None,
     mlflow_ui_url: str | None = None,
     mlflow_ready: Callable[[], bool] = lambda: True,
-    dispatcher_metrics: Callable[[], dict[str, float]] = dict,
+    dispatcher_metrics: Callable[[], list[Metric]] = list,
 ) -> FastAPI:
+    settings = settings or ServiceSettings()
     submissions = GroupCommit(sessions, rejections=(JobError,))
 
     @asynccontextmanager
@@ -38,14 +45,19 @@ def create_app(
         description="Adversarially robust training and evaluation jobs (ASCL, arXiv 2101.10027).",
     )
     app.state.sessions = sessions
+    app.state.settings = settings
     app.state.submissions = submissions
     app.state.cluster = cluster or StaticCluster()
+    app.state.registry = registry or NoRegistry()
     app.state.wake_dispatcher = wake_dispatcher
     app.state.mlflow_ui_url = mlflow_ui_url
     app.state.mlflow_ready = mlflow_ready
     app.state.dispatcher_metrics = dispatcher_metrics
+    app.state.stream_slots = logs.StreamSlots(per_user=settings.log_streams_per_user, total=settings.log_streams_total)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router, prefix="/api/v1", tags=["jobs"])
+    app.include_router(logs.router, prefix="/api/v1", tags=["jobs"])
     app.include_router(internal.router, prefix="/api/v1", tags=["workers"])
     app.include_router(ops.router, tags=["operations"])
     return app

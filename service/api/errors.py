@@ -6,9 +6,23 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.jobs.errors import IdempotencyConflict, InvalidSpec, InvalidTransition, JobNotFound, StaleAttempt
+from service.jobs.errors import (
+    IdempotencyConflict,
+    InvalidSpec,
+    InvalidTransition,
+    JobNotFound,
+    StaleAttempt,
+    TooManyStreams,
+)
 
-STATUS = {JobNotFound: 404, InvalidTransition: 409, IdempotencyConflict: 409, StaleAttempt: 409, InvalidSpec: 422}
+STATUS = {
+    JobNotFound: 404,
+    InvalidTransition: 409,
+    IdempotencyConflict: 409,
+    StaleAttempt: 409,
+    InvalidSpec: 422,
+    TooManyStreams: 429,
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

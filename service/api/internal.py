@@ -1,50 +1,40 @@
-"""Worker-facing routes. Every call carries the attempt number and its fencing token; a superseded
-attempt gets 409 and is told to stop, so a zombie can never report over a retry."""
+"""Worker-facing routes. Every call names its attempt and carries the attempt's fencing token in the
+`X-Attempt-Token` header (never in the URL, which access logs keep); a superseded attempt gets 409
+and is told to stop, so a zombie can never report over a retry."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 
 from service.api.deps import Sessions
-from service.api.schemas import AttemptResult, Heartbeat
+from service.contracts import AttemptOutcome, AttemptSpec, Heartbeat, HeartbeatReply
 from service.db import session_scope
-from service.jobs import store
+from service.jobs import attempts
 
 router = APIRouter(prefix="/internal")
 
+AttemptToken = Annotated[str, Header(alias="X-Attempt-Token", max_length=128, description="the fencing token")]
 
-@router.get("/jobs/{job_id}/spec")
-def attempt_spec(job_id: str, attempt: int, token: str, sessions: Sessions) -> dict[str, object]:
+
+@router.get("/jobs/{job_id}/attempts/{attempt}/spec", response_model=AttemptSpec)
+def attempt_spec(job_id: str, attempt: int, token: AttemptToken, sessions: Sessions) -> AttemptSpec:
     with session_scope(sessions) as session:
-        job, current = store.fenced_attempt(session, job_id, attempt, token)
-        return {
-            "kind": job.kind,
-            "spec": job.spec,
-            "target": job.target,
-            "checkpoint_dir": current.checkpoint_dir,
-            "resume_checkpoint": job.resume_checkpoint,
-            "mlflow_run_id": job.mlflow_run_id,
-            "name": job.name,
-        }
+        return attempts.attempt_spec(session, job_id, attempt, token)
 
 
-@router.post("/jobs/{job_id}/heartbeat")
-def heartbeat(job_id: str, body: Heartbeat, sessions: Sessions) -> dict[str, str]:
+@router.post("/jobs/{job_id}/attempts/{attempt}/heartbeat", response_model=HeartbeatReply)
+def heartbeat(job_id: str, attempt: int, body: Heartbeat, token: AttemptToken, sessions: Sessions) -> HeartbeatReply:
     with session_scope(sessions) as session:
-        action = store.record_heartbeat(
-            session, job_id, body.attempt, body.token, progress=body.progress, epoch_metrics=body.epoch_metrics
-        )
-        return {"action": action}
+        return HeartbeatReply(action=attempts.record_heartbeat(session, job_id, attempt, token, body))
 
 
-@router.post("/jobs/{job_id}/result")
-def attempt_result(job_id: str, body: AttemptResult, sessions: Sessions) -> dict[str, str]:
-    """The attempt's outcome; the dispatcher makes the state transition once Ray reports the end."""
+@router.post("/jobs/{job_id}/attempts/{attempt}/outcome", response_model=HeartbeatReply)
+def attempt_outcome(
+    job_id: str, attempt: int, body: AttemptOutcome, token: AttemptToken, sessions: Sessions
+) -> HeartbeatReply:
+    """The attempt's outcome; the control plane makes the state transition once Ray reports the end."""
     with session_scope(sessions) as session:
-        job, attempt = store.fenced_attempt(session, job_id, body.attempt, body.token)
-        if body.succeeded:
-            job.result = body.result
-        else:
-            attempt.failure_class = body.error_class
-            attempt.error_message = (body.error_message or "")[-4000:]
-        return {"action": "stop"}
+        attempts.record_outcome(session, job_id, attempt, token, body)
+        return HeartbeatReply(action="stop")

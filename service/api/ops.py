@@ -8,6 +8,7 @@ from sqlalchemy import func, select, text
 from service.api.deps import Sessions
 from service.db import session_scope
 from service.db.models import Job
+from service.metrics import Metric, render
 
 router = APIRouter()
 
@@ -37,16 +38,21 @@ def readyz(request: Request, response: Response, sessions: Sessions) -> dict[str
 def metrics(request: Request, sessions: Sessions) -> Response:
     with session_scope(sessions) as session:
         rows = session.execute(select(Job.queue, Job.status, func.count()).group_by(Job.queue, Job.status)).all()
-        lines = ["# HELP ascl_jobs Jobs by queue and state.", "# TYPE ascl_jobs gauge"]
-        lines += [f'ascl_jobs{{queue="{queue}",status="{status}"}} {count}' for queue, status, count in rows]
-        lines += ["# HELP ascl_queue_depth Queued jobs per queue.", "# TYPE ascl_queue_depth gauge"]
-        lines += [f'ascl_queue_depth{{queue="{queue}"}} {count}' for queue, status, count in rows if status == "QUEUED"]
         gpu_seconds = session.execute(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0))).scalar_one()
-        lines += [
-            "# HELP ascl_gpu_seconds_total GPU-seconds held by ended attempts.",
-            "# TYPE ascl_gpu_seconds_total counter",
-            f"ascl_gpu_seconds_total {float(gpu_seconds)}",
-        ]
-        for name, value in request.app.state.dispatcher_metrics().items():
-            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    exposition = [
+        Metric(
+            "ascl_jobs",
+            "gauge",
+            "Jobs by queue and state.",
+            [({"queue": queue, "status": status}, count) for queue, status, count in rows],
+        ),
+        Metric(
+            "ascl_queue_depth",
+            "gauge",
+            "Queued jobs per queue.",
+            [({"queue": queue}, count) for queue, status, count in rows if status == "QUEUED"],
+        ),
+        Metric.single("ascl_gpu_seconds_total", "counter", "GPU-seconds held by ended attempts.", float(gpu_seconds)),
+        *request.app.state.dispatcher_metrics(),
+    ]
+    return Response(render(exposition), media_type="text/plain; version=0.0.4")

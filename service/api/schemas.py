@@ -1,24 +1,57 @@
-"""HTTP request and response bodies. The experiment itself is validated by ascl.config."""
+"""HTTP request and response bodies. The experiment itself is validated by ascl.config; its schema
+in OpenAPI is generated from the config dataclasses (experiment_schema.py). Every user-controlled
+value is bounded here: strings by length and alphabet (no NUL or control characters, which
+PostgreSQL refuses), numbers by range (no Infinity or NaN, no integer beyond a column's range)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from service.api.experiment_schema import experiment_schema, overrides_schema
+from service.contracts import JobKind, ModelName
 from service.db.models import Job, JobEvent
 
 
+def _rfc3339(moment: datetime) -> str:
+    """One timestamp form everywhere: RFC 3339 in UTC with an explicit offset (SQLite hands back
+    naive datetimes for timezone-aware columns; they were written in UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
+
+
+Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]  # printable, one line
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$")]
+QueueName = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="lowercase letters, digits, _ . -"
+    ),
+]
+ExperimentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_ .:/+-]*$")]
+Experiment = Annotated[dict[str, Any], WithJsonSchema(experiment_schema())]
+Overrides = Annotated[dict[str, Any], WithJsonSchema(overrides_schema())]
+
+PRIORITY_LIMIT = 1000  # the column's range is far wider; who may use how much is a role's matter
+MAX_RUNTIME_LIMIT_S = 30 * 24 * 3600
+
+
 class Resources(BaseModel):
-    gpus: float = Field(0.0, ge=0, description="GPUs for the attempt; fractions share a GPU")
-    cpus: float = Field(1.0, gt=0)
-    memory_gb: float | None = Field(None, gt=0)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    gpus: float = Field(0.0, ge=0, le=64, description="GPUs per worker; fractions share a GPU")
+    cpus: float = Field(1.0, gt=0, le=1024, description="CPUs per worker")
+    memory_gb: float | None = Field(None, gt=0, le=4096, description="memory per worker, GiB")
+    workers: int = Field(1, ge=1, le=64, description="data-parallel workers (Ray Train); gpus and cpus are per worker")
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
@@ -41,19 +74,23 @@ class JobCreate(BaseModel):
         },
     )
 
-    kind: Literal["train", "eval"] = "train"
-    name: str | None = Field(None, max_length=200)
-    preset: str | None = Field(None, description="a preset name (GET /presets); or give `experiment`")
-    experiment: dict[str, Any] | None = Field(None, description="a full ascl ExperimentConfig as JSON")
-    overrides: dict[str, Any] = Field(default_factory=dict, description='dotted paths, e.g. {"train.epochs": 3}')
-    model: str | None = Field(None, description="eval: models:/NAME/VERSION, models:/NAME@ALIAS or a train job id")
-    model_name: str | None = Field(None, max_length=200, description="train: register the model under this name")
-    mlflow_experiment: str = Field("ascl", min_length=1, max_length=200, description="the MLflow experiment")
-    queue: str = Field("default", min_length=1, max_length=100)
-    priority: int = Field(0, description="higher runs sooner")
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    kind: JobKind = JobKind.TRAIN
+    name: Text | None = None
+    preset: Annotated[str, Field(max_length=100)] | None = Field(
+        None, description="a preset name (GET /presets); or give `experiment`"
+    )
+    experiment: Experiment | None = Field(None, description="a full ascl ExperimentConfig")
+    overrides: Overrides = Field(default_factory=dict, description='dotted paths, e.g. {"train.epochs": 3}')
+    model: Annotated[str, Field(max_length=300)] | None = Field(
+        None, description="eval: models:/NAME/VERSION, models:/NAME@ALIAS or a train job's id"
+    )
+    model_name: ModelName | None = Field(None, description="train: register the model under this name")
+    mlflow_experiment: ExperimentName = Field("ascl", description="the MLflow experiment of the job's run")
+    queue: QueueName = "default"
+    priority: int = Field(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="higher runs sooner")
+    tags: list[Label] = Field(default_factory=list, max_length=50)
     resources: Resources = Field(default_factory=Resources)
-    max_runtime_s: int | None = Field(None, gt=0)
+    max_runtime_s: int | None = Field(None, gt=0, le=MAX_RUNTIME_LIMIT_S, description="default: the operator's")
     max_infra_retries: int = Field(3, ge=0, le=20)
     force_queue: bool = Field(False, description="queue even if no node can hold the resources today")
 
@@ -68,9 +105,11 @@ class JobRead(BaseModel):
     priority: int
     tags: list[str]
     resources: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    max_runtime_s: int | None
+    max_infra_retries: int
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     attempts: int
     queue_position: int | None = None
     pending_reason: str | None = None
@@ -78,6 +117,7 @@ class JobRead(BaseModel):
     result: dict[str, Any] | None
     error_class: str | None
     error_message: str | None
+    mlflow_experiment: str
     mlflow_experiment_id: str | None
     mlflow_run_id: str | None
     mlflow_run_url: str | None = None
@@ -99,6 +139,8 @@ class JobRead(BaseModel):
             priority=job.priority,
             tags=job.tags or [],
             resources=job.resources,
+            max_runtime_s=job.max_runtime_s,
+            max_infra_retries=job.max_infra_retries,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -107,6 +149,7 @@ class JobRead(BaseModel):
             result=job.result,
             error_class=job.error_class,
             error_message=job.error_message,
+            mlflow_experiment=job.experiment,
             mlflow_experiment_id=job.mlflow_experiment_id,
             mlflow_run_id=job.mlflow_run_id,
             model_name=job.model_name,
@@ -125,7 +168,7 @@ class JobPage(BaseModel):
 
 class EventRead(BaseModel):
     id: int
-    at: datetime
+    at: Timestamp
     from_status: str | None
     to_status: str
     actor: str
@@ -155,63 +198,8 @@ class RetryRequest(BaseModel):
             ]
         },
     )
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: Overrides = Field(default_factory=dict)
     resume: bool = Field(False, description="resume from the original job's latest checkpoint")
-
-
-class Heartbeat(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "attempt": 1,
-                    "token": "3f2a...",
-                    "progress": {
-                        "phase": "training",
-                        "epoch": 3,
-                        "step": 1200,
-                        "total_steps": 46800,
-                        "images_per_s": 5400.0,
-                        "eta_s": 1700.0,
-                    },
-                }
-            ]
-        }
-    )
-
-    attempt: int
-    token: str
-    progress: dict[str, Any] | None = None
-    epoch_metrics: dict[str, Any] | None = None
-
-
-class AttemptResult(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "attempt": 1,
-                    "token": "3f2a...",
-                    "succeeded": True,
-                    "result": {"model_uri": "models:/m-1a2b", "test": {}},
-                },
-                {
-                    "attempt": 2,
-                    "token": "9c0d...",
-                    "succeeded": False,
-                    "error_class": "OOM",
-                    "error_message": "OutOfMemoryError: CUDA out of memory",
-                },
-            ]
-        }
-    )
-
-    attempt: int
-    token: str
-    succeeded: bool
-    result: dict[str, Any] | None = None
-    error_class: str | None = None
-    error_message: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -75,8 +75,7 @@ class Attempt(Base):
     attempt_no: Mapped[int] = mapped_column(Integer)
     fencing_token: Mapped[str] = mapped_column(String(64))
     ray_submission_id: Mapped[str] = mapped_column(String(100), unique=True)
-    # CLAIMED SUBMITTED RUNNING SUCCEEDED FAILED STOPPED LOST, or EXPIRED: the claim never reached Ray
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # a service.contracts.AttemptStatus
     failure_class: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     checkpoint_dir: Mapped[str] = mapped_column(Text)
@@ -84,6 +83,7 @@ class Attempt(Base):
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)  # kept when the attempt ends
+    record_failures: Mapped[int] = mapped_column(Integer, default=0)  # tries to record its success that failed
 
 
 class JobEvent(Base):

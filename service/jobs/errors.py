@@ -32,3 +32,7 @@ class InvalidSpec(JobError):
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         super().__init__(f"{field}: {problem}")
+
+
+class TooManyStreams(JobError):
+    """Too many open log streams."""

@@ -1,4 +1,6 @@
-"""Job states and the literal table of legal transitions. Terminal states are never left."""
+"""Job states and the literal table of legal transitions. Terminal states are never left.
+
+The one home of the state sets: every other module (API, client, control plane) imports them."""
 
 from __future__ import annotations
 
@@ -39,10 +41,5 @@ def sources_of(target: JobStatus) -> frozenset[JobStatus]:
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
-class FailureClass(StrEnum):
-    USER_ERROR = "USER_ERROR"  # bad config, an exception in training: not retried
-    OOM = "OOM"
-    INFRA_LOST = "INFRA_LOST"  # node or process lost, result lost: retried on the infra budget
-    SUBMIT_FAILED = "SUBMIT_FAILED"  # Ray never accepted the submission, claim after claim
-    TIMEOUT = "TIMEOUT"
-    CANCELLED = "CANCELLED"
+def is_terminal(status: str) -> bool:
+    return JobStatus(status) in TERMINAL

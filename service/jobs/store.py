@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -19,9 +18,9 @@ from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import Attempt, Job, JobEvent
-from service.jobs.errors import IdempotencyConflict, InvalidTransition, JobNotFound, StaleAttempt
-from service.jobs.status import ACTIVE, TERMINAL, JobStatus, sources_of
+from service.db.models import Job, JobEvent
+from service.jobs.errors import IdempotencyConflict, InvalidTransition, JobNotFound
+from service.jobs.status import TERMINAL, JobStatus, sources_of
 
 
 def now() -> datetime:
@@ -85,9 +84,14 @@ class NewJob:
     max_runtime_s: int | None
     max_infra_retries: int
     model_name: str | None
-    experiment: str = "ascl"
+    experiment: str = "ascl"  # the MLflow experiment
     retried_from: str | None = None
     resume_checkpoint: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> NewJob:
+        """Every request field of a stored job (a retry starts from these)."""
+        return cls(**{name: getattr(job, name) for name in cls.__dataclass_fields__})
 
 
 def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_hash: str) -> tuple[Job, bool]:
@@ -268,55 +272,6 @@ def queued_candidates(session: Session, *, limit: int) -> list[Job]:
     return list(session.execute(query).scalars())
 
 
-def claim(session: Session, job: Job, *, dispatcher: str, checkpoint_dir: str) -> Attempt | None:
-    """QUEUED → CLAIMED with a new attempt: a fresh fencing token and a deterministic Ray
-    submission id, so a restarted dispatcher finds the execution instead of starting another."""
-    attempt_no = job.attempts_made + 1
-    if (
-        transition(
-            session,
-            job.id,
-            JobStatus.CLAIMED,
-            actor=dispatcher,
-            reason="claimed",
-            attempt_no=attempt_no,
-            values={"attempts_made": attempt_no},
-        )
-        is None
-    ):
-        return None
-    attempt = Attempt(
-        job_id=job.id,
-        attempt_no=attempt_no,
-        fencing_token=secrets.token_hex(16),
-        ray_submission_id=submission_id(job.id, attempt_no),
-        status="CLAIMED",
-        checkpoint_dir=checkpoint_dir,
-        claimed_at=now(),
-    )
-    session.add(attempt)
-    session.flush()
-    return attempt
-
-
-def submission_id(job_id: str, attempt_no: int) -> str:
-    return f"ascl-{job_id}-a{attempt_no}"
-
-
-def current_attempt(session: Session, job: Job) -> Attempt | None:
-    if job.attempts_made == 0:
-        return None
-    return session.execute(
-        select(Attempt).where(Attempt.job_id == job.id, Attempt.attempt_no == job.attempts_made)
-    ).scalar_one_or_none()
-
-
-def get_attempt(session: Session, job_id: str, attempt_no: int) -> Attempt:
-    return session.execute(
-        select(Attempt).where(Attempt.job_id == job_id, Attempt.attempt_no == attempt_no)
-    ).scalar_one()
-
-
 @overload
 def as_utc(moment: datetime) -> datetime: ...
 @overload
@@ -326,46 +281,3 @@ def as_utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
-
-
-def fenced_attempt(session: Session, job_id: str, attempt_no: int, token: str) -> tuple[Job, Attempt]:
-    """The attempt, only if it is the job's current one, holds the token, and the job still runs."""
-    job = get_job(session, job_id)
-    attempt = current_attempt(session, job)
-    if (
-        attempt is None
-        or attempt.attempt_no != attempt_no
-        or not secrets.compare_digest(attempt.fencing_token, token)
-        or JobStatus(job.status) not in ACTIVE
-    ):
-        raise StaleAttempt(f"attempt {attempt_no} of job {job_id} is not current (job is {job.status}): stop")
-    return job, attempt
-
-
-def record_heartbeat(
-    session: Session,
-    job_id: str,
-    attempt_no: int,
-    token: str,
-    *,
-    progress: dict[str, Any] | None,
-    epoch_metrics: dict[str, Any] | None,
-) -> str:
-    """Store progress; returns the control verb for the worker: 'continue' or 'stop'."""
-    job, attempt = fenced_attempt(session, job_id, attempt_no, token)
-    attempt.last_heartbeat_at = now()
-    if progress is not None:
-        job.progress = progress
-    if epoch_metrics is not None:
-        job.metrics_history = [*(job.metrics_history or []), epoch_metrics]
-    if job.status == JobStatus.SUBMITTED:
-        transition(
-            session,
-            job_id,
-            JobStatus.RUNNING,
-            actor="worker",
-            reason="first heartbeat",
-            attempt_no=attempt_no,
-            values={"started_at": now()},
-        )
-    return "stop" if job.status == JobStatus.CANCELLING or job.cancel_requested_at else "continue"

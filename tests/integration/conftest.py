@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from control.ports import free_port
+from control.serve import Stack, running_stack
 from service.client import AsclClient
 from service.db.scratch import scratch_database
-from service.serve import Stack, free_port, running_stack
 from service.settings import ServiceSettings
 
 
@@ -24,8 +25,9 @@ class Running:
     settings: ServiceSettings
 
 
-def start_service(data_dir: Path, database: str, *, dispatcher: bool = True):
-    """A context manager yielding Running; database is 'sqlite' or 'postgresql'."""
+def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False):
+    """A context manager yielding Running; database is 'sqlite' or 'postgresql'. MLflow is a local
+    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP)."""
     import contextlib
 
     @contextlib.contextmanager
@@ -38,13 +40,14 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True):
         settings = ServiceSettings(
             data_dir=data_dir,
             database_url=url,
-            mlflow_tracking_uri=f"sqlite:///{data_dir / 'mlflow.db'}",
+            mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
             port=free_port(),
             local_ray_num_cpus=2,
             poll_interval_s=0.3,
             heartbeat_interval_s=1.0,
             heartbeat_timeout_s=120.0,
             claim_lease_s=1.0,
+            repair_interval_s=5.0,
             dispatcher=dispatcher,
         )
         try:
@@ -84,5 +87,6 @@ def wait_for(predicate, *, timeout_s: float = 300, poll_s: float = 0.3, what: st
 def service(request, tmp_path_factory):
     if request.param == "postgresql":
         request.getfixturevalue("postgres_server")
-    with start_service(tmp_path_factory.mktemp(f"service-{request.param}"), request.param) as running:
+    data_dir = tmp_path_factory.mktemp(f"service-{request.param}")
+    with start_service(data_dir, request.param, mlflow_server=True) as running:
         yield running

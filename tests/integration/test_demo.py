@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from service.serve import free_port
+from control.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,16 +7,15 @@ import os
 import signal
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from control.dispatcher import Dispatcher
 from service.db import session_scope
-from service.jobs import store
+from service.jobs import attempts, store
 from service.jobs.status import JobStatus
 from tests.integration.conftest import start_service, wait_for
-from workers.dispatcher import Dispatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,7 +41,7 @@ def service(tmp_path_factory):
 def restarted(service, name: str) -> Dispatcher:
     """A new dispatcher process: same database, Ray and MLflow, no memory of the old one."""
     old = service.stack.dispatcher
-    return Dispatcher(old.sessions, old.cluster, old.tracker, replace(old.settings, name=name))
+    return Dispatcher(old.sessions, old.cluster, old.tracker, old.settings.model_copy(update={"dispatcher_name": name}))
 
 
 def drive(dispatcher: Dispatcher, client, job_id: str, *, timeout_s: float = 300) -> dict:
@@ -58,7 +57,7 @@ def claim_only(service, job_id: str) -> None:
     """What a dispatcher that crashed right after committing its claim leaves behind."""
     with session_scope(service.stack.dispatcher.sessions) as session:
         job = store.get_job(session, job_id)
-        assert store.claim(
+        assert attempts.claim(
             session, job, dispatcher="crashed", checkpoint_dir=str(service.settings.checkpoint_root / job_id)
         )
 
@@ -124,7 +123,7 @@ def test_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint(s
         )
         pid = wait_for(lambda: _worker_pid(job["id"]), what="the worker process")
         with session_scope(dispatcher.sessions) as session:
-            first = store.current_attempt(session, store.get_job(session, job["id"]))
+            first = attempts.current_attempt(session, store.get_job(session, job["id"]))
             stale = (first.attempt_no, first.fencing_token)
         os.kill(pid, signal.SIGKILL)
         done = service.client.wait(job["id"], timeout_s=300)
@@ -140,8 +139,9 @@ def test_worker_killed_mid_training_is_retried_and_resumes_from_its_checkpoint(s
     assert any(r.startswith("INFRA_LOST") and "retry 1/3" in r for r in reasons)
 
     refused = service.client.http.post(
-        f"/api/v1/internal/jobs/{job['id']}/heartbeat",
-        json={"attempt": stale[0], "token": stale[1], "progress": {"step": 1}},
+        f"/api/v1/internal/jobs/{job['id']}/attempts/{stale[0]}/heartbeat",
+        headers={"X-Attempt-Token": stale[1]},
+        json={"progress": {"step": 1}},
     )
     assert refused.status_code == 409
     assert refused.json()["error"] == "StaleAttempt"
@@ -151,9 +151,8 @@ def test_a_job_ray_refuses_claim_after_claim_fails_instead_of_cycling(service, m
     """Ray answers capacity queries but its job server refuses every submission (fault injected at
     the submit call): each claim expires and is requeued, until the budget of expiries is spent."""
     dispatcher = restarted(service, "d-refused")
-    dispatcher = Dispatcher(
-        dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, replace(dispatcher.settings, max_claim_expiries=2)
-    )
+    settings = dispatcher.settings.model_copy(update={"max_claim_expiries": 2})
+    dispatcher = Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, settings)
 
     def refuse(*_args, **_kwargs):
         raise ConnectionError("job server at 127.0.0.1:8265 refused the connection")
@@ -241,9 +240,8 @@ def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(ser
     dispatcher.repair()  # within the retention (an hour by default): kept
     assert service.stack.cluster.status(submission) == "FAILED"
 
-    Dispatcher(
-        dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, replace(dispatcher.settings, ray_job_retention_s=0)
-    ).repair()
+    no_retention = dispatcher.settings.model_copy(update={"ray_job_retention_s": 0})
+    Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
     assert service.stack.cluster.status(submission) is None  # Ray has forgotten it
     kept = service.client.logs(job["id"])
     assert "data.download=true" in kept
@@ -253,20 +251,20 @@ def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(ser
 def test_repair_recovers_a_log_tail_lost_in_a_crash_before_deleting_the_execution(service, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from workers.reconciler import Reconciler
+    from control.finishing import Finisher
 
     job = service.client.submit(
         {**QUICK, "overrides": {**QUICK["overrides"], "data.dataset": "mnist", "data.data_dir": str(tmp_path)}}
     )
     with monkeypatch.context() as crash:  # the monitor dies right after the terminal transition
-        crash.setattr(Reconciler, "_keep_log_tail", lambda *_args, **_kwargs: None)
+        crash.setattr(Finisher, "keep_log_tail", lambda *_args, **_kwargs: None)
         done = drive(restarted(service, "d-crash-tail"), service.client, job["id"])
     assert done["status"] == "FAILED"
     mlflow = MlflowClient(service.stack.tracker.tracking_uri)
     assert not mlflow.list_artifacts(done["mlflow_run_id"], "logs")
 
     dispatcher = restarted(service, "d-recover-tail")
-    no_retention = replace(dispatcher.settings, ray_job_retention_s=0)
+    no_retention = dispatcher.settings.model_copy(update={"ray_job_retention_s": 0})
     Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
     assert service.stack.cluster.status(f"ascl-{job['id']}-a1") is None
     assert "data.download=true" in service.client.logs(job["id"])  # the tail was kept before the delete
@@ -287,7 +285,7 @@ def test_reporter_sends_each_epoch_once_in_order_and_relays_a_cancel(service):
     job = service.client.submit(QUICK)
     claim_only(service, job["id"])
     with session_scope(service.stack.dispatcher.sessions) as session:
-        token = store.current_attempt(session, store.get_job(session, job["id"])).fencing_token
+        token = attempts.current_attempt(session, store.get_job(session, job["id"])).fencing_token
     identity = AttemptIdentity(api_url=service.settings.api_url, job_id=job["id"], attempt=1, token=token)
     tracker = service.stack.tracker
     _, run_id = tracker.ensure_run(experiment="ascl", job_id=job["id"], run_name="reporter", tags={})

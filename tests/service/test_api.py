@@ -68,7 +68,9 @@ def test_eval_of_an_unfinished_job_is_refused(api):
     job = submit(api, {"preset": "digits-ascl"}).json()
     response = submit(api, {"kind": "eval", "model": job["id"]})
     assert (response.status_code, response.json()["field"]) == (422, "model")
-    assert submit(api, {"kind": "eval", "model": "nope"}).status_code == 404
+    unknown = submit(api, {"kind": "eval", "model": "nope"})
+    assert (unknown.status_code, unknown.json()["field"]) == (422, "model")
+    assert "no job 'nope'; to evaluate a registered model use models:/NAME/VERSION" in unknown.json()["detail"]
 
 
 def test_unknown_ids_are_404_and_illegal_transitions_409(api):
@@ -160,7 +162,7 @@ def test_queued_job_shows_position_and_reason(api):
 
 def test_openapi_has_examples_for_job_bodies_and_presets_are_listed(api):
     schema = api.get("/openapi.json").json()
-    for body in ("JobCreate", "RetryRequest", "Heartbeat", "AttemptResult"):
+    for body in ("JobCreate", "RetryRequest", "Heartbeat", "AttemptOutcome"):
         assert schema["components"]["schemas"][body]["examples"], body
     submit_errors = schema["paths"]["/api/v1/jobs"]["post"]["responses"]
     assert submit_errors["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

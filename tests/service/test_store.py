@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
+from service.contracts import Heartbeat, Progress
 from service.db import session_scope
 from service.db.models import JobEvent
-from service.jobs import store
+from service.jobs import attempts, store
 from service.jobs.errors import IdempotencyConflict, InvalidTransition, StaleAttempt
 from service.jobs.status import TERMINAL, TRANSITIONS, JobStatus
 
@@ -108,7 +109,7 @@ def test_cancel_queued_is_immediate_running_goes_through_cancelling(sessions):
     queued, running = add(sessions), add(sessions)
     with session_scope(sessions) as session:
         job = store.get_job(session, running)
-        store.claim(session, job, dispatcher="d", checkpoint_dir="/tmp/c")
+        attempts.claim(session, job, dispatcher="d", checkpoint_dir="/tmp/c")
         assert store.cancel(session, queued, actor="u", reason="r").status == JobStatus.CANCELLED
         assert store.cancel(session, running, actor="u", reason="r").status == JobStatus.CANCELLING
         assert store.cancel(session, running, actor="u", reason="again").status == JobStatus.CANCELLING
@@ -128,7 +129,7 @@ def test_two_dispatchers_never_claim_the_same_job(sessions):
         for _ in range(12):
             with session_scope(sessions) as session:
                 for job in store.queued_candidates(session, limit=3):
-                    if store.claim(session, job, dispatcher=name, checkpoint_dir="/tmp") is not None:
+                    if attempts.claim(session, job, dispatcher=name, checkpoint_dir="/tmp") is not None:
                         with lock:
                             claimed.append(job.id)
 
@@ -147,21 +148,21 @@ def test_two_dispatchers_never_claim_the_same_job(sessions):
 def test_heartbeat_is_fenced_to_the_current_attempt(sessions):
     job_id = add(sessions)
     with session_scope(sessions) as session:
-        first = store.claim(session, store.get_job(session, job_id), dispatcher="d", checkpoint_dir="/c")
+        first = attempts.claim(session, store.get_job(session, job_id), dispatcher="d", checkpoint_dir="/c")
         store.transition(session, job_id, JobStatus.SUBMITTED, actor="d", reason="submitted")
         stale_token = first.fencing_token
     with session_scope(sessions) as session:
-        action = store.record_heartbeat(session, job_id, 1, stale_token, progress={"step": 1}, epoch_metrics=None)
+        action = attempts.record_heartbeat(session, job_id, 1, stale_token, Heartbeat(progress=Progress(step=1)))
         assert action == "continue"
         assert store.get_job(session, job_id).status == JobStatus.RUNNING
         store.transition(session, job_id, JobStatus.QUEUED, actor="monitor", reason="infra lost")
-        second = store.claim(session, store.get_job(session, job_id), dispatcher="d", checkpoint_dir="/c")
+        second = attempts.claim(session, store.get_job(session, job_id), dispatcher="d", checkpoint_dir="/c")
         assert second.attempt_no == 2
         assert second.ray_submission_id == f"ascl-{job_id}-a2"
     with session_scope(sessions) as session, pytest.raises(StaleAttempt):
-        store.record_heartbeat(session, job_id, 1, stale_token, progress=None, epoch_metrics=None)
+        attempts.record_heartbeat(session, job_id, 1, stale_token, Heartbeat())
     with session_scope(sessions) as session, pytest.raises(StaleAttempt):
-        store.record_heartbeat(session, job_id, 2, stale_token, progress=None, epoch_metrics=None)
+        attempts.record_heartbeat(session, job_id, 2, stale_token, Heartbeat())
 
 
 def test_queue_order_is_priority_then_age(sessions):

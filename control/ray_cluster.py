@@ -19,31 +19,15 @@ LARGEST_NODE_TTL_S = 5.0  # nodes join and leave on a scale of minutes
 
 
 class RayCluster:
-    def __init__(
-        self,
-        *,
-        address: str | None = None,
-        dashboard_url: str | None = None,
-        num_cpus: int | None = None,
-        num_gpus: int | None = None,
-    ) -> None:
-        """address None: start a local Ray with its job server; else join the cluster at `address`."""
-        if address is None:
-            context = ray.init(
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                ignore_reinit_error=True,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            dashboard_url = dashboard_url or f"http://{context.dashboard_url}"
-        else:
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
-            dashboard_url = dashboard_url or "http://127.0.0.1:8265"
-        self.dashboard_url = dashboard_url
-        self.client = JobSubmissionClient(dashboard_url)
+    def __init__(self, *, address: str, dashboard_url: str | None = None) -> None:
+        """Join the cluster at `address` (a GCS address or ray://); its job server is `dashboard_url`,
+        else the dashboard that cluster reports (never an assumed 127.0.0.1:8265)."""
+        context = ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+        reported = str(getattr(context, "dashboard_url", None) or "")
+        if dashboard_url is None and not reported:
+            raise RuntimeError(f"the Ray cluster at {address} reports no dashboard; set ASCL_RAY_DASHBOARD_URL")
+        self.dashboard_url = dashboard_url or (reported if "://" in reported else f"http://{reported}")
+        self.client = JobSubmissionClient(self.dashboard_url)
         self._largest: tuple[float, dict[str, float] | None] = (float("-inf"), None)
 
     # capacity -----------------------------------------------------------------------------------

@@ -4,11 +4,20 @@ registered here — never by a worker — so registration happens once, after th
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus, ViewType
+from mlflow.exceptions import MlflowException
+
+from ascl.run_files import CONFIG
+from service.contracts import MODEL_NAME_PATTERN, ModelRef
+from service.jobs.errors import InvalidSpec
+from service.registry import RegisteredVersion
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +80,31 @@ class Tracker:
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
+    def resolve(self, ref: ModelRef) -> RegisteredVersion:
+        """The version a models:/ reference names now, with the config its run was trained with."""
+        try:
+            if ref.version is not None:
+                version = self.client.get_model_version(ref.name, ref.version)
+            else:
+                version = self.client.get_model_version_by_alias(ref.name, str(ref.alias))
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(error).lower():
+                raise
+            raise InvalidSpec("model", f"{ref.uri} is not in the model registry ({_first_line(error)})") from None
+        try:
+            config: dict[str, Any] = json.loads(mlflow.artifacts.load_text(f"runs:/{version.run_id}/{CONFIG}"))
+        except (MlflowException, OSError, json.JSONDecodeError) as error:
+            raise InvalidSpec(
+                "model",
+                f"{ref.uri} has no readable {CONFIG} in its run {version.run_id}: was it trained by this service?",
+            ) from error
+        return RegisteredVersion(name=ref.name, version=str(version.version), run_id=str(version.run_id), config=config)
+
     def register(self, *, model_uri: str, name: str, job_id: str, tags: dict[str, str]) -> str:
-        """Register once per job: an existing version tagged with this job is returned instead."""
+        """Register once per job: an existing version tagged with this job is returned instead. Names
+        are validated (letters, digits, '.', '_', '-') before they reach the registry's filter."""
+        if re.fullmatch(MODEL_NAME_PATTERN, name) is None:
+            raise ValueError(f"model name {name[:200]!r} is not allowed (letters, digits, '.', '_', '-')")
         try:
             self.client.get_registered_model(name)
         except Exception:
@@ -83,3 +115,7 @@ class Tracker:
         version = mlflow.register_model(model_uri, name, tags={JOB_TAG: job_id, **tags})
         logger.info("mlflow.registered name=%s version=%s job_id=%s", name, version.version, job_id)
         return str(version.version)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__

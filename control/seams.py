@@ -1,13 +1,9 @@
 """The seams between the control plane and the outside: what it needs from the cluster (Ray) and
-the tracking server (MLflow), as protocols, and its settings."""
+the tracking server (MLflow), as protocols. Its settings are `service.settings.ServiceSettings`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
-
-from service.settings import ServiceSettings
 
 
 class Cluster(Protocol):
@@ -38,32 +34,3 @@ class Tracking(Protocol):
     def log_text(self, run_id: str, text: str, path: str) -> None: ...
     def open_runs(self) -> list[tuple[str, str]]: ...
     def register(self, *, model_uri: str, name: str, job_id: str, tags: dict[str, str]) -> str: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DispatchSettings:
-    api_url: str
-    worker_python: str
-    checkpoint_root: Path
-    name: str = "dispatcher"
-    claim_lease_s: float = 60.0
-    max_claim_expiries: int = 5
-    ray_job_retention_s: float = 3600.0
-    heartbeat_timeout_s: float = 300.0
-    heartbeat_interval_s: float = 10.0
-    repair_interval_s: float = 60.0  # how often to look for orphaned Ray executions and open MLflow runs
-    window: int = 50
-
-    @classmethod
-    def from_service(cls, settings: ServiceSettings) -> DispatchSettings:
-        return cls(
-            api_url=settings.api_url,
-            worker_python=settings.worker_python,
-            checkpoint_root=settings.checkpoint_root,
-            heartbeat_timeout_s=settings.heartbeat_timeout_s,
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-            claim_lease_s=settings.claim_lease_s,
-            max_claim_expiries=settings.max_claim_expiries,
-            ray_job_retention_s=settings.ray_job_retention_s,
-            repair_interval_s=settings.repair_interval_s,
-        )

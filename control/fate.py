@@ -1,0 +1,48 @@
+"""`python -m control.fate PARENT_PID -- COMMAND...`: run COMMAND so that it dies with PARENT_PID.
+
+This process leads its own process group (its parent starts it with start_new_session) and asks
+the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG), so even a SIGKILLed parent takes
+the whole group with it: the command and every process it starts (MLflow's server workers, Ray's
+raylet, GCS and workers), unless one of them leaves the group on purpose. A SIGTERM from the
+parent stops the group the same way: SIGTERM first, SIGKILL after a grace period."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+PR_SET_PDEATHSIG = 1
+GRACE_S = 10.0
+
+
+def main(argv: list[str]) -> int:
+    parent, command = int(argv[0]), argv[2:]
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        return 1
+    child = subprocess.Popen(command)
+    stopping: list[float] = []  # when the stop began
+
+    def stop(_signal: int, _frame: FrameType | None) -> None:
+        if not stopping:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group signal below reaches us too
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+            stopping.append(time.monotonic())
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while (code := child.poll()) is None and not (stopping and time.monotonic() - stopping[0] > GRACE_S):
+        time.sleep(0.1)
+    stop(signal.SIGTERM, None)  # the command ended by itself: take what it left behind with it
+    time.sleep(0.5)
+    os.killpg(os.getpgrp(), signal.SIGKILL)  # whatever is left, this process included
+    return 1 if code is None else code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,91 @@
+"""The embedded default's Ray: a head node on this machine, started with `ray start --head --block`
+under `control.fate`, so it (raylet, GCS, dashboard, workers) dies with `ascl serve` however that
+ends. Every port is chosen free and the session files live in a temporary directory of its own:
+two services on one host do not collide on Ray's fixed default ports (the dashboard agent's 52365,
+the dashboard's 8265). Ray's token authentication stays on, with a token of this head's own: Ray's
+default token file (~/.ray/auth_token) is shared by every cluster of the user."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from control.children import FateShared
+from control.ports import free_ports
+
+PORT_FLAGS = (
+    "port",
+    "dashboard-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+    "ray-client-server-port",
+    "node-manager-port",
+    "object-manager-port",
+)
+
+
+@dataclass
+class LocalRay:
+    address: str  # the GCS address, for ray.init(address=...)
+    dashboard_url: str  # the job server
+    auth_env: dict[str, str]  # what a client of this head needs in its environment (the token's file)
+    head: FateShared
+    temp_dir: Path
+
+    def stop(self) -> None:
+        self.head.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def become_client(local: LocalRay) -> None:
+    """Point this process's Ray client (ray.init, the job server's client) at the head's token. Ray
+    reads and caches its token once per process (at import, from ~/.ray/auth_token when that exists),
+    so the cache is reset as Ray's own test utilities do (ray._private.authentication_test_utils)."""
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    os.environ.update(local.auth_env)
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float = 120) -> LocalRay:
+    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+    temp_dir = Path(tempfile.mkdtemp(prefix="ascl-ray-"))  # short: Ray's socket paths must fit 107 bytes
+    token = temp_dir / "auth_token"
+    descriptor = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    ray = str(Path(sys.executable).with_name("ray"))
+    command = [ray, "start", "--head", "--block", "--disable-usage-stats", "--dashboard-host=127.0.0.1"]
+    command += [f"--{flag}={port}" for flag, port in ports.items()]
+    command += [f"--temp-dir={temp_dir}", "--include-dashboard=true"]
+    if num_cpus is not None:
+        command.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:
+        command.append(f"--num-gpus={num_gpus}")
+    head = FateShared(command, log=log, env=auth_env)
+    dashboard_url = f"http://127.0.0.1:{ports['dashboard-port']}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not head.alive():
+            raise RuntimeError(f"the local Ray head exited; see {log}")
+        try:
+            # any answer means it is up; with Ray's token authentication (its default) it is a 401
+            if httpx.get(f"{dashboard_url}/api/version", timeout=2).status_code in (200, 401):
+                return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    head.stop()
+    raise RuntimeError(f"the local Ray head did not start within {timeout_s:.0f} s; see {log}")

@@ -1,0 +1,134 @@
+"""`ascl serve`: the whole service in one process on the embedded defaults — migrations, a local Ray
+head (with its job server), the MLflow tracking server and UI, the dispatcher/monitor in a
+background thread, and the API under uvicorn. Only URLs change for production. The Ray head and
+the MLflow server are children that die with this process, however it ends."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI
+
+from control.dispatcher import Dispatcher
+from control.local_ray import become_client, start_local_ray
+from control.mlflow_server import MlflowServer, start_mlflow_server
+from control.ports import free_port
+from control.ray_cluster import RayCluster
+from control.tracking import Tracker
+from control.wiring import ControlPlane, api_app, build_control_plane, tracker_for, ui_url
+from service.db.migrate import upgrade
+from service.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stack:
+    """Everything `serve` starts, for the CLI and for end-to-end tests."""
+
+    settings: ServiceSettings
+    plane: ControlPlane
+    mlflow: MlflowServer
+    stop: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def cluster(self) -> RayCluster:
+        return self.plane.cluster
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.plane.tracker
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.plane.dispatcher
+
+    def app(self) -> FastAPI:
+        return api_app(
+            self.settings,
+            tracker=self.plane.tracker,
+            cluster=self.plane.cluster,
+            wake_dispatcher=self.wake.set,
+            mlflow_ui_url=ui_url(self.settings, self.mlflow.url),
+            dispatcher_metrics=self.plane.dispatcher.metrics,
+        )
+
+
+@contextmanager
+def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    with ExitStack() as cleanup:
+        if settings.mlflow_tracking_uri is None:
+            mlflow = start_mlflow_server(settings, settings.mlflow_port or free_port())
+            cleanup.callback(mlflow.stop)
+        else:
+            mlflow = MlflowServer(settings.mlflow_tracking_uri, None)
+        address, dashboard_url = settings.ray_address, settings.ray_dashboard_url
+        if address is None:
+            local = start_local_ray(
+                num_cpus=settings.local_ray_num_cpus,
+                num_gpus=settings.local_ray_num_gpus,
+                log=settings.data_dir / "ray-head.log",
+            )
+            cleanup.callback(local.stop)
+            become_client(local)
+            address, dashboard_url = local.address, local.dashboard_url
+        plane = build_control_plane(
+            settings, ray_address=address, tracker=tracker_for(settings, mlflow.url), dashboard_url=dashboard_url
+        )
+        cleanup.callback(plane.cluster.shutdown)
+        stack = Stack(settings, plane, mlflow)
+        if settings.dispatcher:
+            stack.thread = threading.Thread(
+                target=plane.dispatcher.run,
+                args=(stack.stop, stack.wake),
+                kwargs={"interval_s": settings.poll_interval_s},
+                name="dispatcher",
+                daemon=True,
+            )
+            stack.thread.start()
+        try:
+            yield stack
+        finally:
+            stack.stop.set()
+            stack.wake.set()
+            if stack.thread is not None:
+                stack.thread.join(timeout=30)
+
+
+def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
+    with running_stack(settings) as stack:
+        server = uvicorn.Server(uvicorn.Config(stack.app(), host=settings.host, port=settings.port, log_level="info"))
+        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                return 1
+            time.sleep(0.1)
+        print(f"API:        {settings.api_url}/docs", flush=True)
+        print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
+        print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)
+        status = 0
+        try:
+            if demo:
+                from control.demo import run_demo
+
+                status = run_demo(settings.api_url, stack.mlflow.url)
+                if exit_after_demo:
+                    return status
+            thread.join()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+        return status

@@ -1,0 +1,101 @@
+"""Job logs: the current attempt's log from Ray while Ray has it, else the tail kept when it ended;
+and a server-sent-events stream of it. The stream is async: a quiet job holds no thread of the pool
+that heartbeats and every synchronous route share, only a coroutine, and it is bounded in poll
+interval, lifetime and number (per user and in total)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api.deps import Sessions
+from service.api.params import JobId, Owner
+from service.cluster import ClusterView
+from service.db import session_scope
+from service.db.models import Attempt
+from service.jobs import attempts, store
+from service.jobs.errors import TooManyStreams
+from service.jobs.status import is_terminal
+
+router = APIRouter()
+
+
+class StreamSlots:
+    """Open log streams, counted per user and in total."""
+
+    def __init__(self, *, per_user: int, total: int) -> None:
+        self.per_user, self.total = per_user, total
+        self.open: Counter[str] = Counter()
+
+    def take(self, user: str) -> None:
+        if sum(self.open.values()) >= self.total:
+            raise TooManyStreams(f"the service already serves {self.total} log streams; try again later")
+        if self.open[user] >= self.per_user:
+            raise TooManyStreams(f"{user} already has {self.per_user} open log streams; close one first")
+        self.open[user] += 1
+
+    def give_back(self, user: str) -> None:
+        self.open[user] -= 1
+
+
+def _log_text(cluster: ClusterView, attempt: Attempt | None) -> str:
+    """The attempt's log from Ray while Ray has it; after that, the tail kept when it ended."""
+    if attempt is None:
+        return ""
+    live = cluster.logs(attempt.ray_submission_id)
+    return live if live is not None else (attempt.log_tail or "")
+
+
+def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | None, str]:
+    with session_scope(sessions) as session:
+        job = store.get_job(session, job_id)
+        return attempts.current_attempt(session, job), job.status
+
+
+@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+def job_logs(job_id: JobId, request: Request, sessions: Sessions) -> str:
+    attempt, _ = _current(sessions, job_id)
+    return _log_text(request.app.state.cluster, attempt)  # outside the transaction
+
+
+@router.get("/jobs/{job_id}/logs/stream")
+async def stream_logs(
+    job_id: JobId,
+    request: Request,
+    sessions: Sessions,
+    poll_s: Annotated[float, Query(ge=0.2, le=10.0, allow_inf_nan=False)] = 1.0,
+    owner: Owner = "anonymous",
+) -> StreamingResponse:
+    """Server-sent events: each new chunk of the current attempt's log, until the job ends or the
+    stream's lifetime (log_stream_max_s) is over; then an `end` event with the job's state."""
+    await run_in_threadpool(_current, sessions, job_id)  # 404 before the stream opens
+    state = request.app.state
+    slots: StreamSlots = state.stream_slots
+    slots.take(owner)
+    deadline = time.monotonic() + state.settings.log_stream_max_s
+
+    async def chunks() -> AsyncIterator[str]:
+        try:
+            sent = 0
+            while True:
+                attempt, status = await run_in_threadpool(_current, sessions, job_id)
+                text = await run_in_threadpool(_log_text, state.cluster, attempt)
+                for line in text[sent:].splitlines():
+                    yield f"data: {line}\n\n"
+                sent = len(text)
+                if is_terminal(status) or time.monotonic() > deadline or await request.is_disconnected():
+                    yield f"event: end\ndata: {status}\n\n"
+                    return
+                await asyncio.sleep(poll_s)
+        finally:
+            slots.give_back(owner)
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")

@@ -1,0 +1,12 @@
+"""Path, query and header parameters shared by the routes, each bounded to a safe alphabet."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header, Path
+
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"
+
+JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Owner = Annotated[str, Header(alias="X-User", max_length=100, pattern=USER_PATTERN)]

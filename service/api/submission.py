@@ -1,0 +1,166 @@
+"""A job request becomes a `NewJob` here, for submissions and retries alike (one place, so no
+request field is lost on one path). Everything knowable at submission is checked here and answered
+with a 422 naming the field: the config, the model an eval job names (resolved to one version and
+its training config, which is what then runs), datasets missing under the service's data root, and
+resources no node can hold."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ascl.config import ExperimentConfig
+from ascl.dataset_files import REQUIRED_FILES, missing_files
+from service.api.schemas import JobCreate
+from service.cluster import ClusterView
+from service.contracts import EvalTarget, JobKind, ModelRef
+from service.jobs import store
+from service.jobs.errors import InvalidSpec, JobNotFound
+from service.jobs.spec import resolve_experiment
+from service.jobs.status import JobStatus
+from service.registry import ModelRegistry, RegisteredVersion
+
+MODEL_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS or the id of a succeeded train job"
+
+
+def resolve_registered(body: JobCreate, registry: ModelRegistry) -> RegisteredVersion | None:
+    """The registry's answer for an eval job's models:/ reference (a network call: made before the
+    job's database transaction, never inside it); None for anything else."""
+    if body.kind != JobKind.EVAL or body.model is None or not ModelRef.looks_like_uri(body.model):
+        return None
+    try:
+        ref = ModelRef.parse(body.model)
+    except ValueError as error:
+        raise InvalidSpec("model", str(error)) from None
+    return registry.resolve(ref)
+
+
+def build_new_job(
+    body: JobCreate,
+    *,
+    owner: str,
+    session: Session,
+    registered: RegisteredVersion | None,
+    cluster: ClusterView,
+    data_root: Path | None,
+    default_max_runtime_s: int | None,
+) -> store.NewJob:
+    _check_feasible(body, cluster)
+    if body.kind == JobKind.EVAL:
+        target, base = _eval_target(body, session, registered)
+        config = _with_overrides(ExperimentConfig.from_dict(base), body.overrides)
+    else:
+        if body.model is not None:
+            raise InvalidSpec("model", "only eval jobs take 'model'")
+        target = None
+        config = resolve_experiment(preset=body.preset, experiment=body.experiment, overrides=body.overrides)
+    config = resolve_data_dir(config, data_root)
+    name = body.name or (f"eval {body.model}" if body.kind == JobKind.EVAL else config.name)
+    model_name = body.model_name or (f"ascl-{config.name}" if body.kind == JobKind.TRAIN else None)
+    return store.NewJob(
+        kind=body.kind,
+        name=name,
+        owner=owner,
+        queue=body.queue,
+        priority=body.priority,
+        tags=body.tags,
+        spec=config.to_dict(),
+        target=None if target is None else target.model_dump(),
+        resources=body.resources.model_dump(),
+        max_runtime_s=body.max_runtime_s or default_max_runtime_s,
+        max_infra_retries=body.max_infra_retries,
+        model_name=model_name,
+        experiment=body.mlflow_experiment,
+    )
+
+
+def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_checkpoint: str | None) -> store.NewJob:
+    """A new job from a finished one: every field of the original, its spec with `overrides`."""
+    config = _with_overrides(ExperimentConfig.from_dict(original.spec), overrides)
+    return replace(
+        store.NewJob.of(original),
+        owner=owner,
+        spec=config.to_dict(),
+        retried_from=original.id,
+        resume_checkpoint=resume_checkpoint,
+    )
+
+
+def _with_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    return resolve_experiment(preset=None, experiment=config.to_dict(), overrides=overrides)
+
+
+def _eval_target(
+    body: JobCreate, session: Session, registered: RegisteredVersion | None
+) -> tuple[EvalTarget, dict[str, Any]]:
+    """(the model evaluated, the config it was trained with) for a models:/ reference or a job id."""
+    if body.model is None:
+        raise InvalidSpec("model", f"an eval job needs 'model': {MODEL_FORMS}")
+    if registered is not None:
+        target = EvalTarget(
+            requested=body.model, model_name=registered.name, model_version=registered.version, run_id=registered.run_id
+        )
+        return target, registered.config
+    try:
+        source = store.get_job(session, body.model)
+    except JobNotFound:
+        raise InvalidSpec(
+            "model", f"no job {body.model[:64]!r}; to evaluate a registered model use {MODEL_FORMS}"
+        ) from None
+    version = source.registered_model_version
+    if source.kind != JobKind.TRAIN or source.status != JobStatus.SUCCEEDED or not version or not source.model_name:
+        raise InvalidSpec("model", f"job {source.id} is a {source.kind} job, {source.status}, with no registered model")
+    if source.mlflow_run_id is None:
+        raise InvalidSpec("model", f"job {source.id} has no MLflow run")
+    target = EvalTarget(
+        requested=body.model,
+        model_name=source.model_name,
+        model_version=version,
+        run_id=source.mlflow_run_id,
+        job_id=source.id,
+    )
+    return target, source.spec
+
+
+def resolve_data_dir(config: ExperimentConfig, data_root: Path | None) -> ExperimentConfig:
+    """With a data root configured, a relative data.data_dir is resolved against it (the stored spec
+    names the directory that is read), and a dataset missing there is refused now, not at run time."""
+    if data_root is None or config.data.dataset not in REQUIRED_FILES:
+        return config  # no data root, or bundled/synthetic data that reads no files
+    root = data_root.resolve()
+    data_dir = Path(config.data.data_dir).expanduser()
+    absolute = (root / data_dir).resolve() if not data_dir.is_absolute() else data_dir.resolve()
+    config = config.with_overrides({"data.data_dir": str(absolute)})
+    if config.data.download or not absolute.is_relative_to(root):
+        return config  # downloading, or a directory only the workers may see
+    missing = missing_files(config.data.dataset, absolute)
+    if missing:
+        raise InvalidSpec(
+            "data.data_dir",
+            f"{config.data.dataset} is not in {absolute} (missing {', '.join(missing)}); put the files there, "
+            "point data.data_dir at them, or set data.download=true",
+        )
+    return config
+
+
+def _check_feasible(body: JobCreate, cluster: ClusterView) -> None:
+    largest = cluster.largest_node()
+    if largest is None or body.force_queue:
+        return
+    resources = body.resources
+    for field, key, asked in (
+        ("gpus", "GPU", resources.gpus),
+        ("cpus", "CPU", resources.cpus),
+        ("memory_gb", "memory", (resources.memory_gb or 0.0) * 2**30),
+    ):
+        have = largest.get(key, 0.0)
+        if asked > have:
+            shown = (asked / 2**30, have / 2**30) if key == "memory" else (asked, have)
+            raise InvalidSpec(
+                f"resources.{field}",
+                f"{shown[0]:g} requested but the largest node has {shown[1]:g}; "
+                "set force_queue=true to queue it anyway",
+            )

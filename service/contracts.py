@@ -1,0 +1,213 @@
+"""The typed contract between the control plane and an attempt's worker process: what the worker
+fetches (`AttemptSpec`), what it reports while it runs (`Heartbeat`: `Progress`, `EpochReport`) and
+how it ends (`AttemptOutcome`). Both sides import these models, so nothing crosses a process
+boundary as a dict read by key. Pydantic only: the worker imports this without the database or HTTP
+server, the API without torch."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HEARTBEAT_INTERVAL_S = 10.0  # how often a worker reports; the control plane passes its own setting
+ATTEMPT_TOKEN_HEADER = "X-Attempt-Token"  # the fencing token travels in a header, never in a URL
+ERROR_MESSAGE_LIMIT = 4000
+
+
+class JobKind(StrEnum):
+    TRAIN = "train"
+    EVAL = "eval"
+
+
+class AttemptStatus(StrEnum):
+    CLAIMED = "CLAIMED"  # a dispatcher took the job; the Ray submission is being made
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"  # stopped on purpose: cancelled, timed out or superseded
+    LOST = "LOST"  # the execution disappeared (node or process lost); the job is retried
+    EXPIRED = "EXPIRED"  # the claim never reached Ray
+
+
+class FailureClass(StrEnum):
+    USER_ERROR = "USER_ERROR"  # bad config, an exception in training: not retried
+    OOM = "OOM"
+    INFRA_LOST = "INFRA_LOST"  # node or process lost, result lost: retried on the infra budget
+    SUBMIT_FAILED = "SUBMIT_FAILED"  # Ray never accepted the submission, claim after claim
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    UNRECORDABLE = "UNRECORDABLE"  # the outcome could not be recorded (e.g. the registry refused it)
+
+
+class Phase(StrEnum):
+    STARTING = "starting"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    LOGGING_MODEL = "logging model"
+    ENDED = "ended"  # set by the control plane when the job reaches a terminal state
+
+
+_MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
+MODEL_NAME_PATTERN = f"^{_MODEL_NAME}$"
+_VERSION_OR_ALIAS = r"(?:/(?P<version>[1-9][0-9]{0,8})|@(?P<alias>[A-Za-z][\w-]{0,99}))"
+_MODEL_URI = re.compile(f"^models:/(?P<name>{_MODEL_NAME}){_VERSION_OR_ALIAS}$")
+ModelName = Annotated[
+    str, Field(pattern=MODEL_NAME_PATTERN, description="letters, digits, '.', '_' and '-' (at most 200)")
+]
+
+
+class ModelRef(BaseModel):
+    """A registered model by version or alias: `models:/NAME/VERSION` or `models:/NAME@ALIAS`.
+    Names are restricted to a safe alphabet, so they can never break out of a registry filter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """Raises ValueError with the accepted forms when `text` is not a model URI."""
+        match = _MODEL_URI.match(text)
+        if match is None:
+            raise ValueError(
+                f"expected models:/NAME/VERSION or models:/NAME@ALIAS, NAME of letters, digits, '.', '_', '-' "
+                f"(got {text[:200]!r})"
+            )
+        return cls(name=match["name"], version=match["version"], alias=match["alias"])
+
+    @staticmethod
+    def looks_like_uri(text: str) -> bool:
+        return text.startswith("models:/")
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
+
+
+class EvalTarget(BaseModel):
+    """The model an eval job evaluates, resolved at submission to one concrete version: moving an
+    alias afterwards does not change what the job runs."""
+
+    requested: str  # what the user asked for: a models:/ URI (version or alias) or a train job's id
+    model_name: str
+    model_version: str
+    run_id: str  # the MLflow run that logged the model (its checkpoint and config.json)
+    job_id: str | None = None  # the train job, when the model was named by its job
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}/{self.model_version}"
+
+
+class AttemptSpec(BaseModel):
+    """What an attempt's worker fetches first: everything it needs to run, and nothing else."""
+
+    job_id: str
+    attempt: int
+    kind: JobKind
+    name: str
+    spec: dict[str, Any]  # the resolved ascl ExperimentConfig that runs, exactly as stored on the job
+    target: EvalTarget | None
+    checkpoint_dir: str
+    resume_checkpoint: str | None
+    mlflow_run_id: str
+    workers: int = 1  # data-parallel workers (Ray Train) for a train job
+
+
+class Progress(BaseModel):
+    """The latest progress of a running attempt, shown on the job as it is."""
+
+    phase: Phase = Phase.STARTING
+    epoch: int | None = None  # 0-based epoch in progress
+    epochs: int | None = None
+    step: int | None = None  # global optimizer step, 1-based
+    total_steps: int | None = None
+    images_per_s: float | None = None
+    eta_s: float | None = None
+    lr: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)  # training averages since the last report
+    val: dict[str, float] = Field(default_factory=dict)  # the last validation (clean_acc, robust_acc)
+    checkpoint: str | None = None
+    checkpoint_epoch: int | None = None
+    best_checkpoint: str | None = None
+    best_checkpoint_epoch: int | None = None
+
+
+class EpochReport(BaseModel):
+    """One finished epoch, as the training loop summarises it."""
+
+    epoch: int
+    epochs: int
+    lr: float
+    seconds: float
+    images_per_s: float
+    train: dict[str, float]
+    val: dict[str, float] = Field(default_factory=dict)
+
+
+class Heartbeat(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "progress": {
+                        "phase": "training",
+                        "epoch": 3,
+                        "step": 1200,
+                        "total_steps": 46800,
+                        "images_per_s": 5400.0,
+                        "eta_s": 1700.0,
+                    },
+                }
+            ]
+        }
+    )
+
+    progress: Progress | None = None
+    epoch: EpochReport | None = None  # sent once per finished epoch, in order
+
+
+class HeartbeatReply(BaseModel):
+    action: Literal["continue", "stop"]
+
+
+class TrainResult(BaseModel):
+    model_uri: str  # the logged model (runs:/ or models:/m-...), registered by the control plane
+    checkpoint: str  # the file the model came from: best.pt or last.pt
+    test: dict[str, Any]  # the evaluation report's summary of the chosen checkpoint
+    best_epoch: int | None
+    best_val_robust_acc: float | None
+    epochs_completed: int
+    resumed_from_epoch: int
+    positive_fraction: float | None
+    negative_fraction: float | None
+    seconds: float
+
+
+class EvalResult(BaseModel):
+    model_uri: str
+    model_name: str
+    model_version: str
+    report: dict[str, Any]
+
+
+class AttemptOutcome(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"succeeded": False, "error_class": "OOM", "error_message": "CUDA out of memory"},
+            ]
+        }
+    )
+
+    succeeded: bool
+    train: TrainResult | None = None
+    eval: EvalResult | None = None
+    error_class: FailureClass | None = None
+    error_message: str | None = Field(None, max_length=ERROR_MESSAGE_LIMIT)

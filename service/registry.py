@@ -1,0 +1,32 @@
+"""What the API needs to know about the model registry at submission, as a protocol: an eval job's
+model is resolved to one concrete version and its training config before the job is accepted, so a
+missing model is a 422 at once and the stored spec is exactly what runs. The MLflow implementation
+lives in the control plane (`control/tracking.py`); the API process never imports MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from service.contracts import ModelRef
+from service.jobs.errors import InvalidSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    config: dict[str, Any]  # the ExperimentConfig the model was trained with (its run's config.json)
+
+
+class ModelRegistry(Protocol):
+    def resolve(self, ref: ModelRef) -> RegisteredVersion:
+        """The version `ref` names now; raises InvalidSpec('model', ...) when it cannot be used."""
+
+
+class NoRegistry:
+    """For an API without a registry connection: models:/ references are refused with the reason."""
+
+    def resolve(self, ref: ModelRef) -> RegisteredVersion:
+        raise InvalidSpec("model", f"this API has no model registry configured, so {ref.uri} cannot be resolved")
