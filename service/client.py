@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
+from service.jobs.status import is_terminal
 
 
 class ApiError(Exception):
@@ -67,7 +67,7 @@ class AsclClient:
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.get(job_id)
-            if job["status"] in TERMINAL:
+            if is_terminal(job["status"]):
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout_s:.0f} s")

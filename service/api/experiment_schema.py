@@ -11,7 +11,8 @@ import types
 import typing
 from typing import Any, get_args, get_origin
 
-from ascl.config import ExperimentConfig, field_rules
+from ascl.config import ExperimentConfig
+from ascl.config_fields import field_rules
 
 _SCALARS = {bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"}, str: {"type": "string"}}
 _BOUND_KEYS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum"}
