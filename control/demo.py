@@ -16,8 +16,8 @@ DEMO_JOB = {
 }
 
 
-def run_demo(api_url: str, mlflow_url: str) -> int:
-    client = AsclClient(api_url, user="demo")
+def run_demo(api_url: str, mlflow_url: str, *, token: str) -> int:
+    client = AsclClient(api_url, token=token)
     job = client.submit(DEMO_JOB)
     print(f"demo: submitted job {job['id']} ({job['status']}); following it...", flush=True)
     done = client.wait(job["id"], timeout_s=900)

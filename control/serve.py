@@ -22,6 +22,8 @@ from control.ports import free_port
 from control.ray_cluster import RayCluster
 from control.tracking import Tracker
 from control.wiring import ControlPlane, api_app, build_control_plane, tracker_for, ui_url
+from service.auth.bootstrap import ensure_admin_token
+from service.credentials import remember_token_file
 from service.db.migrate import upgrade
 from service.settings import ServiceSettings
 
@@ -35,6 +37,7 @@ class Stack:
     settings: ServiceSettings
     plane: ControlPlane
     mlflow: MlflowServer
+    admin_token: str
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -86,7 +89,8 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
             settings, ray_address=address, tracker=tracker_for(settings, mlflow.url), dashboard_url=dashboard_url
         )
         cleanup.callback(plane.cluster.shutdown)
-        stack = Stack(settings, plane, mlflow)
+        admin_token = ensure_admin_token(plane.sessions, settings.admin_token_file)
+        stack = Stack(settings, plane, mlflow, admin_token)
         if settings.dispatcher:
             stack.thread = threading.Thread(
                 target=plane.dispatcher.run,
@@ -114,7 +118,9 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
             if not thread.is_alive():
                 return 1
             time.sleep(0.1)
+        remember_token_file(settings.config_dir, settings.api_url, settings.admin_token_file)
         print(f"API:        {settings.api_url}/docs", flush=True)
+        print(f"Admin token: {settings.admin_token_file} (mode 0600; `ascl jobs` on this machine finds it)", flush=True)
         print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
         print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)
         status = 0
@@ -122,7 +128,7 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
             if demo:
                 from control.demo import run_demo
 
-                status = run_demo(settings.api_url, stack.mlflow.url)
+                status = run_demo(settings.api_url, stack.mlflow.url, token=stack.admin_token)
                 if exit_after_demo:
                     return status
             thread.join()

@@ -1,4 +1,6 @@
-"""A small Python client for the REST API (the `ascl jobs` commands use it)."""
+"""A small Python client for the REST API (the `ascl jobs` commands use it). It authenticates with a
+token: the one given, else $ASCL_TOKEN, else the admin token a local `ascl serve` recorded for the
+URL (service/credentials.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,19 @@ from typing import Any
 
 import httpx
 
+from service.credentials import find_token
 from service.jobs.status import is_terminal
+
+
+class ApiUnreachable(Exception):
+    """No API answers at the URL."""
+
+    def __init__(self, url: str, error: Exception) -> None:
+        self.url = url
+        super().__init__(
+            f"no ASCL API answers at {url} ({type(error).__name__}); start one with `ascl serve`, "
+            "or point --api / ASCL_API at a running one"
+        )
 
 
 class ApiError(Exception):
@@ -22,10 +36,26 @@ class ApiError(Exception):
 
 class AsclClient:
     def __init__(
-        self, base_url: str = "http://127.0.0.1:8000", *, user: str | None = None, timeout_s: float = 30.0
+        self, base_url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout_s: float = 30.0
     ) -> None:
-        headers = {"X-User": user} if user else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.base_url = base_url.rstrip("/")
+        token = token or find_token(self.base_url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+
+    def whoami(self) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/whoami")
+
+    def create_token(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/tokens", json=body)
+
+    def tokens(self, subject: str | None = None) -> builtins.list[dict[str, Any]]:
+        params = {"subject": subject} if subject else {}
+        found: builtins.list[dict[str, Any]] = self._send("GET", "/api/v1/tokens", params=params).json()
+        return found
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/v1/tokens/{token_id}")
 
     def submit(
         self, body: dict[str, Any], *, idempotency_key: str | None = None, dry_run: bool = False
@@ -57,11 +87,14 @@ class AsclClient:
 
     def follow_logs(self, job_id: str) -> Iterator[str]:
         """Server-sent log chunks until the job ends."""
-        with self.http.stream("GET", f"/api/v1/jobs/{job_id}/logs/stream", timeout=None) as response:
-            self._raise(response)
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    yield line.removeprefix("data: ")
+        try:
+            with self.http.stream("GET", f"/api/v1/jobs/{job_id}/logs/stream", timeout=None) as response:
+                self._raise(response)
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield line.removeprefix("data: ")
+        except httpx.ConnectError as error:
+            raise ApiUnreachable(self.base_url, error) from None
 
     def wait(self, job_id: str, *, timeout_s: float = 600, poll_s: float = 1.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -78,7 +111,10 @@ class AsclClient:
         return body
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self.http.request(method, path, **kwargs)
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError as error:
+            raise ApiUnreachable(self.base_url, error) from None
         self._raise(response)
         return response
 

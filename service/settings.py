@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.contracts import HEARTBEAT_INTERVAL_S
+from service.credentials import default_config_dir
 
 
 class ServiceSettings(BaseSettings):
@@ -43,6 +45,17 @@ class ServiceSettings(BaseSettings):
     log_streams_per_user: int = 8
     log_streams_total: int = 256
     max_body_bytes: int = 1_000_000  # larger request bodies are refused (413)
+    # who may do what
+    share_job_details: bool = False  # let every user read others' specs, results, logs, metrics and models
+    user_priority_limit: int = 10  # |priority| a non-admin may ask for; the admin role goes up to 1000
+    token_cache_s: float = 10.0  # a token revoked through another API process stops working within this
+    config_dir: Path = Field(default_factory=default_config_dir)  # where `ascl serve` tells local clients its token
+    oidc_issuer: str | None = None  # accept JWTs of this identity provider besides API tokens
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None  # default: from the issuer's discovery document
+    oidc_subject_claim: str = "sub"
+    oidc_roles_claim: str = "roles"
+    oidc_groups_claim: str = "groups"
 
     @property
     def resolved_database_url(self) -> str:
@@ -59,6 +72,10 @@ class ServiceSettings(BaseSettings):
     @property
     def checkpoint_root(self) -> Path:
         return (self.data_dir / "checkpoints").resolve()
+
+    @property
+    def admin_token_file(self) -> Path:
+        return (self.data_dir / "admin-token").resolve()
 
     @property
     def api_url(self) -> str:

@@ -40,3 +40,21 @@ def sessions(database_url):
     engine = make_engine(database_url)
     yield make_sessionmaker(engine)
     engine.dispose()
+
+
+def make_token(sessions, subject: str = "admin", role: str = "admin", groups: tuple[str, ...] = ()) -> str:
+    """A real API token, stored hashed like any other."""
+    from service.auth import tokens
+    from service.auth.principal import Role
+    from service.db import session_scope
+
+    with session_scope(sessions) as session:
+        _, token = tokens.create(
+            session,
+            tokens.NewToken(subject=subject, role=Role(role), name="test", created_by="tests", groups=groups),
+        )
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

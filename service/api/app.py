@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import internal, jobs, logs, ops
+from service.api import internal, jobs, logs, ops, tokens
+from service.api.auth import Authenticator
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
+from service.auth.oidc import OidcConfig, OidcVerifier
+from service.auth.tokens import TokenVerifier
 from service.cluster import ClusterView, StaticCluster
 from service.db.group_commit import GroupCommit
 from service.jobs.errors import JobError
@@ -54,10 +57,29 @@ def create_app(
     app.state.mlflow_ready = mlflow_ready
     app.state.dispatcher_metrics = dispatcher_metrics
     app.state.stream_slots = logs.StreamSlots(per_user=settings.log_streams_per_user, total=settings.log_streams_total)
+    app.state.authenticator = Authenticator(TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router, prefix="/api/v1", tags=["jobs"])
     app.include_router(logs.router, prefix="/api/v1", tags=["jobs"])
+    app.include_router(tokens.router, prefix="/api/v1", tags=["identity"])
     app.include_router(internal.router, prefix="/api/v1", tags=["workers"])
     app.include_router(ops.router, tags=["operations"])
     return app
+
+
+def _oidc(settings: ServiceSettings) -> OidcVerifier | None:
+    if settings.oidc_issuer is None:
+        return None
+    if settings.oidc_audience is None:
+        raise ValueError("ASCL_OIDC_ISSUER is set: set ASCL_OIDC_AUDIENCE too")
+    return OidcVerifier(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            subject_claim=settings.oidc_subject_claim,
+            roles_claim=settings.oidc_roles_claim,
+            groups_claim=settings.oidc_groups_claim,
+        )
+    )

@@ -7,15 +7,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.jobs.errors import (
+    Forbidden,
     IdempotencyConflict,
     InvalidSpec,
     InvalidTransition,
     JobNotFound,
     StaleAttempt,
     TooManyStreams,
+    Unauthenticated,
 )
 
 STATUS = {
+    Unauthenticated: 401,
+    Forbidden: 403,
     JobNotFound: 404,
     InvalidTransition: 409,
     IdempotencyConflict: 409,
@@ -34,7 +38,9 @@ def install_error_handlers(app: FastAPI) -> None:
 def _handler(status: int):  # type: ignore[no-untyped-def]
     async def handle(_: Request, error: Exception) -> JSONResponse:
         field = getattr(error, "field", None)
-        return JSONResponse({"error": type(error).__name__, "detail": str(error), "field": field}, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        body = {"error": type(error).__name__, "detail": str(error), "field": field}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     return handle
 
@@ -44,7 +50,9 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     problems = []
     first_field = None
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"] if part not in ("body", "query", "path"))
+        # the field's name, not its position: 'status', not 'status.0'
+        parts = [str(part) for part in item["loc"] if part not in ("body", "query", "path", "header")]
+        location = ".".join(part for part in parts if not part.isdigit()) or "request"
         first_field = first_field or location
         problems.append(f"{location}: {item['msg']}")
     return JSONResponse(

@@ -1,4 +1,4 @@
-"""Public job routes: thin — parse, call the store, shape the answer."""
+"""Public job routes: thin — authenticate, parse, call the store, shape the answer."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from sqlalchemy.orm import Session
 
 from ascl.presets import PRESETS
 from ascl.run_files import LAST
+from service.api.auth import CurrentUser
 from service.api.deps import Sessions
-from service.api.params import USER_PATTERN, JobId, Owner
+from service.api.params import USER_PATTERN, JobId
 from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest
 from service.api.submission import build_new_job, resolve_registered, retried_job
+from service.auth import models
+from service.auth.principal import Principal, may_read_details, require_details, require_owner
+from service.contracts import JobKind
 from service.db import session_scope
 from service.db.models import Job
 from service.jobs import attempts, store
@@ -22,7 +26,7 @@ from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import TERMINAL, JobStatus
 
 # the one error body shape
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
 router = APIRouter(responses=ERRORS)
 
 
@@ -31,8 +35,8 @@ async def submit_job(
     body: JobCreate,
     request: Request,
     response: Response,
+    principal: CurrentUser,
     idempotency_key: Annotated[str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")] = None,
-    owner: Owner = "anonymous",
     dry_run: bool = False,
 ) -> JobRead:
     """The hot path: submissions share transactions through the app's group commit. A registry
@@ -43,19 +47,24 @@ async def submit_job(
     def submit(session: Session) -> tuple[JobRead, bool]:
         new = build_new_job(
             body,
-            owner=owner,
+            principal=principal,
             session=session,
             registered=registered,
             cluster=state.cluster,
-            data_root=state.settings.data_root,
-            default_max_runtime_s=state.settings.default_max_runtime_s,
+            settings=state.settings,
+        )
+        trains_model = new.kind == JobKind.TRAIN and new.model_name is not None
+        new_name = trains_model and models.check_writable(
+            session, str(new.model_name), principal, group=body.model_group
         )
         if dry_run:
             return JobRead.of(_unsaved(new), pending_reason="DRY_RUN"), False
         job, created = store.add_job(
             session, new, idempotency_key=idempotency_key, body_hash=store.request_hash(body.model_dump(mode="json"))
         )
-        return read(session, job, request, with_position=False), created
+        if created and new_name:
+            models.claim(session, str(new.model_name), principal, group=body.model_group)
+        return read(session, job, request, principal, with_position=False), created
 
     outcome: tuple[JobRead, bool] = await state.submissions.run(submit)
     job, created = outcome
@@ -71,28 +80,32 @@ def _unsaved(new: store.NewJob) -> Job:
     return Job(id="dry-run", status="DRY_RUN", created_at=store.now(), attempts_made=0, metrics_history=[], **fields)
 
 
-def read(session: Session, job: Job, request: Request, *, with_position: bool = True) -> JobRead:
-    """The job as the API shows it, in every route. The queue position is a COUNT over the queue,
-    so submissions skip it (their cost must not grow with the queue)."""
+def read(session: Session, job: Job, request: Request, principal: Principal, *, with_position: bool = True) -> JobRead:
+    """The job as the API shows it, in every route: whole to its owner (or everyone where details are
+    shared), a summary to others. The queue position is a COUNT over the queue, so submissions skip
+    it (their cost must not grow with the queue)."""
     position = store.queue_position(session, job) if with_position else None
     ui = request.app.state.mlflow_ui_url
     url = (
         f"{ui}/#/experiments/{job.mlflow_experiment_id}/runs/{job.mlflow_run_id}" if ui and job.mlflow_run_id else None
     )
-    return JobRead.of(
-        job,
-        queue_position=position,
-        pending_reason="PRIORITY" if position and position > 1 else ("RESOURCES" if position == 1 else None),
-        mlflow_run_url=url,
-    )
+    extra = {
+        "queue_position": position,
+        "pending_reason": "PRIORITY" if position and position > 1 else ("RESOURCES" if position == 1 else None),
+        "mlflow_run_url": url,
+    }
+    if may_read_details(principal, job.owner, shared=request.app.state.settings.share_job_details):
+        return JobRead.of(job, **extra)
+    return JobRead.summary_of(job, **extra)
 
 
 @router.get("/jobs", response_model=JobPage)
 def list_jobs(
     request: Request,
     sessions: Sessions,
+    principal: CurrentUser,
     status: Annotated[list[JobStatus] | None, Query(max_length=len(JobStatus))] = None,
-    kind: str | None = Query(None, max_length=16),
+    kind: JobKind | None = None,
     queue: QueueName | None = None,
     tag: Label | None = None,
     owner: Annotated[str | None, Query(max_length=100, pattern=USER_PATTERN)] = None,
@@ -115,63 +128,68 @@ def list_jobs(
             jobs, next_cursor = store.list_jobs(session, filters, limit=limit, cursor=cursor)
         except ValueError as error:
             raise InvalidSpec("cursor", "not a cursor returned by this API") from error
-        return JobPage(items=[read(session, job, request) for job in jobs], next_cursor=next_cursor)
+        return JobPage(items=[read(session, job, request, principal) for job in jobs], next_cursor=next_cursor)
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
-def get_job(job_id: JobId, request: Request, sessions: Sessions) -> JobRead:
+def get_job(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> JobRead:
     with session_scope(sessions) as session:
-        return read(session, store.get_job(session, job_id), request)
+        return read(session, store.get_job(session, job_id), request, principal)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: JobId, request: Request, sessions: Sessions, owner: Owner = "anonymous") -> JobRead:
+def cancel_job(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> JobRead:
     with session_scope(sessions) as session:
-        job = store.cancel(session, job_id, actor=owner, reason="cancelled by user")
+        require_owner(principal, store.get_job(session, job_id).owner, f"job {job_id}")
+        job = store.cancel(session, job_id, actor=principal.subject, reason="cancelled by user")
         request.app.state.wake_dispatcher()
-        return read(session, job, request)
+        return read(session, job, request, principal)
 
 
 @router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobRead)
 def retry_job(
-    job_id: JobId, body: RetryRequest, request: Request, sessions: Sessions, owner: Owner = "anonymous"
+    job_id: JobId, body: RetryRequest, request: Request, sessions: Sessions, principal: CurrentUser
 ) -> JobRead:
     """A new job from the same request (with overrides), optionally resuming from its checkpoint."""
     with session_scope(sessions) as session:
         original = store.get_job(session, job_id)
+        require_owner(principal, original.owner, f"job {job_id}")
         if JobStatus(original.status) not in TERMINAL:
             raise InvalidTransition(f"job {job_id} is {original.status}; only finished jobs can be retried")
         resume = _resume_checkpoint(session, original) if body.resume else None
-        new = retried_job(original, owner=owner, overrides=body.overrides, resume_checkpoint=resume)
+        new = retried_job(original, owner=principal.subject, overrides=body.overrides, resume_checkpoint=resume)
         job, _ = store.add_job(
             session, new, idempotency_key=None, body_hash=store.request_hash(body.model_dump(mode="json"))
         )
         request.app.state.wake_dispatcher()
-        return read(session, job, request, with_position=False)
+        return read(session, job, request, principal, with_position=False)
 
 
 def _resume_checkpoint(session: Session, original: Job) -> str:
     """The original's latest checkpoint, which its worker reported; refused when there is none."""
     attempt = attempts.current_attempt(session, original)
     reported = (original.progress or {}).get("checkpoint")
-    if original.kind != "train" or attempt is None or not reported:
+    if original.kind != JobKind.TRAIN or attempt is None or not reported:
         raise InvalidSpec("resume", f"job {original.id} wrote no checkpoint to resume from; retry without resume")
     return f"{attempt.checkpoint_dir}/{LAST}"
 
 
 @router.get("/jobs/{job_id}/events", response_model=list[EventRead])
-def job_events(job_id: JobId, sessions: Sessions) -> list[EventRead]:
+def job_events(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> list[EventRead]:
     with session_scope(sessions) as session:
+        owner = store.get_job(session, job_id).owner
+        require_details(principal, owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
         return [EventRead.of(event) for event in store.events(session, job_id)]
 
 
 @router.get("/jobs/{job_id}/metrics")
-def job_metrics(job_id: JobId, sessions: Sessions) -> dict[str, object]:
+def job_metrics(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> dict[str, object]:
     with session_scope(sessions) as session:
         job = store.get_job(session, job_id)
+        require_details(principal, job.owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
         return {"job_id": job.id, "epochs": job.metrics_history or []}
 
 
 @router.get("/presets")
-def presets() -> dict[str, object]:
+def presets(_: CurrentUser) -> dict[str, object]:
     return {name: config.to_dict() for name, config in sorted(PRESETS.items())}

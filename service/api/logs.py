@@ -16,8 +16,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.auth import CurrentUser
 from service.api.deps import Sessions
-from service.api.params import JobId, Owner
+from service.api.params import JobId
+from service.auth.principal import require_details
 from service.cluster import ClusterView
 from service.db import session_scope
 from service.db.models import Attempt
@@ -54,15 +56,17 @@ def _log_text(cluster: ClusterView, attempt: Attempt | None) -> str:
     return live if live is not None else (attempt.log_tail or "")
 
 
-def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | None, str]:
+def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | None, str, str]:
+    """(the current attempt, the job's state, its owner)"""
     with session_scope(sessions) as session:
         job = store.get_job(session, job_id)
-        return attempts.current_attempt(session, job), job.status
+        return attempts.current_attempt(session, job), job.status, job.owner
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
-def job_logs(job_id: JobId, request: Request, sessions: Sessions) -> str:
-    attempt, _ = _current(sessions, job_id)
+def job_logs(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> str:
+    attempt, _, owner = _current(sessions, job_id)
+    require_details(principal, owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
     return _log_text(request.app.state.cluster, attempt)  # outside the transaction
 
 
@@ -71,22 +75,24 @@ async def stream_logs(
     job_id: JobId,
     request: Request,
     sessions: Sessions,
+    principal: CurrentUser,
     poll_s: Annotated[float, Query(ge=0.2, le=10.0, allow_inf_nan=False)] = 1.0,
-    owner: Owner = "anonymous",
 ) -> StreamingResponse:
     """Server-sent events: each new chunk of the current attempt's log, until the job ends or the
     stream's lifetime (log_stream_max_s) is over; then an `end` event with the job's state."""
-    await run_in_threadpool(_current, sessions, job_id)  # 404 before the stream opens
+    _, _, owner = await run_in_threadpool(_current, sessions, job_id)  # 404 before the stream opens
     state = request.app.state
+    require_details(principal, owner, shared=state.settings.share_job_details, what=f"job {job_id}")
     slots: StreamSlots = state.stream_slots
-    slots.take(owner)
+    user = principal.subject
+    slots.take(user)
     deadline = time.monotonic() + state.settings.log_stream_max_s
 
     async def chunks() -> AsyncIterator[str]:
         try:
             sent = 0
             while True:
-                attempt, status = await run_in_threadpool(_current, sessions, job_id)
+                attempt, status, _ = await run_in_threadpool(_current, sessions, job_id)
                 text = await run_in_threadpool(_log_text, state.cluster, attempt)
                 for line in text[sent:].splitlines():
                     yield f"data: {line}\n\n"
@@ -96,6 +102,6 @@ async def stream_logs(
                     return
                 await asyncio.sleep(poll_s)
         finally:
-            slots.give_back(owner)
+            slots.give_back(user)
 
     return StreamingResponse(chunks(), media_type="text/event-stream")

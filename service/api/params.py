@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Path
+from fastapi import Path
 
 USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"
 
 JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Owner = Annotated[str, Header(alias="X-User", max_length=100, pattern=USER_PATTERN)]

@@ -35,6 +35,7 @@ ExperimentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[
 Experiment = Annotated[dict[str, Any], WithJsonSchema(experiment_schema())]
 Overrides = Annotated[dict[str, Any], WithJsonSchema(overrides_schema())]
 
+SUMMARY_PROGRESS = frozenset({"phase", "epoch", "epochs", "step", "total_steps", "images_per_s", "eta_s"})
 PRIORITY_LIMIT = 1000  # the column's range is far wider; who may use how much is a role's matter
 MAX_RUNTIME_LIMIT_S = 30 * 24 * 3600
 
@@ -85,6 +86,9 @@ class JobCreate(BaseModel):
         None, description="eval: models:/NAME/VERSION, models:/NAME@ALIAS or a train job's id"
     )
     model_name: ModelName | None = Field(None, description="train: register the model under this name")
+    model_group: Label | None = Field(
+        None, description="train, a new model name: a group of yours that may also add versions and move aliases"
+    )
     mlflow_experiment: ExperimentName = Field("ascl", description="the MLflow experiment of the job's run")
     queue: QueueName = "default"
     priority: int = Field(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="higher runs sooner")
@@ -126,6 +130,22 @@ class JobRead(BaseModel):
     retried_from: str | None
     spec: dict[str, Any]
     target: dict[str, Any] | None
+    redacted: bool = False  # another user's job whose details are not shared: spec, result and logs left out
+
+    @classmethod
+    def summary_of(cls, job: Job, **extra: Any) -> JobRead:
+        """Another user's job where details are not shared: what the queue shows, nothing more."""
+        progress = {key: value for key, value in (job.progress or {}).items() if key in SUMMARY_PROGRESS}
+        return cls.of(job, **extra).model_copy(
+            update={
+                "spec": {},
+                "target": None,
+                "result": None,
+                "error_message": None,
+                "progress": progress or None,
+                "redacted": True,
+            }
+        )
 
     @classmethod
     def of(cls, job: Job, **extra: Any) -> JobRead:

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from ascl.config import ExperimentConfig
 from ascl.dataset_files import REQUIRED_FILES, missing_files
 from service.api.schemas import JobCreate
+from service.auth.models import require_readable
+from service.auth.principal import Principal, Role, require_details, require_role
 from service.cluster import ClusterView
 from service.contracts import EvalTarget, JobKind, ModelRef
 from service.jobs import store
@@ -22,6 +24,7 @@ from service.jobs.errors import InvalidSpec, JobNotFound
 from service.jobs.spec import resolve_experiment
 from service.jobs.status import JobStatus
 from service.registry import ModelRegistry, RegisteredVersion
+from service.settings import ServiceSettings
 
 MODEL_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS or the id of a succeeded train job"
 
@@ -41,36 +44,42 @@ def resolve_registered(body: JobCreate, registry: ModelRegistry) -> RegisteredVe
 def build_new_job(
     body: JobCreate,
     *,
-    owner: str,
+    principal: Principal,
     session: Session,
     registered: RegisteredVersion | None,
     cluster: ClusterView,
-    data_root: Path | None,
-    default_max_runtime_s: int | None,
+    settings: ServiceSettings,
 ) -> store.NewJob:
+    """Raises before anything is written (the group commit relies on it)."""
+    require_role(principal, Role.USER, "submit jobs")
+    _check_priority(body.priority, principal, settings.user_priority_limit)
     _check_feasible(body, cluster)
     if body.kind == JobKind.EVAL:
         target, base = _eval_target(body, session, registered)
+        if target.job_id is not None:
+            source = store.get_job(session, target.job_id)
+            require_details(principal, source.owner, shared=settings.share_job_details, what=f"job {source.id}")
+        require_readable(session, target.model_name, principal, shared=settings.share_job_details)
         config = _with_overrides(ExperimentConfig.from_dict(base), body.overrides)
     else:
         if body.model is not None:
             raise InvalidSpec("model", "only eval jobs take 'model'")
         target = None
         config = resolve_experiment(preset=body.preset, experiment=body.experiment, overrides=body.overrides)
-    config = resolve_data_dir(config, data_root)
+    config = resolve_data_dir(config, settings.data_root)
     name = body.name or (f"eval {body.model}" if body.kind == JobKind.EVAL else config.name)
     model_name = body.model_name or (f"ascl-{config.name}" if body.kind == JobKind.TRAIN else None)
     return store.NewJob(
         kind=body.kind,
         name=name,
-        owner=owner,
+        owner=principal.subject,
         queue=body.queue,
         priority=body.priority,
         tags=body.tags,
         spec=config.to_dict(),
         target=None if target is None else target.model_dump(),
         resources=body.resources.model_dump(),
-        max_runtime_s=body.max_runtime_s or default_max_runtime_s,
+        max_runtime_s=body.max_runtime_s or settings.default_max_runtime_s,
         max_infra_retries=body.max_infra_retries,
         model_name=model_name,
         experiment=body.mlflow_experiment,
@@ -87,6 +96,11 @@ def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_
         retried_from=original.id,
         resume_checkpoint=resume_checkpoint,
     )
+
+
+def _check_priority(priority: int, principal: Principal, limit: int) -> None:
+    if abs(priority) > limit and not principal.is_admin:
+        raise InvalidSpec("priority", f"|priority| above {limit} needs the admin role (got {priority})")
 
 
 def _with_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:

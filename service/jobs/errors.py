@@ -36,3 +36,11 @@ class InvalidSpec(JobError):
 
 class TooManyStreams(JobError):
     """Too many open log streams."""
+
+
+class Forbidden(JobError):
+    """This identity may not do that."""
+
+
+class Unauthenticated(JobError):
+    """No valid credentials: send 'Authorization: Bearer <token>'."""

@@ -39,6 +39,7 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlf
             url = f"sqlite:///{data_dir / 'jobs.db'}"
         settings = ServiceSettings(
             data_dir=data_dir,
+            config_dir=data_dir / "client-config",
             database_url=url,
             mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
             port=free_port(),
@@ -62,7 +63,7 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlf
                     assert time.monotonic() < deadline, "the API did not start"
                     time.sleep(0.05)
                 try:
-                    yield Running(stack, AsclClient(settings.api_url, user="tester"), settings)
+                    yield Running(stack, AsclClient(settings.api_url, token=stack.admin_token), settings)
                 finally:
                     server.should_exit = True
                     thread.join(timeout=10)

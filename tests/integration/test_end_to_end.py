@@ -195,6 +195,7 @@ def test_resources_are_released_after_cancel(service):
 
 def test_cli_and_log_stream_against_the_running_service(service, trained):
     import json
+    import os
     import socket
     import subprocess
     import sys
@@ -206,19 +207,24 @@ def test_cli_and_log_stream_against_the_running_service(service, trained):
             text=True,
             timeout=120,
             check=False,
+            env={**os.environ, "ASCL_TOKEN": service.stack.admin_token},
         )
         return run.returncode, run.stdout, run.stderr
 
-    code, out, _ = ascl("get", trained["id"])
+    code, out, _ = ascl("get", trained["id"], "--json")
     assert code == 0
     assert json.loads(out)["status"] == "SUCCEEDED"
+    code, out, _ = ascl("get", trained["id"])
+    assert "status     SUCCEEDED" in out
+    assert f"models:/digits-e2e/{trained['registered_model_version']}" in out
     code, out, _ = ascl("submit", "--preset", "digits-ascl", "--set", "train.epochs=1", "--dry-run")
     assert (code, json.loads(out)["pending_reason"]) == (0, "DRY_RUN")
     code, _, err = ascl("submit", "--preset", "digits-ascl", "--set", "attack.eps=-1")
     assert code == 2
     assert "overrides.attack.eps" in err
-    code, out, _ = ascl("list", "--status", "SUCCEEDED", "--tag", "e2e")
-    assert trained["id"] in out
+    code, out, _ = ascl("list", "--status", "succeeded", "--tag", "e2e")
+    assert out.splitlines()[0].split() == ["ID", "NAME", "KIND", "STATUS", "QUEUE", "POSITION/REASON", "PROGRESS", "AGE"]
+    assert trained["id"][:8] in out
     code, out, _ = ascl("logs", trained["id"], "--follow")
     assert code == 0
     assert "attempt.end" in out

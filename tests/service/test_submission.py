@@ -17,6 +17,7 @@ from control.tracking import Tracker
 from service.api.app import create_app
 from service.cluster import StaticCluster
 from service.settings import ServiceSettings
+from tests.conftest import bearer, make_token
 
 TRAINED = get_preset("digits-ascl").with_overrides({"train.epochs": 2, "eval.pgd_steps": 7, "attack.eps": 0.15})
 
@@ -40,7 +41,7 @@ def api(sessions, tracker, tmp_path):
     settings = ServiceSettings(data_dir=tmp_path, data_root=tmp_path / "datasets")
     (tmp_path / "datasets").mkdir()
     app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}), registry=tracker)
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(make_token(sessions))) as client:
         yield client
 
 

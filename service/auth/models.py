@@ -1,0 +1,47 @@
+"""Registered model names belong to the user who first trained under them (or to a group named
+then): only they, their group or an admin add versions or move aliases, and evaluating a model (which
+reads its checkpoint) needs the same right unless the operator shares models."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.auth.principal import Principal, may_read_model, may_write_model
+from service.db.models import ModelOwner
+from service.jobs.errors import Forbidden, InvalidSpec
+from service.jobs.store import now
+
+
+class NameClaimRace(Exception):
+    """Another request claimed the same new model name in the same instant; retried alone, the
+    ownership check then answers it."""
+
+
+def check_writable(session: Session, name: str, principal: Principal, *, group: str | None) -> bool:
+    """Raises Forbidden unless the principal may add versions under `name`; True when the name is new.
+    Reads only, so a refusal happens before the request writes anything."""
+    if group is not None and group not in principal.groups and not principal.is_admin:
+        raise InvalidSpec("model_group", f"{principal.subject} is not in group {group!r}")
+    owner = session.get(ModelOwner, name)
+    if owner is None:
+        return True
+    if not may_write_model(principal, owner.owner, owner.group):
+        raise Forbidden(f"model name {name!r} belongs to {owner.owner}; train under a name of your own")
+    return False
+
+
+def claim(session: Session, name: str, principal: Principal, *, group: str | None) -> None:
+    """Record a new name as the principal's (and `group`'s)."""
+    try:
+        with session.begin_nested():
+            session.add(ModelOwner(name=name, owner=principal.subject, group=group, created_at=now()))
+            session.flush()
+    except IntegrityError as error:
+        raise NameClaimRace(name) from error
+
+
+def require_readable(session: Session, name: str, principal: Principal, *, shared: bool) -> None:
+    owner = session.get(ModelOwner, name)
+    if owner is not None and not may_read_model(principal, owner.owner, owner.group, shared=shared):
+        raise Forbidden(f"model {name!r} belongs to {owner.owner} and is not shared on this service")
