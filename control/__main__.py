@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from control.wiring import build_control_plane, tracker_for
+from control.wiring import apply_queues_file, build_control_plane, tracker_for
 from service.db.migrate import upgrade
 from service.settings import ServiceSettings
 
@@ -20,6 +20,7 @@ def main() -> None:
     upgrade(settings.resolved_database_url)
     tracker = tracker_for(settings, settings.resolved_mlflow_uri)
     plane = build_control_plane(settings, ray_address=settings.ray_address, tracker=tracker)
+    apply_queues_file(settings, plane.sessions)
     stop, wake = threading.Event(), threading.Event()
 
     def shut_down(*_: object) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.reconciler import Reconciler
@@ -21,14 +19,15 @@ from control.repair import Repairer
 from control.seams import Cluster, Tracking
 from control.submission import Submitter
 from service.db import session_scope
-from service.db.models import Job
-from service.jobs import attempts, store
-from service.jobs.status import ACTIVE
+from service.jobs import attempts, queueing, store
+from service.jobs.status import JobStatus
 from service.metrics import Metric
+from service.scheduling.model import Running
+from service.scheduling.placement import place
+from service.scheduling.planner import Capacity, plan
 from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
-WINDOW = 50  # queued jobs considered per cycle
 
 
 class Dispatcher:
@@ -43,7 +42,13 @@ class Dispatcher:
         self.last_cycle_s = 0.0
         self.last_repair = float("-inf")
         self.reconciler = Reconciler(sessions, cluster, tracker, settings)
-        self.repairer = Repairer(sessions, cluster, tracker, ray_job_retention_s=settings.ray_job_retention_s)
+        self.repairer = Repairer(
+            sessions,
+            cluster,
+            tracker,
+            ray_job_retention_s=settings.ray_job_retention_s,
+            policy=settings.scheduling_policy,
+        )
         self.submitter = Submitter(sessions, cluster, tracker, settings)
 
     # the loop -----------------------------------------------------------------------------------
@@ -97,54 +102,59 @@ class Dispatcher:
 
     # claiming -----------------------------------------------------------------------------------
     def dispatch(self) -> None:
-        free = self._free_resources()
-        claimed: list[str] = []
+        """One plan over the whole queue (a fixed number of queries, whatever its length), then the
+        claims it makes; jobs whose dependencies can no longer be met are cancelled first."""
+        cluster = self._cluster()
         with session_scope(self.sessions) as session:
-            for job in store.queued_candidates(session, limit=WINDOW):
-                if not fits(job.resources, free):
-                    continue  # admission control: never hand Ray work it cannot place now
+            self._cancel_unmeetable(session)
+            state = queueing.load(session)
+            cluster = _minus_pending(cluster, state.running)
+            result = plan(
+                state.waiting,
+                state.running,
+                cluster,
+                queues=state.queues,
+                usage=state.usage,
+                now=store.now(),
+                policy=self.settings.scheduling_policy,
+            )
+            queueing.save_snapshot(session, cluster)
+            claimed = []
+            for job_id in result.claims:
+                job = store.get_job(session, job_id)
                 checkpoint_dir = str(self.settings.checkpoint_root / job.id)
                 if attempts.claim(
                     session, job, dispatcher=self.settings.dispatcher_name, checkpoint_dir=checkpoint_dir
                 ):
                     claimed.append(job.id)
-                    free = subtract(free, job.resources)
         for job_id in claimed:
             self.submit(job_id)
 
     def submit(self, job_id: str) -> None:
         self.submitter.submit(job_id)
 
-    def _free_resources(self) -> dict[str, float]:
-        """The smaller of Ray's view and ours: Ray lags behind what we just claimed, and our own
-        accounting does not see foreign users of the cluster."""
-        total, available = self.cluster.total(), self.cluster.available()
-        with session_scope(self.sessions) as session:
-            held: list[dict[str, Any]] = list(
-                session.scalars(select(Job.resources).where(Job.status.in_([s.value for s in ACTIVE])))
+    def _cluster(self) -> Capacity:
+        nodes = self.cluster.nodes()
+        return Capacity(free=[free for free, _ in nodes], total=[total for _, total in nodes])
+
+    def _cancel_unmeetable(self, session: Session) -> None:
+        for job_id, parent_id, parent_status in queueing.failed_dependencies(session):
+            store.transition(
+                session,
+                job_id,
+                JobStatus.CANCELLED,
+                actor=self.settings.dispatcher_name,
+                reason=f"dependency: job {parent_id} ended {parent_status}",
+                allowed_from=frozenset({JobStatus.QUEUED}),
+                values={"error_class": "DEPENDENCY", "error_message": f"job {parent_id} ended {parent_status}"},
             )
-        ours = dict(total)
-        for resources in held:
-            ours = subtract(ours, resources)
-        return {key: min(available.get(key, 0.0), ours.get(key, 0.0)) for key in total}
 
 
-RESOURCE_KEYS = {"gpus": "GPU", "cpus": "CPU", "memory_gb": "memory"}
-
-
-def as_ray(resources: dict[str, Any]) -> dict[str, float]:
-    ray = {RESOURCE_KEYS[k]: float(v) for k, v in resources.items() if k in RESOURCE_KEYS and v}
-    if "memory" in ray:
-        ray["memory"] *= 2**30
-    return ray
-
-
-def fits(resources: dict[str, Any], free: dict[str, float]) -> bool:
-    return all(free.get(key, 0.0) + 1e-9 >= amount for key, amount in as_ray(resources).items())
-
-
-def subtract(free: dict[str, float], resources: dict[str, Any]) -> dict[str, float]:
-    left = dict(free)
-    for key, amount in as_ray(resources).items():
-        left[key] = left.get(key, 0.0) - amount
-    return left
+def _minus_pending(cluster: Capacity, running: list[Running]) -> Capacity:
+    """Ray's free capacity lags behind our claims: the jobs we claimed or submitted that Ray does not
+    run yet are set aside on the nodes first (claimed ones never reached Ray's accounting at all)."""
+    free = cluster.free
+    for job in running:
+        if job.started_at is None:  # claimed or submitted, not yet running
+            free = place(job.request, free) or free
+    return Capacity(free=free, total=cluster.total)

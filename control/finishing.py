@@ -15,8 +15,9 @@ from control.seams import Cluster, Tracking
 from service.contracts import AttemptStatus, FailureClass, Phase
 from service.db import session_scope
 from service.db.models import Job
-from service.jobs import attempts, store
+from service.jobs import attempts, queueing, store
 from service.jobs.status import JobStatus
+from service.scheduling.model import Policy
 
 logger = logging.getLogger(__name__)
 LOG_TAIL_LINES = 300
@@ -37,11 +38,14 @@ class AttemptRef:
 
 
 class Finisher:
-    def __init__(self, sessions: sessionmaker[Session], cluster: Cluster, tracker: Tracking, *, actor: str) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], cluster: Cluster, tracker: Tracking, *, actor: str, policy: Policy
+    ) -> None:
         self.sessions = sessions
         self.cluster = cluster
         self.tracker = tracker
         self.actor = actor
+        self.policy = policy
 
     def finish(
         self,
@@ -104,9 +108,13 @@ class Finisher:
         attempt.status, attempt.ended_at = status, store.now()
         if failure is not None and attempt.failure_class is None:
             attempt.failure_class = failure
-        if a.reached_ray:  # GPU-seconds: the attempt's wall time from claim to end times its GPUs
+        if a.reached_ray:  # its wall time from claim to end: GPU-seconds, and the owner's fair-share usage
             held_s = (store.now() - a.claimed_at).total_seconds()
-            job.gpu_seconds = (job.gpu_seconds or 0.0) + held_s * float(job.resources.get("gpus") or 0.0)
+            workers = int(job.resources.get("workers") or 1)
+            job.gpu_seconds = (job.gpu_seconds or 0.0) + held_s * float(job.resources.get("gpus") or 0.0) * workers
+            queueing.charge(
+                session, queue=job.queue, owner=job.owner, resources=job.resources, seconds=held_s, policy=self.policy
+            )
 
     def keep_log_tail(self, job_id: str, attempt_no: int, submission_id: str, run_id: str | None) -> None:
         """Ray's job history is not durable and is deleted after its retention: keep the end of the

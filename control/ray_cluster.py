@@ -16,6 +16,7 @@ from ray.job_submission import JobSubmissionClient
 logger = logging.getLogger(__name__)
 
 LARGEST_NODE_TTL_S = 5.0  # nodes join and leave on a scale of minutes
+KEYS = ("GPU", "CPU", "memory")
 
 
 class RayCluster:
@@ -45,6 +46,16 @@ class RayCluster:
 
     def total(self) -> dict[str, float]:
         return dict(ray.cluster_resources())
+
+    def nodes(self) -> list[tuple[dict[str, float], dict[str, float]]]:
+        """(free, total) of each live node, in GPU, CPU and memory (bytes)."""
+        from ray._private.state import available_resources_per_node, total_resources_per_node
+
+        free, total = available_resources_per_node(), total_resources_per_node()
+        return [
+            ({k: float(free.get(n, {}).get(k, 0.0)) for k in KEYS}, {k: float(t.get(k, 0.0)) for k in KEYS})
+            for n, t in total.items()
+        ]
 
     def ready(self) -> bool:
         try:

@@ -42,7 +42,7 @@ class Reconciler:
         self.cluster = cluster
         self.tracker = tracker
         self.settings = settings
-        self.finisher = Finisher(sessions, cluster, tracker, actor="monitor")
+        self.finisher = Finisher(sessions, cluster, tracker, actor="monitor", policy=settings.scheduling_policy)
         self.timeouts = Timeouts(claim_lease_s=settings.claim_lease_s, heartbeat_timeout_s=settings.heartbeat_timeout_s)
 
     def reconcile(self) -> None:

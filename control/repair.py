@@ -18,6 +18,7 @@ from service.db import session_scope
 from service.db.models import Attempt, Job
 from service.jobs import store
 from service.jobs.status import ACTIVE, TERMINAL, JobStatus
+from service.scheduling.model import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +31,13 @@ class Repairer:
         tracker: Tracking,
         *,
         ray_job_retention_s: float,
+        policy: Policy,
     ) -> None:
         self.sessions = sessions
         self.cluster = cluster
         self.tracker = tracker
         self.retention = timedelta(seconds=ray_job_retention_s)
-        self.finisher = Finisher(sessions, cluster, tracker, actor="reconciler")
+        self.finisher = Finisher(sessions, cluster, tracker, actor="reconciler", policy=policy)
         self.repairs = 0
 
     def repair(self) -> None:

@@ -7,8 +7,7 @@ from typing import Any, Protocol
 
 
 class Cluster(Protocol):
-    def available(self) -> dict[str, float]: ...
-    def total(self) -> dict[str, float]: ...
+    def nodes(self) -> list[tuple[dict[str, float], dict[str, float]]]: ...
     def submit(
         self,
         submission_id: str,

@@ -21,7 +21,7 @@ from control.mlflow_server import MlflowServer, start_mlflow_server
 from control.ports import free_port
 from control.ray_cluster import RayCluster
 from control.tracking import Tracker
-from control.wiring import ControlPlane, api_app, build_control_plane, tracker_for, ui_url
+from control.wiring import ControlPlane, api_app, apply_queues_file, build_control_plane, tracker_for, ui_url
 from service.auth.bootstrap import ensure_admin_token
 from service.credentials import remember_token_file
 from service.db.migrate import upgrade
@@ -89,6 +89,7 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
             settings, ray_address=address, tracker=tracker_for(settings, mlflow.url), dashboard_url=dashboard_url
         )
         cleanup.callback(plane.cluster.shutdown)
+        apply_queues_file(settings, plane.sessions)
         admin_token = ensure_admin_token(plane.sessions, settings.admin_token_file)
         stack = Stack(settings, plane, mlflow, admin_token)
         if settings.dispatcher:

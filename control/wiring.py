@@ -15,7 +15,8 @@ from control.ray_cluster import RayCluster
 from control.tracking import Tracker
 from service.api.app import create_app
 from service.cluster import ClusterView, StaticCluster
-from service.db import make_engine, make_sessionmaker
+from service.db import make_engine, make_sessionmaker, session_scope
+from service.jobs import queue_config
 from service.metrics import Metric
 from service.settings import ServiceSettings
 
@@ -32,6 +33,15 @@ def tracker_for(settings: ServiceSettings, tracking_uri: str) -> Tracker:
     # a local store needs to be told where artifacts go; a tracking server decides that itself
     local_store = not tracking_uri.startswith(("http://", "https://"))
     return Tracker(tracking_uri, artifact_root=settings.mlflow_artifact_root if local_store else None)
+
+
+def apply_queues_file(settings: ServiceSettings, sessions: sessionmaker[Session]) -> None:
+    """The operator's queues file, if any, upserted into the database (ASCL_QUEUES_FILE)."""
+    if settings.queues_file is None:
+        return
+    with session_scope(sessions) as session:
+        for name, spec in queue_config.load_file(settings.queues_file).items():
+            queue_config.upsert(session, name, spec, actor=f"file {settings.queues_file.name}")
 
 
 def ui_url(settings: ServiceSettings, tracking_uri: str) -> str | None:

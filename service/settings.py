@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.contracts import HEARTBEAT_INTERVAL_S
 from service.credentials import default_config_dir
+from service.scheduling.model import Policy
 
 
 class ServiceSettings(BaseSettings):
@@ -45,6 +46,14 @@ class ServiceSettings(BaseSettings):
     log_streams_per_user: int = 8
     log_streams_total: int = 256
     max_body_bytes: int = 1_000_000  # larger request bodies are refused (413)
+    # queues and fair share
+    queues_file: Path | None = None  # YAML or JSON: the queues and their limits, applied at start
+    max_queued_per_user: int = 1000  # a user's jobs waiting at once
+    fair_share_half_life_s: float = 24 * 3600.0
+    fair_share_cpu_weight: float = 1 / 16  # a CPU-second counts as this many GPU-seconds
+    aging_s: float = 3600.0  # a waiting job gains a priority point per this long, ...
+    aging_max: int = 10  # ... at most this many
+    reserve_after_s: float = 3600.0  # a job waiting this long holds capacity back from jobs behind it
     # who may do what
     share_job_details: bool = False  # let every user read others' specs, results, logs, metrics and models
     user_priority_limit: int = 10  # |priority| a non-admin may ask for; the admin role goes up to 1000
@@ -72,6 +81,16 @@ class ServiceSettings(BaseSettings):
     @property
     def checkpoint_root(self) -> Path:
         return (self.data_dir / "checkpoints").resolve()
+
+    @property
+    def scheduling_policy(self) -> Policy:
+        return Policy(
+            half_life_s=self.fair_share_half_life_s,
+            cpu_weight=self.fair_share_cpu_weight,
+            aging_s=self.aging_s,
+            aging_max=self.aging_max,
+            reserve_after_s=self.reserve_after_s,
+        )
 
     @property
     def admin_token_file(self) -> Path:

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import internal, jobs, logs, ops, tokens
+from service.api import internal, jobs, logs, ops, queues, tokens
 from service.api.auth import Authenticator
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
+from service.api.queue_view import QueueView
 from service.auth.oidc import OidcConfig, OidcVerifier
 from service.auth.tokens import TokenVerifier
 from service.cluster import ClusterView, StaticCluster
@@ -57,11 +58,13 @@ def create_app(
     app.state.mlflow_ready = mlflow_ready
     app.state.dispatcher_metrics = dispatcher_metrics
     app.state.stream_slots = logs.StreamSlots(per_user=settings.log_streams_per_user, total=settings.log_streams_total)
+    app.state.queue_view = QueueView(settings.scheduling_policy)
     app.state.authenticator = Authenticator(TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router, prefix="/api/v1", tags=["jobs"])
     app.include_router(logs.router, prefix="/api/v1", tags=["jobs"])
+    app.include_router(queues.router, prefix="/api/v1", tags=["queues"])
     app.include_router(tokens.router, prefix="/api/v1", tags=["identity"])
     app.include_router(internal.router, prefix="/api/v1", tags=["workers"])
     app.include_router(ops.router, tags=["operations"])

@@ -15,13 +15,13 @@ from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.params import USER_PATTERN, JobId
 from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest
-from service.api.submission import build_new_job, resolve_registered, retried_job
+from service.api.submission import build_new_job, check_queued_limit, resolve_registered, retried_job
 from service.auth import models
 from service.auth.principal import Principal, may_read_details, require_details, require_owner
 from service.contracts import JobKind
 from service.db import session_scope
 from service.db.models import Job
-from service.jobs import attempts, store
+from service.jobs import attempts, queueing, store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import TERMINAL, JobStatus
 
@@ -45,6 +45,7 @@ async def submit_job(
     registered = await run_in_threadpool(resolve_registered, body, state.registry)
 
     def submit(session: Session) -> tuple[JobRead, bool]:
+        check_queued_limit(session, principal.subject, state.settings.max_queued_per_user)
         new = build_new_job(
             body,
             principal=principal,
@@ -64,6 +65,8 @@ async def submit_job(
         )
         if created and new_name:
             models.claim(session, str(new.model_name), principal, group=body.model_group)
+        if created:
+            queueing.add_dependencies(session, job.id, [(d.job, d.on) for d in body.depends_on])
         return read(session, job, request, principal, with_position=False), created
 
     outcome: tuple[JobRead, bool] = await state.submissions.run(submit)
@@ -80,20 +83,34 @@ def _unsaved(new: store.NewJob) -> Job:
     return Job(id="dry-run", status="DRY_RUN", created_at=store.now(), attempts_made=0, metrics_history=[], **fields)
 
 
-def read(session: Session, job: Job, request: Request, principal: Principal, *, with_position: bool = True) -> JobRead:
+def read(
+    session: Session,
+    job: Job,
+    request: Request,
+    principal: Principal,
+    *,
+    with_position: bool = True,
+    parents: list[str] | None = None,
+) -> JobRead:
     """The job as the API shows it, in every route: whole to its owner (or everyone where details are
-    shared), a summary to others. The queue position is a COUNT over the queue, so submissions skip
-    it (their cost must not grow with the queue)."""
-    position = store.queue_position(session, job) if with_position else None
+    shared), a summary to others. A waiting job's place comes from the queue plan, which costs a pass
+    over the whole queue (cached for a second), so submissions skip it: their cost must not grow
+    with the queue."""
     ui = request.app.state.mlflow_ui_url
     url = (
         f"{ui}/#/experiments/{job.mlflow_experiment_id}/runs/{job.mlflow_run_id}" if ui and job.mlflow_run_id else None
     )
-    extra = {
-        "queue_position": position,
-        "pending_reason": "PRIORITY" if position and position > 1 else ("RESOURCES" if position == 1 else None),
-        "mlflow_run_url": url,
-    }
+    if parents is None:
+        parents = queueing.parents_of(session, [job.id])[job.id]
+    extra: dict[str, Any] = {"mlflow_run_url": url, "depends_on": parents}
+    if with_position and job.status == JobStatus.QUEUED:
+        explanation = request.app.state.queue_view.explain(session, job.id)
+        if explanation is not None:
+            extra |= {
+                "queue_position": explanation.position,
+                "pending_reason": explanation.reason.value,
+                "estimated_start": explanation.estimated_start,
+            }
     if may_read_details(principal, job.owner, shared=request.app.state.settings.share_job_details):
         return JobRead.of(job, **extra)
     return JobRead.summary_of(job, **extra)
@@ -128,7 +145,9 @@ def list_jobs(
             jobs, next_cursor = store.list_jobs(session, filters, limit=limit, cursor=cursor)
         except ValueError as error:
             raise InvalidSpec("cursor", "not a cursor returned by this API") from error
-        return JobPage(items=[read(session, job, request, principal) for job in jobs], next_cursor=next_cursor)
+        parents = queueing.parents_of(session, [job.id for job in jobs])
+        items = [read(session, job, request, principal, parents=parents[job.id]) for job in jobs]
+        return JobPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
@@ -172,6 +191,27 @@ def _resume_checkpoint(session: Session, original: Job) -> str:
     if original.kind != JobKind.TRAIN or attempt is None or not reported:
         raise InvalidSpec("resume", f"job {original.id} wrote no checkpoint to resume from; retry without resume")
     return f"{attempt.checkpoint_dir}/{LAST}"
+
+
+@router.post("/jobs/{job_id}/hold", response_model=JobRead)
+def hold_job(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> JobRead:
+    """A queued job keeps its place but does not start until released."""
+    return _hold(job_id, request, sessions, principal, held=True)
+
+
+@router.post("/jobs/{job_id}/release", response_model=JobRead)
+def release_job(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> JobRead:
+    return _hold(job_id, request, sessions, principal, held=False)
+
+
+def _hold(job_id: str, request: Request, sessions: Sessions, principal: Principal, *, held: bool) -> JobRead:
+    with session_scope(sessions) as session:
+        require_owner(principal, store.get_job(session, job_id).owner, f"job {job_id}")
+        queueing.hold(session, job_id, actor=principal.subject, held=held)
+    request.app.state.queue_view.forget()
+    request.app.state.wake_dispatcher()
+    with session_scope(sessions) as session:
+        return read(session, store.get_job(session, job_id), request, principal)
 
 
 @router.get("/jobs/{job_id}/events", response_model=list[EventRead])

@@ -6,7 +6,7 @@ PostgreSQL refuses), numbers by range (no Infinity or NaN, no integer beyond a c
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -47,6 +47,13 @@ class Resources(BaseModel):
     cpus: float = Field(1.0, gt=0, le=1024, description="CPUs per worker")
     memory_gb: float | None = Field(None, gt=0, le=4096, description="memory per worker, GiB")
     workers: int = Field(1, ge=1, le=64, description="data-parallel workers (Ray Train); gpus and cpus are per worker")
+
+
+class Dependency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    on: Literal["success", "any"] = Field("success", description="start after the job succeeded, or after it ended")
 
 
 class JobCreate(BaseModel):
@@ -97,6 +104,7 @@ class JobCreate(BaseModel):
     max_runtime_s: int | None = Field(None, gt=0, le=MAX_RUNTIME_LIMIT_S, description="default: the operator's")
     max_infra_retries: int = Field(3, ge=0, le=20)
     force_queue: bool = Field(False, description="queue even if no node can hold the resources today")
+    depends_on: list[Dependency] = Field(default_factory=list, max_length=20, description="jobs to wait for")
 
 
 class JobRead(BaseModel):
@@ -115,8 +123,13 @@ class JobRead(BaseModel):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     attempts: int
-    queue_position: int | None = None
-    pending_reason: str | None = None
+    queue_position: int | None = None  # 1-based, in the one order the dispatcher starts jobs in
+    pending_reason: str | None = None  # PRIORITY, RESOURCES, USER_LIMIT, QUEUE_LIMIT, DEPENDENCY, HELD, INFEASIBLE
+    estimated_start: Timestamp | None = None  # from the running jobs' ETAs; null when it cannot be known
+    held: bool = False
+    depends_on: list[str] = Field(default_factory=list)
+    sweep_id: str | None = None
+    trial_number: int | None = None
     progress: dict[str, Any] | None
     result: dict[str, Any] | None
     error_class: str | None
@@ -175,6 +188,9 @@ class JobRead(BaseModel):
             model_name=job.model_name,
             registered_model_version=job.registered_model_version,
             retried_from=job.retried_from,
+            held=job.held_at is not None,
+            sweep_id=job.sweep_id,
+            trial_number=job.trial_number,
             spec=job.spec,
             target=job.target,
             **extra,

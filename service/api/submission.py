@@ -19,7 +19,7 @@ from service.auth.models import require_readable
 from service.auth.principal import Principal, Role, require_details, require_role
 from service.cluster import ClusterView
 from service.contracts import EvalTarget, JobKind, ModelRef
-from service.jobs import store
+from service.jobs import queueing, store
 from service.jobs.errors import InvalidSpec, JobNotFound
 from service.jobs.spec import resolve_experiment
 from service.jobs.status import JobStatus
@@ -52,8 +52,11 @@ def build_new_job(
 ) -> store.NewJob:
     """Raises before anything is written (the group commit relies on it)."""
     require_role(principal, Role.USER, "submit jobs")
-    _check_priority(body.priority, principal, settings.user_priority_limit)
+    queue = queueing.require_queue(session, body.queue)
+    priority = body.priority if "priority" in body.model_fields_set else (queue.default_priority or 0)
+    _check_priority(priority, principal, settings.user_priority_limit)
     _check_feasible(body, cluster)
+    _check_dependencies(body, session, principal, shared=settings.share_job_details)
     if body.kind == JobKind.EVAL:
         target, base = _eval_target(body, session, registered)
         if target.job_id is not None:
@@ -74,7 +77,7 @@ def build_new_job(
         name=name,
         owner=principal.subject,
         queue=body.queue,
-        priority=body.priority,
+        priority=priority,
         tags=body.tags,
         spec=config.to_dict(),
         target=None if target is None else target.model_dump(),
@@ -96,6 +99,24 @@ def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_
         retried_from=original.id,
         resume_checkpoint=resume_checkpoint,
     )
+
+
+def check_queued_limit(session: Session, owner: str, limit: int) -> None:
+    """A user's waiting jobs are bounded (one COUNT on an index): a runaway loop cannot fill the queue."""
+    waiting = queueing.queued_count(session, owner)
+    if waiting >= limit:
+        raise InvalidSpec("queue", f"{owner} already has {waiting} queued jobs; the limit is {limit} per user")
+
+
+def _check_dependencies(body: JobCreate, session: Session, principal: Principal, *, shared: bool) -> None:
+    for index, dependency in enumerate(body.depends_on):
+        try:
+            parent = store.get_job(session, dependency.job)
+        except JobNotFound:
+            raise InvalidSpec(f"depends_on.{index}.job", f"no job {dependency.job!r}") from None
+        require_details(principal, parent.owner, shared=shared, what=f"job {parent.id}")
+    if len({dependency.job for dependency in body.depends_on}) != len(body.depends_on):
+        raise InvalidSpec("depends_on", "names a job twice")
 
 
 def _check_priority(priority: int, principal: Principal, limit: int) -> None:

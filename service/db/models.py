@@ -26,6 +26,7 @@ class Job(Base):
         UniqueConstraint("owner", "idempotency_key"),
         Index("ix_job_queue_order", "status", "queue", "priority", "created_at"),
         Index("ix_job_created", "created_at", "id"),
+        Index("ix_job_owner_status", "owner", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -60,6 +61,10 @@ class Job(Base):
     retried_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
     resume_checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # summed over ended attempts
+    held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    held_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    sweep_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -127,3 +132,51 @@ class ModelOwner(Base):
     owner: Mapped[str] = mapped_column(String(100))
     group: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobDependency(Base):
+    """`job_id` starts only once `parent_id` has ended (with success, for condition 'success')."""
+
+    __tablename__ = "job_dependency"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id"), primary_key=True)
+    parent_id: Mapped[str] = mapped_column(ForeignKey("job.id"), primary_key=True, index=True)
+    condition: Mapped[str] = mapped_column(String(16))  # success | any
+
+
+class Queue(Base):
+    """A named queue and the limits the operator set on it (None: no limit)."""
+
+    __tablename__ = "queue"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    max_gpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    user_max_gpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    user_max_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    default_priority: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Usage(Base):
+    """A user's recent use of a queue for fair share: GPU-second equivalents as of `at`, halving
+    every half-life."""
+
+    __tablename__ = "usage"
+
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClusterState(Base):
+    """The cluster as the dispatcher last saw it (one row): the API explains waiting jobs with it."""
+
+    __tablename__ = "cluster_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nodes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"free": {...}, "total": {...}}]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

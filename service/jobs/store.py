@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -240,36 +240,6 @@ def cancel(session: Session, job_id: str, *, actor: str, reason: str) -> Job:
             return get_job(session, job_id)
         session.expire(job)
     raise InvalidTransition(f"job {job_id} kept changing state; try again")
-
-
-def queue_position(session: Session, job: Job) -> int | None:
-    """1-based position among the queued jobs of its queue (priority desc, then age)."""
-    if job.status != JobStatus.QUEUED:
-        return None
-    ahead = session.execute(
-        select(func.count())
-        .select_from(Job)
-        .where(
-            Job.status == JobStatus.QUEUED.value,
-            Job.queue == job.queue,
-            or_(Job.priority > job.priority, and_(Job.priority == job.priority, Job.created_at < job.created_at)),
-        )
-    ).scalar_one()
-    return int(ahead) + 1
-
-
-def queued_candidates(session: Session, *, limit: int) -> list[Job]:
-    """The head of every queue, highest priority first, FIFO within a priority. On PostgreSQL the
-    rows are locked with SKIP LOCKED, so concurrent dispatchers never see the same candidate."""
-    query = (
-        select(Job)
-        .where(Job.status == JobStatus.QUEUED.value)
-        .order_by(Job.priority.desc(), Job.created_at, Job.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(session.execute(query).scalars())
 
 
 @overload

@@ -223,7 +223,16 @@ def test_cli_and_log_stream_against_the_running_service(service, trained):
     assert code == 2
     assert "overrides.attack.eps" in err
     code, out, _ = ascl("list", "--status", "succeeded", "--tag", "e2e")
-    assert out.splitlines()[0].split() == ["ID", "NAME", "KIND", "STATUS", "QUEUE", "POSITION/REASON", "PROGRESS", "AGE"]
+    assert out.splitlines()[0].split() == [
+        "ID",
+        "NAME",
+        "KIND",
+        "STATUS",
+        "QUEUE",
+        "POSITION/REASON",
+        "PROGRESS",
+        "AGE",
+    ]
     assert trained["id"][:8] in out
     code, out, _ = ascl("logs", trained["id"], "--follow")
     assert code == 0

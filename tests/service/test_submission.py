@@ -120,6 +120,7 @@ def test_every_request_field_reaches_the_job_and_its_retry(api):
         "max_infra_retries": 1,
         "resources": {"cpus": 2},
     }
+    api.put("/api/v1/queues/gpu", json={"max_gpus": 8})
     job = submit(api, body).json()
     stored = api.get(f"/api/v1/jobs/{job['id']}").json()
     for key in ("mlflow_experiment", "queue", "priority", "tags", "model_name", "max_runtime_s", "max_infra_retries"):

@@ -1,0 +1,197 @@
+"""The planner's inputs from the database, in a fixed number of queries whatever the queue's length:
+waiting jobs (with their unmet dependencies), running jobs, queue limits, fair-share usage and the
+last cluster snapshot. Also the writes that keep them: usage charged when an attempt ends, the
+snapshot, holds, dependencies and queue definitions. Never commits: the caller owns the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from ascl.registry import unknown_name_message
+from service.db.models import ClusterState, Job, JobDependency, JobEvent, Queue, Usage
+from service.jobs.errors import InvalidSpec, InvalidTransition
+from service.jobs.status import ACTIVE, JobStatus, is_terminal
+from service.jobs.store import as_utc, get_job, now
+from service.scheduling.fairshare import decayed, rate
+from service.scheduling.model import Policy, QueueLimits, Request, Running, Waiting
+from service.scheduling.planner import Capacity
+from service.scheduling.planner import Usage as ShareUsage
+
+SNAPSHOT_ID = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueState:
+    waiting: list[Waiting]
+    running: list[Running]
+    queues: dict[str, QueueLimits]
+    usage: dict[tuple[str, str], ShareUsage]
+
+
+def load(session: Session) -> QueueState:
+    parent = aliased(Job)
+    unmet = session.execute(  # dependencies of waiting jobs whose parent has not (satisfactorily) ended
+        select(JobDependency.job_id, JobDependency.parent_id, JobDependency.condition, parent.status)
+        .join(Job, Job.id == JobDependency.job_id)
+        .join(parent, parent.id == JobDependency.parent_id)
+        .where(Job.status == JobStatus.QUEUED.value)
+    ).all()
+    blocked: dict[str, str] = {}
+    for job_id, parent_id, _condition, parent_status in unmet:
+        if not is_terminal(parent_status):
+            blocked.setdefault(job_id, parent_id)
+    waiting = [
+        Waiting(
+            id=job_id,
+            owner=owner,
+            queue=queue,
+            priority=priority,
+            created_at=as_utc(created_at),
+            request=Request.of(resources),
+            held=held_at is not None,
+            blocked_by=blocked.get(job_id),
+        )
+        for job_id, owner, queue, priority, created_at, resources, held_at in session.execute(
+            select(Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, Job.resources, Job.held_at).where(
+                Job.status == JobStatus.QUEUED.value
+            )
+        ).tuples()
+    ]
+    running = [
+        Running(
+            id=job_id,
+            owner=owner,
+            queue=queue,
+            request=Request.of(resources),
+            started_at=as_utc(started_at),
+            eta_s=_eta(progress),
+        )
+        for job_id, owner, queue, resources, started_at, progress in session.execute(
+            select(Job.id, Job.owner, Job.queue, Job.resources, Job.started_at, Job.progress).where(
+                Job.status.in_([s.value for s in ACTIVE])
+            )
+        ).tuples()
+    ]
+    queues = {
+        row.name: QueueLimits(
+            name=row.name,
+            max_gpus=row.max_gpus,
+            max_cpus=row.max_cpus,
+            user_max_gpus=row.user_max_gpus,
+            user_max_cpus=row.user_max_cpus,
+        )
+        for row in session.execute(select(Queue)).scalars()
+    }
+    usage = {
+        (row.queue, row.owner): ShareUsage(value=row.value, at=as_utc(row.at))
+        for row in session.execute(select(Usage)).scalars()
+    }
+    return QueueState(waiting=waiting, running=running, queues=queues, usage=usage)
+
+
+def _eta(progress: dict[str, Any] | None) -> float | None:
+    eta = (progress or {}).get("eta_s")
+    return float(eta) if isinstance(eta, int | float) else None
+
+
+def failed_dependencies(session: Session) -> list[tuple[str, str, str]]:
+    """(waiting job, its parent, the parent's state) for each dependency that can no longer be met."""
+    parent = aliased(Job)
+    rows = session.execute(
+        select(JobDependency.job_id, JobDependency.parent_id, parent.status)
+        .join(Job, Job.id == JobDependency.job_id)
+        .join(parent, parent.id == JobDependency.parent_id)
+        .where(
+            Job.status == JobStatus.QUEUED.value,
+            JobDependency.condition == "success",
+            parent.status.in_([JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.TIMED_OUT.value]),
+        )
+    ).all()
+    return [(job_id, parent_id, status) for job_id, parent_id, status in rows]
+
+
+def charge(
+    session: Session, *, queue: str, owner: str, resources: dict[str, Any], seconds: float, policy: Policy
+) -> None:
+    """Add an ended attempt's use to its owner's fair-share usage of the queue."""
+    amount = rate(Request.of(resources), policy) * max(seconds, 0.0)
+    if amount <= 0:
+        return
+    moment = now()
+    row = session.get(Usage, (queue, owner))
+    if row is None:
+        session.add(Usage(queue=queue, owner=owner, value=amount, at=moment))
+    else:
+        row.value = decayed(row.value, as_utc(row.at), moment, policy.half_life_s) + amount
+        row.at = moment
+
+
+def save_snapshot(session: Session, cluster: Capacity) -> None:
+    nodes = [{"free": free, "total": total} for free, total in zip(cluster.free, cluster.total, strict=True)]
+    row = session.get(ClusterState, SNAPSHOT_ID)
+    if row is None:
+        session.add(ClusterState(id=SNAPSHOT_ID, nodes=nodes, updated_at=now()))
+    elif row.nodes != nodes:
+        row.nodes, row.updated_at = nodes, now()
+
+
+def snapshot(session: Session) -> tuple[Capacity, datetime] | None:
+    row = session.get(ClusterState, SNAPSHOT_ID)
+    if row is None:
+        return None
+    cluster = Capacity(free=[node["free"] for node in row.nodes], total=[node["total"] for node in row.nodes])
+    return cluster, as_utc(row.updated_at)
+
+
+def hold(session: Session, job_id: str, *, actor: str, held: bool) -> Job:
+    """Hold a queued job (it keeps its place, but is not started) or release it; an event records it."""
+    job = get_job(session, job_id)
+    if job.status != JobStatus.QUEUED:
+        raise InvalidTransition(f"job {job_id} is {job.status}; only queued jobs are held or released")
+    if (job.held_at is not None) == held:
+        return job
+    job.held_at, job.held_by = (now(), actor) if held else (None, None)
+    reason = "held" if held else "released"
+    session.add(
+        JobEvent(
+            job_id=job_id, from_status=job.status, to_status=job.status, actor=actor, reason=reason, created_at=now()
+        )
+    )
+    return job
+
+
+def add_dependencies(session: Session, job_id: str, parents: list[tuple[str, str]]) -> None:
+    for parent_id, condition in parents:
+        session.add(JobDependency(job_id=job_id, parent_id=parent_id, condition=condition))
+
+
+def require_queue(session: Session, name: str) -> Queue:
+    row = session.get(Queue, name)
+    if row is None:
+        known = list(session.execute(select(Queue.name).order_by(Queue.name)).scalars())
+        raise InvalidSpec("queue", unknown_name_message("queue", name, known))
+    return row
+
+
+def parents_of(session: Session, job_ids: list[str]) -> dict[str, list[str]]:
+    """The jobs each of `job_ids` depends on, in one query."""
+    parents: dict[str, list[str]] = {job_id: [] for job_id in job_ids}
+    rows = session.execute(
+        select(JobDependency.job_id, JobDependency.parent_id).where(JobDependency.job_id.in_(job_ids))
+    ).tuples()
+    for job_id, parent_id in rows:
+        parents[job_id].append(parent_id)
+    return parents
+
+
+def queued_count(session: Session, owner: str) -> int:
+    return int(
+        session.execute(
+            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
+        ).scalar_one()
+    )
