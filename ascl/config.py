@@ -32,6 +32,16 @@ Init = Literal["uniform", "normal", "zero"]
 BnMode = Literal["train", "eval"]
 
 
+def distance_normalization_problem(distance: str, normalize: bool) -> str | None:
+    """The authors' rule for the contrastive latents: matmul, l1 and l2 need L2-normalised latents;
+    cosine normalises by itself and refuses it (linf allows both). None when the pair is allowed."""
+    if distance in ("matmul", "l1", "l2") and not normalize:
+        return f"distance {distance!r} requires normalize=true"
+    if distance == "cosine" and normalize:
+        return "distance 'cosine' normalises itself; set normalize=false"
+    return None
+
+
 def _fail(name: str, value: Any, problem: str) -> typing.NoReturn:
     raise ConfigError(name, f"{problem} (got {value!r})")
 
@@ -151,11 +161,8 @@ class ObjectiveConfig:
             _fail("views", self.views, "must be 1 or 2")
         if self.combine not in (1, 2, 3):
             _fail("combine", self.combine, "must be 1, 2 or 3")
-        if self.kind == "ascl":
-            if self.distance in ("matmul", "l1", "l2") and not self.normalize:
-                _fail("normalize", self.normalize, f"distance {self.distance!r} requires normalize=true")
-            if self.distance == "cosine" and self.normalize:
-                _fail("normalize", self.normalize, "distance 'cosine' normalises itself; set false")
+        if self.kind == "ascl" and (problem := distance_normalization_problem(self.distance, self.normalize)):
+            _fail("normalize", self.normalize, problem)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

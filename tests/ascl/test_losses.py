@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
+from ascl.config import DISTANCES, NEG_TYPES
 from ascl.losses import (
-    DISTANCES,
-    NEG_TYPES,
     ascl_contrastive_loss,
     selection_fractions,
     selection_masks,
@@ -185,10 +184,16 @@ def test_anchor_without_positive_counts_as_zero_in_the_mean():
 
 def test_distance_normalisation_constraints_follow_the_authors():
     z, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="requires normalize=True"):
+    with pytest.raises(ValueError, match="requires normalize=true"):
         ascl_contrastive_loss(z, y, y, neg_type="all", distance="l2", temperature=0.1, normalize=False)
     with pytest.raises(ValueError, match="cosine"):
         ascl_contrastive_loss(z, y, y, neg_type="all", distance="cosine", temperature=0.1, normalize=True)
+
+
+def test_every_configurable_distance_has_a_function():
+    from ascl.losses.distances import DISTANCE_FUNCTIONS
+
+    assert sorted(DISTANCE_FUNCTIONS) == sorted(DISTANCES)
 
 
 def test_trades_kl_reductions():
