@@ -148,6 +148,7 @@ class ObjectiveConfig:
     normalize: bool = True
     views: int = 1  # 2 = the paper recipe's two augmented views per image
     combine: int = 1  # two-view combine type (ASCL_SPEC §3.8)
+    contrastive_scope: Literal["global", "worker"] = "global"  # data-parallel: all workers' latents or each's own
 
     def __post_init__(self) -> None:
         _choice("kind", self.kind, OBJECTIVES, "objective")
@@ -161,6 +162,7 @@ class ObjectiveConfig:
             _fail("views", self.views, "must be 1 or 2")
         if self.combine not in (1, 2, 3):
             _fail("combine", self.combine, "must be 1, 2 or 3")
+        _choice("contrastive_scope", self.contrastive_scope, ("global", "worker"), "contrastive scope")
         if self.kind == "ascl" and (problem := distance_normalization_problem(self.distance, self.normalize)):
             _fail("normalize", self.normalize, problem)
 
@@ -202,6 +204,8 @@ class TrainConfig:
     post_step_bn_forwards: bool = False  # the authors' two logging forwards after each step (§7.2)
     log_every: int = 20  # steps between progress reports
     validate_every: int = 1  # epochs between validation passes
+    cuda_graph: bool = False  # CUDA only: capture the whole step (attack, loss, backward, SGD) as one CUDA graph
+    sync_batchnorm: bool = False  # data-parallel only: BatchNorm statistics over the global batch
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "log_every", "validate_every"):
@@ -209,6 +213,10 @@ class TrainConfig:
                 _fail(name, getattr(self, name), "must be >= 1")
         _choice("precision", self.precision, ("auto", "fp32", "bf16"), "precision")
         _choice("compile", self.compile, ("none", "default", "reduce-overhead", "max-autotune"), "compile mode")
+        if self.cuda_graph and self.compile in ("reduce-overhead", "max-autotune"):
+            _fail("cuda_graph", self.cuda_graph, f"compile {self.compile!r} has its own CUDA graphs; use none/default")
+        if self.cuda_graph and not self.drop_last:
+            _fail("cuda_graph", self.cuda_graph, "a captured step needs static batch shapes: set drop_last=true")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +236,8 @@ class EvalConfig:
     sweep_steps: int = 50
     batch_size: int = 500
     checkpoint: Literal["best", "last"] = "best"
+    precision: Literal["fp32", "tf32", "bf16"] = "tf32"  # CUDA; CPU evaluates in fp32 unless bf16
+    auto_batch: bool = True  # CUDA: the largest batch that fits in half the free memory, at least batch_size
 
     def __post_init__(self) -> None:
         if self.eps is not None:
@@ -244,6 +254,7 @@ class EvalConfig:
         for eps in self.eps_sweep:
             _non_negative("eps_sweep", eps)
         _choice("checkpoint", self.checkpoint, ("best", "last"), "checkpoint")
+        _choice("precision", self.precision, ("fp32", "tf32", "bf16"), "evaluation precision")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,6 +265,7 @@ class ExperimentConfig:
     name: str = "experiment"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cpu_threads: int = 0  # torch intra-op threads; 0: OMP_NUM_THREADS when set, else the measured default
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
@@ -267,6 +279,8 @@ class ExperimentConfig:
             _fail("spec_version", self.spec_version, f"this version reads spec_version {SPEC_VERSION}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             _fail("device", self.device, "must be auto, cpu, cuda or cuda:N")
+        if self.cpu_threads < 0:
+            _fail("cpu_threads", self.cpu_threads, "must be >= 0")
         if self.objective.kind != "ascl" and self.objective.views == 2:
             _fail("objective.views", 2, "two views are only defined for the ascl objective")
 

@@ -96,3 +96,58 @@ def test_resuming_a_different_experiment_is_refused(tmp_path):
     run_experiment(config, run_dir=tmp_path)
     with pytest.raises(CheckpointError, match="different experiment"):
         run_experiment(config.with_overrides({"attack.eps": 0.1, "train.epochs": 2}), run_dir=tmp_path)
+
+
+def test_rerunning_a_finished_run_returns_its_result_and_reevaluates_only_for_a_new_eval_config(tmp_path):
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    first = run_experiment(config, run_dir=tmp_path)
+
+    def no_training():
+        raise AssertionError("a finished run must not train again")
+
+    again = run_experiment(config, run_dir=tmp_path, should_stop=no_training)
+    assert again == first
+    reevaluated = run_experiment(
+        config.with_overrides({"eval.pgd_steps": 1}), run_dir=tmp_path, should_stop=no_training
+    )
+    assert reevaluated.test["pgd_steps"] == 1
+    assert reevaluated.history == first.history
+
+
+class ThreadsSeen:
+    def __init__(self):
+        self.threads = set()
+
+    def on_step(self, progress):
+        self.threads.add(torch.get_num_threads())
+
+    def on_epoch_end(self, summary):
+        self.threads.add(torch.get_num_threads())
+
+    def on_checkpoint(self, path, *, epoch, is_best):
+        pass
+
+
+def test_cpu_threads_apply_during_the_run_and_are_restored(tmp_path):
+    torch.set_num_threads(2)
+    seen = ThreadsSeen()
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1, "cpu_threads": 1})
+    run_experiment(config, run_dir=tmp_path, reporter=seen)
+    assert seen.threads == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_history_reports_steady_throughput_and_no_warmup_for_eager_cpu(tmp_path):
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    epoch = run_experiment(config, run_dir=tmp_path).history[0]
+    assert epoch["warmup_seconds"] == 0.0
+    assert epoch["images_per_s"] == pytest.approx(256 / epoch["seconds"], rel=0.05)
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_on_cpu_and_times_its_compilation_apart(tmp_path):
+    config = get_preset("digits-ascl").with_overrides({**QUICK, "train.compile": "default"})
+    history = run_experiment(config, run_dir=tmp_path).history
+    assert history[0]["warmup_seconds"] > 0
+    assert history[1]["warmup_seconds"] == 0.0
+    assert history[0]["seconds"] > history[0]["warmup_seconds"]
