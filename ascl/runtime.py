@@ -30,10 +30,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 @contextlib.contextmanager
 def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
+    """Autocast to `dtype` (None: off). The weight-cast cache is off: each region is one forward,
+    which casts each weight once anyway, and a CUDA graph must not capture a cache's lifetime."""
     if dtype is None:
         yield
     else:
-        with torch.autocast(device_type=device.type, dtype=dtype):
+        with torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False):
             yield
 
 

@@ -96,7 +96,7 @@ def build_training(
         optimizer,
         post_step_bn_forwards=t.post_step_bn_forwards,
         marks_cudagraph_steps=t.compile in _CUDAGRAPH_COMPILE_MODES,
-        warmup_steps=int(t.compile != "none" or device.type == "cuda"),
+        warmup_steps=_warmup_steps(t.compile, device),
     )
     per_step = t.batch_size
     steps = len(data.train) // per_step if t.drop_last else -(-len(data.train) // per_step)
@@ -113,6 +113,14 @@ def build_training(
         steps_per_epoch=steps,
         images_per_step=per_step * config.objective.views,
     )
+
+
+def _warmup_steps(compile_mode: str, device: torch.device) -> int:
+    """Steps that include one-time work: compilation on the first; torch.compile's CUDA graphs
+    record on the second call; CUDA's first step initialises cuDNN and the allocator."""
+    if compile_mode in _CUDAGRAPH_COMPILE_MODES:
+        return 2
+    return int(compile_mode != "none" or device.type == "cuda")
 
 
 def _networks(config: ExperimentConfig, model: nn.Module, workers: Workers) -> Networks:
