@@ -16,16 +16,16 @@ from ascl.config import OptimConfig
 def build_optimizer(model: nn.Module, config: OptimConfig, device: torch.device) -> torch.optim.SGD:
     """SGD with weight decay on every parameter, head and BatchNorm included, as the authors.
 
-    On CUDA the step is one fused kernel and the learning rate a device tensor, so a step makes
-    no host synchronisation and can be captured in a CUDA graph; `set_learning_rate` updates it."""
-    cuda = device.type == "cuda"
+    The step is one fused kernel and the learning rate a tensor on the device, so a step makes no
+    host synchronisation and can be captured in a CUDA graph; `set_learning_rate` updates it in
+    place. CPU and CUDA run the same code path."""
     return torch.optim.SGD(
         model.parameters(),
-        lr=torch.tensor(config.lr, device=device) if cuda else config.lr,
+        lr=torch.tensor(config.lr, device=device),
         momentum=config.momentum,
         weight_decay=config.weight_decay,
         nesterov=config.nesterov,
-        fused=cuda or None,
+        fused=True,
     )
 
 
@@ -55,7 +55,4 @@ def learning_rate(config: OptimConfig, *, epoch: int, step: int, steps_per_epoch
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)  # in place: a captured step reads this tensor
-        else:
-            group["lr"] = lr
+        group["lr"].fill_(lr)  # in place: a captured step reads this tensor

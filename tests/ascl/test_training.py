@@ -151,3 +151,22 @@ def test_compiled_training_runs_on_cpu_and_times_its_compilation_apart(tmp_path)
     assert history[0]["warmup_seconds"] > 0
     assert history[1]["warmup_seconds"] == 0.0
     assert history[0]["seconds"] > history[0]["warmup_seconds"]
+
+
+def test_learning_rate_is_one_tensor_updated_in_place_even_after_loading_a_checkpoint():
+    """A captured step reads the learning-rate tensor it was captured with: loading optimizer
+    state must not replace it, and the schedule must write into it."""
+    from ascl.config import OptimConfig
+    from ascl.training.optim import build_optimizer, load_optimizer_state, set_learning_rate
+
+    model = torch.nn.Linear(3, 2)
+    saved = build_optimizer(model, OptimConfig(lr=0.5), torch.device("cpu"))
+    model(torch.ones(1, 3)).sum().backward()
+    saved.step()
+    optimizer = build_optimizer(model, OptimConfig(lr=0.1), torch.device("cpu"))
+    lr = optimizer.param_groups[0]["lr"]
+    load_optimizer_state(optimizer, saved.state_dict())
+    assert optimizer.param_groups[0]["lr"] is lr
+    assert optimizer.state[model.weight]["momentum_buffer"] is not None
+    set_learning_rate(optimizer, 0.01)
+    assert lr.item() == pytest.approx(0.01)
