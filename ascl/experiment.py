@@ -32,6 +32,7 @@ from ascl.training.callbacks import EpochSummary, NullReporter, Reporter, StopCh
 from ascl.training.checkpoint import load_checkpoint
 from ascl.training.loop import EpochPlan, train_epoch
 from ascl.training.state import TrainingState, read_resumable, restore, save_state
+from ascl.training.workers import Workers
 
 __all__ = [  # the run-file names are re-exported for callers that import them from here
     "BEST",
@@ -81,13 +82,14 @@ def run_experiment(
     started = time.perf_counter()
     with cpu_threads(config.cpu_threads):
         device = resolve_device(config.device)
-        data = build_data(config.data, device)
-        training = build_training(config, data, device)
-        main = training.workers.is_main
+        workers = Workers.current(device)
+        main = workers.is_main
         finished = _finished_result(run_dir, config) if main else None
-        if training.workers.from_main(finished is not None):
+        if workers.from_main(finished is not None):
             logger.info("train.complete run_dir=%s: returning the stored result", run_dir)
             return finished or _empty_result(config, run_dir, device)
+        data = build_data(config.data, device)
+        training = build_training(config, data, device)
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CONFIG).write_text(config.to_json())

@@ -132,9 +132,7 @@ def _step_flops(training: Training, split: object) -> float:
     generator = torch.Generator(device=training.device).manual_seed(0)
     x, y = next(training.epoch_batches(split, generator))  # type: ignore[arg-type]
     attack = training.objective.attack
-    starts = (
-        None if attack is None or training.config.objective.kind == "standard" else attack.random_starts(x, generator)
-    )
+    starts = None if attack is None else attack.random_starts(x, generator)
     model = training.model
     with FlopCounterMode(display=False) as counter:
         training.objective(Networks(train=model, attack=model), x, y, starts=starts).loss.backward()

@@ -57,9 +57,7 @@ class Training:
         """One optimizer step on a global batch: every worker draws the same random starts for
         the whole batch and trains on its own slice."""
         attack = self.objective.attack
-        starts = (
-            None if attack is None or self.config.objective.kind == "standard" else attack.random_starts(x, generator)
-        )
+        starts = None if attack is None else attack.random_starts(x, generator)
         views, w = self.config.objective.views, self.workers
         local_starts = None if starts is None else w.shard(starts, views=views, dim=1)
         return self.step(w.shard(x, views=views), w.shard(y, views=views), local_starts)

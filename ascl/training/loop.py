@@ -124,7 +124,7 @@ def train_epoch(
                         epoch=plan.epoch,
                         step=plan.epoch * plan.steps_per_epoch + step + 1,
                         total_steps=plan.epochs * plan.steps_per_epoch,
-                        images_per_s=window.images * workers.world / max(now - max(window_start, warm_end), 1e-9),
+                        images_per_s=window.images * workers.world / max(now - window_start, 1e-9),
                         metrics=metrics,
                         lr=lr,
                     )

@@ -61,7 +61,7 @@ class Objective:
         """x [V·B, C, H, W] in [0, 1] (views stacked), y [V·B], the attack's random starts
         [restarts, V·B, C, H, W] (None for 'standard') → the step's loss and metrics."""
         cfg = self.config
-        if cfg.kind == "standard" or self.attack is None or starts is None:
+        if self.attack is None or starts is None:  # 'standard': no attack
             with autocast(self.autocast_dtype, x.device):
                 logits, _ = nets.train(x)
             loss = cross_entropy(logits, y)

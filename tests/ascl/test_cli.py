@@ -53,6 +53,7 @@ def test_train_then_eval_prints_json(tmp_path):
     assert "pgd-2" in evaluated.stderr  # a progress bar per attack
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_says_it_is_complete_and_prints_its_result(tmp_path):
     args = ["train", "--preset", "digits-pgdat", *QUICK, "--set", "eval.eps_sweep=[]", "--run-dir", str(tmp_path)]
     first = ascl(*args, "--no-progress")
