@@ -53,7 +53,7 @@ PRESET = {  # objective name → (preset, overrides)
 # The issue's acceptance figures: the paper recipe at batch 128, and PGD-AT / ASCL at batch 512.
 SUITES = {
     "issue": [("ascl-2view", 128), ("pgd_at", 512), ("ascl", 512), ("pgd_at", 128), ("ascl", 128)],
-    "recipe": [("ascl-2view", 128)],
+    "gpu": [("ascl-2view", 128), ("pgd_at", 512), ("ascl", 512)],  # the three targets, for bench/gpu_check.sh
     "cpu": [("ascl-2view", 32), ("pgd_at", 64), ("ascl", 64), ("standard", 64)],
     "quick": [("ascl-2view", 8), ("pgd_at", 16)],  # bench/gpu_check.sh --quick: the plumbing, not a figure
 }

@@ -60,7 +60,7 @@ def main() -> None:
         elif r["bench"] == "ascl_train_epoch":
             print(
                 f"\nascl train, paper preset, 1 epoch of {r['train_images']:,} synthetic images (2 views), "
-                f"captured step: "
+                f"train.cuda_graph=true: "
                 f"{r['seconds']} s of which warm-up {r['warmup_seconds']} s; steady {r['images_per_s']} img/s; "
                 f"whole run with evaluation {r['run_seconds']} s"
             )
