@@ -40,23 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train locally and print the result as JSON")
     source = train.add_mutually_exclusive_group(required=True)
-    source.add_argument("--preset", help=f"one of: {', '.join(sorted(PRESETS))}")
-    source.add_argument("--config", type=Path, help="a JSON experiment config file")
+    source.add_argument("--preset", help=f"a named recipe, one of: {', '.join(sorted(PRESETS))}")
+    source.add_argument("--config", type=Path, help="a JSON experiment config file (see `ascl presets NAME`)")
     train.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a field, e.g. --set train.epochs=3 (repeatable; values are JSON)",
+        help="override a field, e.g. --set train.epochs=3 or --set cpu_threads=2 (repeatable; values are JSON)",
     )
     train.add_argument("--run-dir", type=Path, help="checkpoints and reports (default runs/<name>); resumes if present")
-    train.add_argument("--resume-from", type=Path, help="start from this checkpoint instead")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--resume-from", type=Path, help="start from this checkpoint instead of the run directory's")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars (training epochs, eval attacks)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint on its test split")
-    evaluate.add_argument("--checkpoint", type=Path, required=True)
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a best.pt or last.pt written by ascl train")
     evaluate.add_argument(
         "--set",
         dest="overrides",
@@ -65,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override e.g. eval.pgd_steps=50, eval.autoattack=standard, data.data_dir=...",
     )
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     evaluate.add_argument("--out", type=Path, help="write report.json (and eps_sweep.png) here")
     evaluate.add_argument("--flags", action="store_true", help="include per-example robust flags in the output")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars for the attacks")
     evaluate.set_defaults(handler=_eval)
 
     presets = commands.add_parser("presets", help="list presets, or print one as JSON")
-    presets.add_argument("name", nargs="?")
+    presets.add_argument("name", nargs="?", help="print this preset's full config as JSON")
     presets.set_defaults(handler=_presets)
 
     for plugin in entry_points(group="ascl.commands"):
@@ -97,12 +98,19 @@ def _train(args: argparse.Namespace) -> int:
 
     config = resolve_config(args.preset, args.config, args.overrides)
     run_dir = args.run_dir or Path("runs") / config.name
-    reporter = None if args.no_progress else _progress_reporter(config)
+    completed = _completed_epochs(run_dir)
+    if completed >= config.train.epochs:
+        print(f"{run_dir}: training is complete ({completed}/{config.train.epochs} epochs)", file=sys.stderr)
+    epochs = None if args.no_progress else _epoch_bar(config.train.epochs, completed)
+    attacks = None if args.no_progress else _attack_bar()
     try:
-        result = run_experiment(config, run_dir=run_dir, reporter=reporter, resume_from=args.resume_from)
+        result = run_experiment(
+            config, run_dir=run_dir, reporter=epochs, resume_from=args.resume_from, eval_progress=attacks
+        )
     finally:
-        if reporter is not None:
-            reporter.close()
+        for bar in (epochs, attacks):
+            if bar is not None:
+                bar.close()
     _print_json(result.as_dict())
     return 0
 
@@ -111,7 +119,14 @@ def _eval(args: argparse.Namespace) -> int:
     from ascl.experiment import evaluate_checkpoint
 
     overrides = dict(parse_override(item) for item in args.overrides)
-    report = evaluate_checkpoint(args.checkpoint, out_dir=args.out, device=args.device, overrides=overrides)
+    attacks = None if args.no_progress else _attack_bar()
+    try:
+        report = evaluate_checkpoint(
+            args.checkpoint, out_dir=args.out, device=args.device, overrides=overrides, progress=attacks
+        )
+    finally:
+        if attacks is not None:
+            attacks.close()
     _print_json(report.as_dict() if args.flags else report.summary())
     return 0
 
@@ -133,10 +148,23 @@ def _print_json(data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _progress_reporter(config: ExperimentConfig) -> Any:
+def _completed_epochs(run_dir: Path) -> int:
+    from ascl.run_files import LAST
+    from ascl.training.state import completed_epochs
+
+    return completed_epochs(run_dir / LAST)
+
+
+def _epoch_bar(epochs: int, completed: int) -> Any:
     from ascl.training.progress import ProgressBarReporter
 
-    return ProgressBarReporter(epochs=config.train.epochs)
+    return ProgressBarReporter(epochs=epochs, completed=completed)
+
+
+def _attack_bar() -> Any:
+    from ascl.training.progress import AttackProgressBar
+
+    return AttackProgressBar()
 
 
 if __name__ == "__main__":

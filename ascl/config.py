@@ -22,16 +22,15 @@ MODELS = ("resnet18", "preact_resnet18", "wrn34_10", "wrn28_10", "cnn28", "cnn8"
 OBJECTIVES = ("standard", "pgd_at", "trades", "ascl", "scl_at")
 NEG_TYPES = ("all", "hard", "soft", "merge", "leaked")
 DISTANCES = ("l1", "l2", "linf", "cosine", "matmul")
-NEEDS_NORMALIZE = ("matmul", "l1", "l2")  # the authors' code defines these only on normalised latents
-SELF_NORMALIZING = ("cosine",)  # normalises itself; normalising first would be a no-op they forbid
 
 
-def normalize_rule_violation(distance: str, normalize: bool) -> str | None:
-    """The distance/normalize rule of the authors' code, or None when (distance, normalize) is legal."""
-    if distance in NEEDS_NORMALIZE and not normalize:
+def distance_normalization_problem(distance: str, normalize: bool) -> str | None:
+    """The authors' rule for the contrastive latents: matmul, l1 and l2 need L2-normalised latents;
+    cosine normalises by itself and refuses it (linf allows both). None when the pair is allowed."""
+    if distance in ("matmul", "l1", "l2") and not normalize:
         return f"distance {distance!r} requires normalize=true"
-    if distance in SELF_NORMALIZING and normalize:
-        return f"distance {distance!r} normalises itself; set normalize=false"
+    if distance == "cosine" and normalize:
+        return "distance 'cosine' normalises itself; set normalize=false"
     return None
 
 
@@ -116,10 +115,13 @@ class ObjectiveConfig:
     normalize: bool = knob(True, "L2-normalise latents first (required by l1, l2 and matmul; not by cosine)")
     views: int = knob(1, "2 = the paper recipe's two augmented views per image", ge=1, le=2)
     combine: int = knob(1, "two-view combine type (ASCL_SPEC §3.8)", ge=1, le=3)
+    contrastive_scope: Literal["global", "worker"] = knob(
+        "global", "data-parallel: the contrastive loss over all workers' latents, or each worker's own", kind="scope"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.kind == "ascl" and (problem := normalize_rule_violation(self.distance, self.normalize)):
+        if self.kind == "ascl" and (problem := distance_normalization_problem(self.distance, self.normalize)):
             fail("normalize", self.normalize, problem)
 
 
@@ -166,9 +168,15 @@ class TrainConfig:
     post_step_bn_forwards: bool = knob(False, "the authors' two logging forwards after each step (§7.2)")
     log_every: int = knob(20, "steps between progress reports", ge=1, le=1_000_000)
     validate_every: int = knob(1, "epochs between validation passes", ge=1, le=100_000)
+    cuda_graph: bool = knob(False, "CUDA only: capture the whole step (attack, loss, backward, SGD) as one graph")
+    sync_batchnorm: bool = knob(False, "data-parallel only: BatchNorm statistics over the global batch")
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.cuda_graph and self.compile in ("reduce-overhead", "max-autotune"):
+            fail("cuda_graph", self.cuda_graph, f"compile {self.compile!r} has its own CUDA graphs; use none/default")
+        if self.cuda_graph and not self.drop_last:
+            fail("cuda_graph", self.cuda_graph, "a captured step needs static batch shapes: set drop_last=true")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +198,10 @@ class EvalConfig:
     sweep_steps: int = knob(50, "PGD steps at each radius of the sweep", ge=0, le=10_000)
     batch_size: int = knob(500, "evaluation batch size", ge=1, le=65_536)
     checkpoint: Literal["best", "last"] = knob("best", "which checkpoint the final evaluation uses", kind="checkpoint")
+    precision: Literal["fp32", "tf32", "bf16"] = knob(
+        "tf32", "CUDA evaluation precision; CPU evaluates in fp32 unless bf16", kind="evaluation precision"
+    )
+    auto_batch: bool = knob(True, "CUDA: the largest batch that fits in half the free memory, at least batch_size")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -205,6 +217,7 @@ class ExperimentConfig:
     name: str = knob("experiment", "the run's name")
     seed: int = knob(0, "seeds the weights and every epoch's randomness", ge=0, le=2**31 - 1)
     device: str = knob("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    cpu_threads: int = knob(0, "torch threads; 0: OMP_NUM_THREADS when set, else half the usable cores", ge=0, le=1024)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)

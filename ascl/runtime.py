@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -29,10 +30,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 @contextlib.contextmanager
 def autocast(dtype: torch.dtype | None, device: torch.device) -> Iterator[None]:
+    """Autocast to `dtype` (None: off). The weight-cast cache is off: each region is one forward,
+    which casts each weight once anyway, and a CUDA graph must not capture a cache's lifetime."""
     if dtype is None:
         yield
     else:
-        with torch.autocast(device_type=device.type, dtype=dtype):
+        with torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False):
             yield
 
 
@@ -46,3 +49,37 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 def seed_global(seed: int, epoch: int) -> None:
     """Seeds torch's global RNG for the modules that draw from it (dropout)."""
     torch.manual_seed(seed * 1_000_003 + epoch)
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 on or off for CUDA matmuls and cuDNN convolutions (PyTorch enables it for cuDNN by
+    default), restored afterwards so that no global setting outlives the caller."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def default_cpu_threads() -> int:
+    """Intra-op threads when neither the config nor OMP_NUM_THREADS says: half the usable cores,
+    at least one. On a shared 2-core machine two busy-waiting OpenMP threads fight anything else
+    running there (bench/results/README.md has the measurements)."""
+    return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+@contextlib.contextmanager
+def cpu_threads(requested: int) -> Iterator[int]:
+    """torch's intra-op thread count for the duration: `requested`, else OMP_NUM_THREADS when set
+    (torch read it at start-up), else `default_cpu_threads()`; restored afterwards."""
+    before = torch.get_num_threads()
+    if requested:
+        torch.set_num_threads(requested)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(default_cpu_threads())
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

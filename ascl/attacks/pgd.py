@@ -1,9 +1,13 @@
 """Projected gradient descent (Madry et al., arXiv 1706.06083) and FGSM as its one-step case.
 
 Gradients are taken with respect to the input only (`torch.autograd.grad(..., delta)`), so no
-parameter gradient is computed or written. BatchNorm runs in the requested mode — train mode as
+parameter gradient is computed or written. BatchNorm runs in the configured mode — train mode as
 the authors during training (ASCL_SPEC §2.1), eval mode for evaluation — and every module's
 previous mode is restored afterwards. The result is always inside the eps-ball and [0, 1].
+
+The attack is split in two: `random_starts` draws the only random numbers, from an explicit
+generator; `run` is deterministic given those starts and makes no host synchronisation, so a
+training step can draw the starts outside a captured CUDA graph and replay `run` inside it.
 """
 
 from __future__ import annotations
@@ -20,47 +24,37 @@ from ascl.models.mode import model_mode
 from ascl.runtime import autocast
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Pgd:
-    norm: str
-    eps: float
-    step_size: float
-    steps: int
-    init: str = "uniform"
-    init_std: float = 0.001
-    restarts: int = 1
-    objective: str = "ce"  # 'ce': summed cross-entropy; 'kl': summed KL(p(x) || p(x + delta))
-    bn_mode: str = "train"
+    config: AttackConfig
     autocast_dtype: torch.dtype | None = None
 
-    @classmethod
-    def from_config(cls, config: AttackConfig, *, autocast_dtype: torch.dtype | None = None) -> Pgd:
-        return cls(
-            norm=config.norm,
-            eps=config.eps,
-            step_size=config.step_size,
-            steps=config.steps,
-            init=config.init,
-            init_std=config.init_std,
-            restarts=config.restarts,
-            objective=config.objective,
-            bn_mode=config.bn_mode,
-            autocast_dtype=autocast_dtype,
-        )
+    def random_starts(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """x [B, C, H, W] → the initial perturbations of every restart, [restarts, B, C, H, W]."""
+        c = self.config
+        draws = [
+            random_start(x, norm=c.norm, eps=c.eps, init=c.init, init_std=c.init_std, generator=generator)
+            for _ in range(c.restarts)
+        ]
+        return torch.stack(draws)
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """x [B, C, H, W] in [0, 1], y [B] → x_adv, detached. Keeps the worst restart per example."""
-        with model_mode(model, training=self.bn_mode == "train"):
+        return self.run(model, x, y, self.random_starts(x, generator))
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """As `__call__`, from given starts [restarts, B, C, H, W]."""
+        with model_mode(model, training=self.config.bn_mode == "train"):
             target = None
-            if self.objective == "kl":
+            if self.config.objective == "kl":
                 with torch.no_grad(), autocast(self.autocast_dtype, x.device):
                     target = F.softmax(model(x)[0].float(), dim=1)
             best, best_loss = x, None
-            for _ in range(self.restarts):
-                x_adv = self._run(model, x, y, target, generator)
-                if self.restarts == 1:
+            for start in starts:
+                x_adv = self._run(model, x, y, target, start)
+                if self.config.restarts == 1:
                     return x_adv
                 with torch.no_grad(), autocast(self.autocast_dtype, x.device):
                     loss = self._per_example_loss(model(x_adv)[0].float(), y, target)
@@ -73,28 +67,21 @@ class Pgd:
             return best
 
     def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        target: torch.Tensor | None,
-        generator: torch.Generator | None,
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, start: torch.Tensor
     ) -> torch.Tensor:
+        c = self.config
         x = x.detach()
-        delta = random_start(
-            x, norm=self.norm, eps=self.eps, init=self.init, init_std=self.init_std, generator=generator
-        )
-        if self.init != "normal":  # the TRADES start is deliberately not clipped before the first step
-            delta = clip_to_image(x, delta)
-        for _ in range(self.steps):
+        # the TRADES start is deliberately not clipped before the first step
+        delta = start if c.init == "normal" else clip_to_image(x, start)
+        for _ in range(c.steps):
             delta.requires_grad_(True)
             with autocast(self.autocast_dtype, x.device):
                 logits = model(x + delta)[0].float()
             loss = self._per_example_loss(logits, y, target).sum()
             (grad,) = torch.autograd.grad(loss, delta)
-            delta = delta.detach() + ascent_step(grad, norm=self.norm, step_size=self.step_size)
-            delta = clip_to_image(x, project(delta, norm=self.norm, eps=self.eps))
-        delta = project(delta.detach(), norm=self.norm, eps=self.eps)
+            delta = delta.detach() + ascent_step(grad, norm=c.norm, step_size=c.step_size)
+            delta = clip_to_image(x, project(delta, norm=c.norm, eps=c.eps))
+        delta = project(delta.detach(), norm=c.norm, eps=c.eps)
         return (x + delta).clamp(0.0, 1.0)  # the clamp also absorbs fp rounding at the [0, 1] edges
 
     def _per_example_loss(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -103,8 +90,24 @@ class Pgd:
         return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="none").sum(dim=1)
 
 
+def eval_pgd(
+    *, norm: str, eps: float, step_size: float, steps: int, restarts: int = 1, autocast_dtype: torch.dtype | None = None
+) -> Pgd:
+    """PGD for evaluation: uniform random start, CE, BatchNorm in eval mode (ASCL_SPEC §2.4)."""
+    config = AttackConfig(
+        norm=norm,  # type: ignore[arg-type]  # validated by AttackConfig itself
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        init="uniform",
+        restarts=restarts,
+        bn_mode="eval",
+    )
+    return Pgd(config, autocast_dtype)
+
+
 def fgsm(*, eps: float, norm: str = "linf", random_init: bool = False, bn_mode: str = "eval") -> Pgd:
     """FGSM (Goodfellow et al.), or with random start and step 1.25·eps (Wong et al., arXiv 2001.03994)."""
-    if random_init:
-        return Pgd(norm=norm, eps=eps, step_size=1.25 * eps, steps=1, init="uniform", bn_mode=bn_mode)
-    return Pgd(norm=norm, eps=eps, step_size=eps, steps=1, init="zero", bn_mode=bn_mode)
+    step, init = (1.25 * eps, "uniform") if random_init else (eps, "zero")
+    config = AttackConfig(norm=norm, eps=eps, step_size=step, steps=1, init=init, bn_mode=bn_mode)  # type: ignore[arg-type]
+    return Pgd(config)

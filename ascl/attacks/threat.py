@@ -20,11 +20,11 @@ def random_start(
     """The initial perturbation: uniform in the ball, 'normal' (TRADES: init_std·N(0, I)) or zero."""
     if init == "zero" or eps == 0:
         return torch.zeros_like(x)
+    if norm == "linf" and init == "uniform":
+        return (torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1) * eps
     noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
     if init == "normal":
         return init_std * noise
-    if norm == "linf":
-        return (torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1) * eps
     radius = torch.rand((x.shape[0],), device=x.device, dtype=x.dtype, generator=generator)
     return noise / _per_example_norm(noise) * radius.view(-1, 1, 1, 1) * eps
 

@@ -1,7 +1,6 @@
 """Losses: the ASCL contrastive loss and its selection fractions, SupCon, TRADES KL, cross-entropy."""
 
 from ascl.losses.ascl import (
-    NEG_TYPES,
     ascl_contrastive_loss,
     ascl_loss_and_counts,
     fractions_from_counts,
@@ -9,12 +8,10 @@ from ascl.losses.ascl import (
     selection_masks,
 )
 from ascl.losses.classification import cross_entropy, trades_kl
-from ascl.losses.distances import DISTANCES, pairwise_distance
+from ascl.losses.distances import pairwise_distance
 from ascl.losses.supcon import supcon_loss
 
 __all__ = [
-    "DISTANCES",
-    "NEG_TYPES",
     "ascl_contrastive_loss",
     "ascl_loss_and_counts",
     "cross_entropy",

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ascl.config import NEG_TYPES, distance_normalization_problem
 from ascl.losses.distances import pairwise_distance
 
-NEG_TYPES = ("all", "hard", "soft", "merge", "leaked")
 _MASKED = -1e9
 
 
@@ -110,10 +110,8 @@ def _loss_from_masks(
 ) -> torch.Tensor:
     if features.dim() != 2 or features.shape[0] != masks.positives.shape[0]:
         raise ValueError(f"features must be [M, D] with M = {masks.positives.shape[0]} (got {tuple(features.shape)})")
-    if distance in ("matmul", "l1", "l2") and not normalize:
-        raise ValueError(f"distance {distance!r} requires normalize=True (as the authors' code)")
-    if distance == "cosine" and normalize:
-        raise ValueError("distance 'cosine' requires normalize=False (as the authors' code)")
+    if problem := distance_normalization_problem(distance, normalize):
+        raise ValueError(problem)
     z = features if features.dtype == torch.float64 else features.float()
     if normalize:
         z = F.normalize(z, dim=1, eps=1e-12)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ascl.config import DISTANCES
+
 
 def l1(z: torch.Tensor) -> torch.Tensor:
     return torch.cdist(z, z, p=1.0)
@@ -38,11 +40,10 @@ def matmul(z: torch.Tensor) -> torch.Tensor:
     return -(z @ z.T)
 
 
-DISTANCES = {"l1": l1, "l2": l2, "linf": linf, "cosine": cosine, "matmul": matmul}
+DISTANCE_FUNCTIONS = {"l1": l1, "l2": l2, "linf": linf, "cosine": cosine, "matmul": matmul}  # keys: config.DISTANCES
 
 
 def pairwise_distance(z: torch.Tensor, name: str) -> torch.Tensor:
-    try:
-        return DISTANCES[name](z)
-    except KeyError:
-        raise ValueError(f"unknown distance {name!r} (known: {', '.join(DISTANCES)})") from None
+    if name not in DISTANCES:
+        raise ValueError(f"unknown distance {name!r} (known: {', '.join(DISTANCES)})")
+    return DISTANCE_FUNCTIONS[name](z)

@@ -25,11 +25,13 @@ def supcon_loss(
     if labels is None:
         labels = torch.arange(n, device=features.device)
     labels = labels.repeat(views)
-    same = (labels[:, None] == labels[None, :]).float()
+    same = labels[:, None] == labels[None, :]
     logits = contrast @ contrast.T / temperature
-    logits = logits - logits.max(dim=1, keepdim=True).values.detach()  # numerical stability
-    not_self = 1.0 - torch.eye(n * views, device=features.device)
-    positives = same * not_self
-    log_prob = logits - torch.log((torch.exp(logits) * not_self).sum(dim=1, keepdim=True))
-    mean_log_prob_pos = (positives * log_prob).sum(dim=1) / positives.sum(dim=1)
+    # SupContrast subtracts the row maximum (the anchor itself) and then drops the anchor from the
+    # sum: with unnormalised features every other exp() underflows to 0 and 0·log(0) gives NaN.
+    # Masking the anchor out first gives the same values wherever theirs are finite (§4.5 style).
+    self_pair = torch.eye(n * views, dtype=torch.bool, device=features.device)
+    log_prob = torch.log_softmax(logits.masked_fill(self_pair, -1e9), dim=1)
+    positives = same & ~self_pair
+    mean_log_prob_pos = torch.where(positives, log_prob, 0.0).sum(dim=1) / positives.sum(dim=1).clamp_min(1)
     return -(temperature / base_temperature) * mean_log_prob_pos.mean()

@@ -45,11 +45,18 @@ def projection_head(kind: str, in_dim: int, feat_dim: int) -> nn.Module | None:
 
 
 class LogitsOnly(nn.Module):
-    """Adapter for third-party attacks (AutoAttack) that expect a model returning logits."""
+    """Adapter for third-party attacks (AutoAttack) that expect a model returning logits.
 
-    def __init__(self, model: nn.Module) -> None:
+    With `autocast_dtype` the model runs under autocast and the logits come back in fp32, so the
+    attack's own loss arithmetic stays in fp32."""
+
+    def __init__(self, model: nn.Module, *, autocast_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
+        self.autocast_dtype = autocast_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[0]
+        if self.autocast_dtype is None:
+            return self.model(x)[0]
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
+            return self.model(x)[0].float()

@@ -23,10 +23,11 @@ class EpochSummary:
     epoch: int  # 0-based; `epoch + 1` epochs are complete
     epochs: int
     lr: float
-    seconds: float
-    images_per_s: float  # natural images per second, each view counted
+    seconds: float  # training time of the epoch, warm-up included
+    images_per_s: float  # natural images per second after the warm-up steps, each view counted (as bench/)
     train: dict[str, float]  # loss terms, clean/adversarial accuracy, positive/negative fractions
     val: dict[str, float] = field(default_factory=dict)  # clean_acc, robust_acc (when validated)
+    warmup_seconds: float = 0.0  # the first steps of a process: compilation, CUDA-graph capture
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -34,6 +35,7 @@ class EpochSummary:
             "epochs": self.epochs,
             "lr": self.lr,
             "seconds": self.seconds,
+            "warmup_seconds": self.warmup_seconds,
             "images_per_s": self.images_per_s,
             "train": self.train,
             "val": self.val,

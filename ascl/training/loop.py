@@ -1,8 +1,11 @@
-"""One training epoch: the only place that calls backward() and step().
+"""One training epoch over a `Training`'s step, with metrics, progress and stop checks.
 
 Metrics are accumulated on the device and read back only every `log_every` steps, so the GPU is
 never synchronised per step. A non-finite loss is detected at those points and at the epoch end,
-before any checkpoint is written, and stops the run with NonFiniteLossError."""
+before any checkpoint is written, and stops the run with NonFiniteLossError. The first steps of a
+process may compile or capture the step: their time is reported apart (`warmup_seconds`), and the
+epoch's images/s counts only the steps after them, as the benchmarks do.
+"""
 
 from __future__ import annotations
 
@@ -12,117 +15,149 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ascl.config import OptimConfig
 from ascl.errors import NonFiniteLossError
 from ascl.losses import fractions_from_counts
+from ascl.training.assembly import Training
 from ascl.training.callbacks import Reporter, StepProgress, StopCheck
-from ascl.training.objectives import Objective, StepOutput
+from ascl.training.objectives import SELECTION, StepOutput
 from ascl.training.optim import learning_rate, set_learning_rate
+from ascl.training.workers import Workers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EpochPlan:
+    epoch: int  # 0-based
+    epochs: int
+    steps_per_epoch: int
+    optim: OptimConfig
+    log_every: int
 
 
 @dataclass(frozen=True, slots=True)
 class EpochResult:
     metrics: dict[str, float]
-    images: int
-    seconds: float
+    images: int  # natural images trained on after the warm-up steps, over all workers, each view counted
+    seconds: float  # the whole epoch, warm-up included
+    warmup_seconds: float  # steps that compiled or captured the step (first epoch of a process)
     stopped: bool  # the stop check asked to stop before the epoch ended
-    selection_counts: torch.Tensor | None  # summed over the epoch, for the run-level aggregate
+    selection_counts: list[float] | None  # summed over the epoch and the workers, for the run aggregate
+    lr: float  # the last step's learning rate
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / max(self.seconds - self.warmup_seconds, 1e-9)
 
 
 class _Accumulator:
-    """Device-side running sums of the step metrics."""
+    """Device-side running sums of the packed step metrics."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.selection: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None
+        self.names: tuple[str, ...] = ()
         self.images = 0
         self.batches = 0
 
-    def add(self, name: str, value: torch.Tensor) -> None:
-        self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+    def add(self, output: StepOutput, images: int) -> None:
+        self.sums = output.values.clone() if self.sums is None else self.sums + output.values
+        self.names = output.names
+        self.images += images
+        self.batches += 1
 
-    def read(self) -> dict[str, float]:
-        values = {name: float(total) for name, total in self.sums.items()}
-        metrics = {name: values[name] / self.batches for name in values if name not in ("correct_nat", "correct_adv")}
-        for kind in ("nat", "adv"):
-            if f"correct_{kind}" in values:
-                metrics[f"{'clean' if kind == 'nat' else 'adv'}_acc"] = values[f"correct_{kind}"] / self.images
-        if self.selection is not None:
-            metrics["pos_frac"], metrics["neg_frac"] = fractions_from_counts(self.selection)
-        return metrics
+    def read(self, workers: Workers) -> tuple[dict[str, float], list[float] | None]:
+        """(metrics, selection counts), summed over the workers; a device synchronisation."""
+        if self.sums is None:
+            return {}, None
+        counts = torch.tensor([self.images, self.batches], dtype=torch.float64, device=self.sums.device)
+        *values, images, batches = workers.sum(torch.cat([self.sums, counts])).tolist()
+        totals = dict(zip(self.names, values, strict=True))
+        metrics = {n: v / batches for n, v in totals.items() if not n.startswith("correct_") and n not in SELECTION}
+        for kind, name in (("nat", "clean_acc"), ("adv", "adv_acc")):
+            if f"correct_{kind}" in totals:
+                metrics[name] = totals[f"correct_{kind}"] / images
+        selection = [totals[n] for n in SELECTION] if SELECTION[0] in totals else None
+        if selection is not None:
+            metrics["pos_frac"], metrics["neg_frac"] = fractions_from_counts(torch.tensor(selection))
+        return metrics, selection
 
 
 def train_epoch(
-    model: nn.Module,
-    objective: Objective,
-    optimizer: torch.optim.Optimizer,
+    training: Training,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    plan: EpochPlan,
     *,
-    epoch: int,
-    epochs: int,
-    steps_per_epoch: int,
-    optim_config: OptimConfig,
     generator: torch.Generator,
     reporter: Reporter,
     should_stop: StopCheck,
-    log_every: int,
-    post_step_bn_forwards: bool,
 ) -> EpochResult:
-    model.train()
+    """Run `plan.epoch` over `batches` (global batches; each worker trains on its slice)."""
+    training.model.train()
+    workers = training.workers
     epoch_sums, window = _Accumulator(), _Accumulator()
-    start = window_start = time.perf_counter()
-    stopped = False
+    warmup = training.step.warmup_steps
+    start = window_start = warm_end = time.perf_counter()
+    stopped, lr, steady_images = False, float("nan"), 0
     for step, (x, y) in enumerate(batches):
-        if should_stop():
+        if _stop_now(workers, should_stop, step, plan.log_every):
             stopped = True
             break
-        lr = learning_rate(optim_config, epoch=epoch, step=step, steps_per_epoch=steps_per_epoch, epochs=epochs)
-        set_learning_rate(optimizer, lr)
-        output = objective(model, x, y, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        optimizer.step()
-        if post_step_bn_forwards and output.x_adv is not None:
-            with torch.no_grad():  # the authors' logging forwards: they only move BatchNorm statistics
-                model(x)
-                model(output.x_adv)
+        lr = learning_rate(
+            plan.optim, epoch=plan.epoch, step=step, steps_per_epoch=plan.steps_per_epoch, epochs=plan.epochs
+        )
+        set_learning_rate(training.optimizer, lr)
+        output = training.run_step(x, y, generator)
         for accumulator in (epoch_sums, window):
-            _record(accumulator, output, x.shape[0])
-        if (step + 1) % log_every == 0:
-            metrics = window.read()
-            _check_finite(metrics, epoch, step)
+            accumulator.add(output, x.shape[0] // workers.world)
+        if step >= warmup:
+            steady_images += x.shape[0]
+        elif step == warmup - 1:  # the one-time work is done: time it apart
+            _synchronize(training.device)
+            warm_end = window_start = time.perf_counter()
+        if (step + 1) % plan.log_every == 0:
+            metrics, _ = window.read(workers)
+            _check_finite(metrics, plan.epoch, step)
             now = time.perf_counter()
-            reporter.on_step(
-                StepProgress(
-                    epoch=epoch,
-                    step=epoch * steps_per_epoch + step + 1,
-                    total_steps=epochs * steps_per_epoch,
-                    images_per_s=window.images / max(now - window_start, 1e-9),
-                    metrics=metrics,
-                    lr=lr,
+            if workers.is_main:
+                reporter.on_step(
+                    StepProgress(
+                        epoch=plan.epoch,
+                        step=plan.epoch * plan.steps_per_epoch + step + 1,
+                        total_steps=plan.epochs * plan.steps_per_epoch,
+                        images_per_s=window.images * workers.world / max(now - window_start, 1e-9),
+                        metrics=metrics,
+                        lr=lr,
+                    )
                 )
-            )
             window, window_start = _Accumulator(), now
+    metrics, selection = epoch_sums.read(workers)
+    _synchronize(training.device)
     seconds = time.perf_counter() - start
-    metrics = epoch_sums.read() if epoch_sums.batches else {}
-    _check_finite(metrics, epoch, steps_per_epoch)
-    return EpochResult(metrics, epoch_sums.images, seconds, stopped, epoch_sums.selection)
+    _check_finite(metrics, plan.epoch, plan.steps_per_epoch)
+    return EpochResult(
+        metrics=metrics,
+        images=steady_images,
+        seconds=seconds,
+        warmup_seconds=warm_end - start,
+        stopped=stopped,
+        selection_counts=selection,
+        lr=lr,
+    )
 
 
-def _record(accumulator: _Accumulator, output: StepOutput, images: int) -> None:
-    accumulator.add("loss", output.loss.detach().float())
-    for name, value in output.terms.items():
-        accumulator.add(name, value.float())
-    accumulator.add("correct_nat", output.correct_nat)
-    if output.correct_adv is not None:
-        accumulator.add("correct_adv", output.correct_adv)
-    if output.selection_counts is not None:
-        counts = output.selection_counts
-        accumulator.selection = counts if accumulator.selection is None else accumulator.selection + counts
-    accumulator.images += images
-    accumulator.batches += 1
+def _stop_now(workers: Workers, should_stop: StopCheck, step: int, log_every: int) -> bool:
+    """Alone: ask before every step. Data-parallel: rank 0 asks at the reporting points and every
+    worker follows, so all of them stop before the same step."""
+    if not workers.distributed:
+        return should_stop()
+    if step % log_every:
+        return False
+    return workers.agree(workers.is_main and should_stop())
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:

@@ -4,14 +4,19 @@ import pytest
 import torch
 
 from ascl.attacks import Pgd, fgsm
-from ascl.config import ModelConfig
+from ascl.config import AttackConfig, ModelConfig
 from ascl.models import build_model
 
+
+def pgd(**fields):
+    return Pgd(AttackConfig(**fields))
+
+
 ATTACKS = {
-    "pgd-linf": Pgd(norm="linf", eps=0.1, step_size=0.03, steps=5),
-    "pgd-l2": Pgd(norm="l2", eps=0.5, step_size=0.2, steps=5),
-    "pgd-restarts-eval": Pgd(norm="linf", eps=0.1, step_size=0.03, steps=3, restarts=3, bn_mode="eval"),
-    "pgd-kl-trades-start": Pgd(norm="linf", eps=0.1, step_size=0.03, steps=3, init="normal", objective="kl"),
+    "pgd-linf": pgd(norm="linf", eps=0.1, step_size=0.03, steps=5),
+    "pgd-l2": pgd(norm="l2", eps=0.5, step_size=0.2, steps=5),
+    "pgd-restarts-eval": pgd(norm="linf", eps=0.1, step_size=0.03, steps=3, restarts=3, bn_mode="eval"),
+    "pgd-kl-trades-start": pgd(norm="linf", eps=0.1, step_size=0.03, steps=3, init="normal", objective="kl"),
     "fgsm": fgsm(eps=0.1),
     "fgsm-random-start": fgsm(eps=0.1, random_init=True),
 }
@@ -46,7 +51,7 @@ def test_result_inside_ball_and_image_range(name, model, batch):
     assert not x_adv.requires_grad
     assert x_adv.min() >= 0.0
     assert x_adv.max() <= 1.0
-    assert (_norm(x_adv - x, attack.norm) <= attack.eps + 1e-6).all()
+    assert (_norm(x_adv - x, attack.config.norm) <= attack.config.eps + 1e-6).all()
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
@@ -63,7 +68,7 @@ def test_model_mode_restored_and_batchnorm_mode_applied(model, batch, start_trai
     before = [m.training for m in model.modules()]
     bn = model.backbone.features[1]
     stats = bn.running_mean.clone()
-    Pgd(norm="linf", eps=0.1, step_size=0.03, steps=2, bn_mode=bn_mode)(model, *batch)
+    pgd(norm="linf", eps=0.1, step_size=0.03, steps=2, bn_mode=bn_mode)(model, *batch)
     assert [m.training for m in model.modules()] == before
     moved = not torch.equal(stats, bn.running_mean)
     assert moved == (bn_mode == "train")  # train mode updates running statistics, eval mode does not
@@ -71,7 +76,7 @@ def test_model_mode_restored_and_batchnorm_mode_applied(model, batch, start_trai
 
 def test_attack_increases_loss_and_is_deterministic_under_a_generator(model, batch):
     x, y = batch
-    attack = Pgd(norm="linf", eps=0.2, step_size=0.05, steps=10, bn_mode="eval")
+    attack = pgd(norm="linf", eps=0.2, step_size=0.05, steps=10, bn_mode="eval")
     model.eval()
     first = attack(model, x, y, generator=torch.Generator().manual_seed(7))
     second = attack(model, x, y, generator=torch.Generator().manual_seed(7))
@@ -84,4 +89,13 @@ def test_attack_increases_loss_and_is_deterministic_under_a_generator(model, bat
 
 def test_zero_eps_returns_the_input(model, batch):
     x, y = batch
-    assert torch.equal(Pgd(norm="linf", eps=0.0, step_size=0.1, steps=3)(model, x, y), x)
+    assert torch.equal(pgd(norm="linf", eps=0.0, step_size=0.1, steps=3)(model, x, y), x)
+
+
+def test_run_from_drawn_starts_equals_the_call_with_the_same_generator(model, batch):
+    """The split a captured training step relies on: the starts hold all the randomness."""
+    x, y = batch
+    attack = pgd(norm="linf", eps=0.1, step_size=0.03, steps=3, restarts=2, bn_mode="eval")
+    starts = attack.random_starts(x, torch.Generator().manual_seed(5))
+    assert starts.shape == (2, *x.shape)
+    assert torch.equal(attack.run(model, x, y, starts), attack(model, x, y, generator=torch.Generator().manual_seed(5)))

@@ -50,6 +50,32 @@ def test_train_then_eval_prints_json(tmp_path):
     assert report["clean_acc"] == pytest.approx(result["test"]["clean_acc"])
     assert "robust_flags" not in report
     assert len(json.loads((tmp_path / "eval" / "report.json").read_text())["robust_flags"]) == 300
+    assert "pgd-2" in evaluated.stderr  # a progress bar per attack
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_says_it_is_complete_and_prints_its_result(tmp_path):
+    args = ["train", "--preset", "digits-pgdat", *QUICK, "--set", "eval.eps_sweep=[]", "--run-dir", str(tmp_path)]
+    first = ascl(*args, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    again = ascl(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"{tmp_path}: training is complete (1/1 epochs)" in again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+
+
+def test_every_option_of_every_command_has_help(monkeypatch):
+    import argparse
+
+    from ascl import cli
+
+    monkeypatch.setattr(cli, "entry_points", lambda group: [])  # the library's own commands only
+    parser = cli.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"train", "eval", "presets"}
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"ascl {name} {'/'.join(action.option_strings) or action.dest} has no help"
 
 
 def test_train_from_config_file_with_progress_bar(tmp_path):

@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
+from ascl.config import DISTANCES, NEG_TYPES
 from ascl.losses import (
-    DISTANCES,
-    NEG_TYPES,
     ascl_contrastive_loss,
     selection_fractions,
     selection_masks,
@@ -131,6 +130,26 @@ def test_all_equals_supcon_on_normalised_features():
     assert cosine.item() == pytest.approx(ours.item(), rel=1e-12)  # §4.4: matmul+norm ≡ cosine
 
 
+def test_supcon_on_unnormalised_features_is_finite_and_equals_the_textbook_form():
+    """SCL+AT feeds SupCon unnormalised latents at tau 0.07: SupContrast's max-subtraction then
+    underflows every other logit and returns NaN; the loss must stay finite and exact."""
+    generator = torch.Generator().manual_seed(4)
+    features = torch.randn(16, 2, 32, generator=generator, dtype=torch.float64) * 3
+    labels = torch.randint(0, 4, (16,), generator=generator)
+    loss = supcon_loss(features, labels, temperature=0.07)
+    z = torch.cat([features[:, 0], features[:, 1]])
+    y = labels.repeat(2)
+    expected = 0.0
+    for a in range(32):
+        others = [c for c in range(32) if c != a]
+        logits = torch.stack([z[a] @ z[c] / 0.07 for c in others])
+        log_prob = logits - torch.logsumexp(logits, dim=0)
+        positive = torch.tensor([bool(y[c] == y[a]) for c in others])
+        expected -= log_prob[positive].mean().item() / 32
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+
+
 def test_supcon_without_labels_is_simclr_and_permutation_invariant():
     generator = torch.Generator().manual_seed(3)
     features = torch.nn.functional.normalize(torch.randn(8, 2, 4, generator=generator, dtype=torch.float64), dim=2)
@@ -185,10 +204,16 @@ def test_anchor_without_positive_counts_as_zero_in_the_mean():
 
 def test_distance_normalisation_constraints_follow_the_authors():
     z, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="requires normalize=True"):
+    with pytest.raises(ValueError, match="requires normalize=true"):
         ascl_contrastive_loss(z, y, y, neg_type="all", distance="l2", temperature=0.1, normalize=False)
     with pytest.raises(ValueError, match="cosine"):
         ascl_contrastive_loss(z, y, y, neg_type="all", distance="cosine", temperature=0.1, normalize=True)
+
+
+def test_every_configurable_distance_has_a_function():
+    from ascl.losses.distances import DISTANCE_FUNCTIONS
+
+    assert sorted(DISTANCE_FUNCTIONS) == sorted(DISTANCES)
 
 
 def test_trades_kl_reductions():

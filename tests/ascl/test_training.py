@@ -96,3 +96,77 @@ def test_resuming_a_different_experiment_is_refused(tmp_path):
     run_experiment(config, run_dir=tmp_path)
     with pytest.raises(CheckpointError, match="different experiment"):
         run_experiment(config.with_overrides({"attack.eps": 0.1, "train.epochs": 2}), run_dir=tmp_path)
+
+
+def test_rerunning_a_finished_run_returns_its_result_and_reevaluates_only_for_a_new_eval_config(tmp_path):
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    first = run_experiment(config, run_dir=tmp_path)
+
+    def no_training():
+        raise AssertionError("a finished run must not train again")
+
+    again = run_experiment(config, run_dir=tmp_path, should_stop=no_training)
+    assert again == first
+    reevaluated = run_experiment(
+        config.with_overrides({"eval.pgd_steps": 1}), run_dir=tmp_path, should_stop=no_training
+    )
+    assert reevaluated.test["pgd_steps"] == 1
+    assert reevaluated.history == first.history
+
+
+class ThreadsSeen:
+    def __init__(self):
+        self.threads = set()
+
+    def on_step(self, progress):
+        self.threads.add(torch.get_num_threads())
+
+    def on_epoch_end(self, summary):
+        self.threads.add(torch.get_num_threads())
+
+    def on_checkpoint(self, path, *, epoch, is_best):
+        pass
+
+
+def test_cpu_threads_apply_during_the_run_and_are_restored(tmp_path):
+    torch.set_num_threads(2)
+    seen = ThreadsSeen()
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1, "cpu_threads": 1})
+    run_experiment(config, run_dir=tmp_path, reporter=seen)
+    assert seen.threads == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_history_reports_steady_throughput_and_no_warmup_for_eager_cpu(tmp_path):
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    epoch = run_experiment(config, run_dir=tmp_path).history[0]
+    assert epoch["warmup_seconds"] == 0.0
+    assert epoch["images_per_s"] == pytest.approx(256 / epoch["seconds"], rel=0.05)
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_on_cpu_and_times_its_compilation_apart(tmp_path):
+    config = get_preset("digits-ascl").with_overrides({**QUICK, "train.compile": "default"})
+    history = run_experiment(config, run_dir=tmp_path).history
+    assert history[0]["warmup_seconds"] > 0
+    assert history[1]["warmup_seconds"] == 0.0
+    assert history[0]["seconds"] > history[0]["warmup_seconds"]
+
+
+def test_learning_rate_is_one_tensor_updated_in_place_even_after_loading_a_checkpoint():
+    """A captured step reads the learning-rate tensor it was captured with: loading optimizer
+    state must not replace it, and the schedule must write into it."""
+    from ascl.config import OptimConfig
+    from ascl.training.optim import build_optimizer, load_optimizer_state, set_learning_rate
+
+    model = torch.nn.Linear(3, 2)
+    saved = build_optimizer(model, OptimConfig(lr=0.5), torch.device("cpu"))
+    model(torch.ones(1, 3)).sum().backward()
+    saved.step()
+    optimizer = build_optimizer(model, OptimConfig(lr=0.1), torch.device("cpu"))
+    lr = optimizer.param_groups[0]["lr"]
+    load_optimizer_state(optimizer, saved.state_dict())
+    assert optimizer.param_groups[0]["lr"] is lr
+    assert optimizer.state[model.weight]["momentum_buffer"] is not None
+    set_learning_rate(optimizer, 0.01)
+    assert lr.item() == pytest.approx(0.01)

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The GPU check in one call: GPU tests, training benchmarks eager and with each fast path, a real
+# `ascl train` epoch, evaluation speed and precision. Each part is time-boxed; a failing part is
+# logged and the others still run; parts that no longer fit the budget are skipped and listed.
+#
+#   bench/gpu_check.sh                    # on the GPU machine, from the repository root; files go to $OUT
+#   bench/gpu_check.sh --quick            # CPU fall-back: every part, tiny sizes, a minute or two
+#   bench/gpu_check.sh --parts compile,authors    # only these parts (names below)
+#
+# Files (under $OUT, default a temporary directory): results.jsonl (one JSON line per figure),
+# status.txt (each part: ok / FAILED / TIMEOUT / SKIPPED and its seconds), gpu_check.log (all output),
+# pytest.xml (the GPU tests' report), summary.txt (the table printed last).
+set -u
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+QUICK=0
+PARTS="env,tests,train-eager,train-graph,authors,epoch,eval-pgd,precision,autoattack,compile,graph-compile"
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1 PARTS="${PARTS%,compile,graph-compile}" ;;  # CPU compilation takes minutes
+    --parts) PARTS="env,$2"; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+BUDGET="${GPU_CHECK_BUDGET_S:-460}"
+RESULTS="$OUT/results.jsonl" STATUS="$OUT/status.txt" LOG="$OUT/gpu_check.log"
+: >"$RESULTS"; : >"$STATUS"; : >"$LOG"
+SCRATCH="$(mktemp -d)"
+START=$(date +%s)
+
+if ((QUICK)); then  # CPU: the same parts on a small model and a few images
+  DEVICE=cpu MODEL=cnn8 STEPS=2 WARMUP=1 SUITE=quick AUTHORS_BATCH=8 EPOCH_IMAGES=164 EPOCH_BATCH=16 EPOCH_VAL=100 EVAL_N=64 EVAL_STEPS=3
+  AA_N=4 AA_VERSION=custom PREC_EPOCHS=1 PREC_N=60
+else
+  DEVICE=cuda MODEL=resnet18 STEPS=12 WARMUP=3 SUITE=gpu AUTHORS_BATCH=128 EPOCH_IMAGES=51000 EPOCH_BATCH=128 EPOCH_VAL=1000 EVAL_N=10000
+  EVAL_STEPS=200 AA_N=500 AA_VERSION=standard PREC_EPOCHS=8 PREC_N=300
+fi
+export PY DEVICE MODEL STEPS WARMUP EPOCH_IMAGES EPOCH_BATCH EPOCH_VAL RESULTS SCRATCH
+
+train() {  # bench_train.py with this check's device, model, steps and results file
+  "$PY" bench/bench_train.py --device "$DEVICE" --model "$MODEL" --steps "$STEPS" --warmup "$WARMUP" \
+    --out "$RESULTS" "$@"
+}
+
+# part NAME LIMIT_S COMMAND...: run COMMAND for at most LIMIT_S seconds (less if the budget is short)
+part() {
+  local name=$1 limit=$2; shift 2
+  [[ ",$PARTS," == *",$name,"* ]] || return 0
+  local left=$((BUDGET - ($(date +%s) - START)))
+  if ((left < 15)); then
+    echo "$name SKIPPED (budget of ${BUDGET}s spent) 0s" >>"$STATUS"; return 0
+  fi
+  ((limit > left)) && limit=$left
+  echo "=== $name (limit ${limit}s): $*" >>"$LOG"
+  local began=$(date +%s) rc
+  timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" >>"$LOG" 2>&1  # bash -c: parts may be functions
+  rc=$?
+  local took=$(($(date +%s) - began)) state=ok
+  ((rc == 124 || rc == 137)) && state=TIMEOUT
+  ((rc != 0 && rc != 124 && rc != 137)) && state="FAILED(rc=$rc)"
+  echo "$name $state ${took}s" >>"$STATUS"
+  echo "=== $name: $state after ${took}s" >>"$LOG"
+}
+
+epoch_of_ascl_train() {  # one real `ascl train` epoch of the paper preset; its history line into results
+  "$PY" -m ascl.cli train --preset paper-cifar10-resnet18-ascl --no-progress --run-dir "$SCRATCH/epoch" \
+    --set device="$DEVICE" --set model.arch="$MODEL" --set data.dataset=synthetic \
+    --set data.synthetic_size="$EPOCH_IMAGES" --set data.val_size="$EPOCH_VAL" --set train.batch_size="$EPOCH_BATCH" \
+    --set train.epochs=1 \
+    --set train.cuda_graph=true --set eval.pgd_steps=10 --set eval.autoattack=none --set 'eval.eps_sweep=[]' \
+    >"$SCRATCH/epoch.json" || return 1
+  "$PY" - "$SCRATCH/epoch.json" "$RESULTS" "$((EPOCH_IMAGES - EPOCH_VAL))" <<'EOF'
+import json, sys
+result = json.load(open(sys.argv[1]))
+epoch = result["history"][0]
+row = {"bench": "ascl_train_epoch", "device": result["device"], "preset": "paper-cifar10-resnet18-ascl",
+       "train_images": int(sys.argv[3]),
+       "cuda_graph": True, "seconds": round(epoch["seconds"], 2), "warmup_seconds": round(epoch["warmup_seconds"], 2),
+       "images_per_s": round(epoch["images_per_s"], 1), "run_seconds": round(result["seconds"], 1)}
+open(sys.argv[2], "a").write(json.dumps(row) + "\n")
+print(json.dumps(row))
+EOF
+}
+
+compile_runs() {  # torch.compile's CUDA-graph mode on the recipe and on the shape that crashed before
+  train --objective ascl-2view --batch-size 128 --compile reduce-overhead &&
+    train --objective pgd_at --batch-size 512 --compile reduce-overhead
+}
+export -f train epoch_of_ascl_train compile_runs
+
+part env 30 "$PY" -c "
+import importlib, torch
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+if torch.cuda.is_available(): print(torch.cuda.get_device_name(0), torch.cuda.mem_get_info())
+for m in ('pyautoattack', 'sklearn', 'tqdm', 'matplotlib', 'pytest', 'numpy'):
+    try: importlib.import_module(m); print(m, 'ok')
+    except ImportError as e: print(m, 'MISSING', e)
+"
+part tests 260 "$PY" -m pytest --noconftest -p no:cacheprovider -q -rfEs tests/ascl/test_gpu.py \
+  --junit-xml="$OUT/pytest.xml"
+part train-eager 80 train --suite "$SUITE"
+part train-graph 90 train --suite "$SUITE" --cuda-graph
+part authors 45 "$PY" bench/bench_authors_step.py --device "$DEVICE" --model "$MODEL" --batch-size "$AUTHORS_BATCH" \
+  --steps "$STEPS" --out "$RESULTS"
+part epoch 90 epoch_of_ascl_train
+part eval-pgd 110 "$PY" bench/bench_eval.py pgd --device "$DEVICE" --model "$MODEL" --examples "$EVAL_N" \
+  --steps "$EVAL_STEPS" --precision tf32 bf16 --out "$RESULTS"
+part precision 60 "$PY" bench/bench_eval.py precision --device "$DEVICE" --epochs "$PREC_EPOCHS" --examples "$PREC_N" \
+  --out "$RESULTS"
+part autoattack 90 "$PY" bench/bench_eval.py autoattack --device "$DEVICE" --model "$MODEL" --examples "$AA_N" \
+  --version "$AA_VERSION" --precision tf32 --out "$RESULTS"
+part compile 150 compile_runs
+part graph-compile 120 train --objective ascl-2view --batch-size 128 --cuda-graph --compile default
+
+"$PY" bench/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
+echo "files: $OUT"
+rm -rf "$SCRATCH"

@@ -1,0 +1,95 @@
+"""The summary table of bench/gpu_check.sh, from the files it wrote: status.txt, pytest.xml and
+results.jsonl in the directory given as the only argument."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+def tests_line(path: Path) -> str:
+    if not path.is_file():
+        return "tests: no report (the part did not run or did not finish)"
+    root = ET.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        return "tests: unreadable report"
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    failed = [
+        case.get("name", "?")
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+    line = "tests: {tests} run, {failures} failed, {errors} errors, {skipped} skipped".format(**counts)
+    return line + ("\n  failed: " + ", ".join(failed) if failed else "")
+
+
+def rows(path: Path) -> list[dict[str, object]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    figures = rows(out / "results.jsonl")
+    print("=" * 100)
+    print("GPU check summary")
+    status = (out / "status.txt").read_text().split("\n") if (out / "status.txt").is_file() else []
+    print("parts: " + " | ".join(line for line in status if line))
+    print(tests_line(out / "pytest.xml"))
+    train = [r for r in figures if r["bench"] == "train_step"]
+    if train:
+        device = train[0]["device"]
+        print(f"\ntraining step on {device} (images/s count every view; warm-up = compilation/capture, apart)")
+        print(
+            f"  {'objective':12} {'batch':>5} {'img/step':>8} {'compile':>16} {'graph':>5} {'img/s':>9} "
+            f"{'TFLOP/s':>8} {'warmup s':>8} {'peak GiB':>8}"
+        )
+        for r in train:
+            print(
+                f"  {r.get('name', r['objective'])!s:12} {r['batch_size']:>5} {r['images_per_step']:>8} "
+                f"{r['compile']!s:>16} {'yes' if r['cuda_graph'] else 'no':>5} {r['images_per_s']:>9} "
+                f"{r['tflops_per_s']:>8} {r['warmup_seconds']:>8} {r['peak_memory_gib']:>8}"
+            )
+    for r in figures:
+        if r["bench"] == "authors_step_emulation":
+            print(f"\nauthors' step (emulation, fp32, 2 x {r['batch_size']} views): {r['images_per_s']} img/s")
+        elif r["bench"] == "ascl_train_epoch":
+            print(
+                f"\nascl train, paper preset, 1 epoch of {r['train_images']:,} synthetic images (2 views), "
+                f"train.cuda_graph=true: "
+                f"{r['seconds']} s of which warm-up {r['warmup_seconds']} s; steady {r['images_per_s']} img/s; "
+                f"whole run with evaluation {r['run_seconds']} s"
+            )
+        elif r["bench"] == "eval_pgd":
+            print(
+                f"\nevaluation PGD-{r['pgd_steps']} of {r['examples']} images, {r['model']}, {r['precision']}: "
+                f"{r['seconds']} s (batch {r['batch_size']})"
+            )
+        elif str(r["bench"]).startswith("eval_autoattack"):
+            worst, typical = r["extrapolated_10k_worst_case_s"], r["extrapolated_10k_typical_robust_s"]
+            print(
+                f"\n{r['bench']}, {r['precision']}, measured on {r['measured_examples']} never-fooled examples "
+                f"(batch {r['batch_size']}): {r['seconds_per_attack']}; EXTRAPOLATED to 10,000: worst case "
+                f"{worst} s, typical robust model {typical} s"
+            )
+    precision = [r for r in figures if r["bench"] == "eval_precision"]
+    if precision:
+        print(
+            f"\nevaluation precision on {precision[0]['model']} ({precision[0]['examples']} test images, "
+            f"binomial std error {precision[0]['binomial_std_error']})"
+        )
+        for r in precision:
+            print(
+                f"  {r['precision']:5} clean {r['clean_acc']:.4f}  PGD-20 {r['pgd20_acc']:.4f}  "
+                f"AA custom {r['autoattack_custom_acc']:.4f}  robust {r['robust_acc']:.4f}  "
+                f"verdicts changed vs fp32: {r['verdicts_changed_vs_fp32']}"
+            )
+    print("=" * 100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
