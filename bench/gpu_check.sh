@@ -17,7 +17,7 @@ OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python}"
 QUICK=0
-PARTS="env,tests,train-eager,train-graph,authors,epoch,eval-pgd,precision,autoattack,compile,graph-compile"
+PARTS="env,train-eager,train-graph,authors,epoch,eval-pgd,tests,precision,autoattack,compile,graph-compile"
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 PARTS="${PARTS%,compile,graph-compile}" ;;  # CPU compilation takes minutes
@@ -100,8 +100,6 @@ for m in ('pyautoattack', 'sklearn', 'tqdm', 'matplotlib', 'pytest', 'numpy'):
     try: importlib.import_module(m); print(m, 'ok')
     except ImportError as e: print(m, 'MISSING', e)
 "
-part tests 260 "$PY" -m pytest --noconftest -p no:cacheprovider -q -rfEs tests/ascl/test_gpu.py \
-  --junit-xml="$OUT/pytest.xml"
 part train-eager 80 train --suite "$SUITE"
 part train-graph 90 train --suite "$SUITE" --cuda-graph
 part authors 45 "$PY" bench/bench_authors_step.py --device "$DEVICE" --model "$MODEL" --batch-size "$AUTHORS_BATCH" \
@@ -109,6 +107,8 @@ part authors 45 "$PY" bench/bench_authors_step.py --device "$DEVICE" --model "$M
 part epoch 90 epoch_of_ascl_train
 part eval-pgd 110 "$PY" bench/bench_eval.py pgd --device "$DEVICE" --model "$MODEL" --examples "$EVAL_N" \
   --steps "$EVAL_STEPS" --precision tf32 bf16 --out "$RESULTS"
+part tests 220 "$PY" -m pytest --noconftest -p no:cacheprovider -q -rfEs tests/ascl/test_gpu.py \
+  --junit-xml="$OUT/pytest.xml"
 part precision 60 "$PY" bench/bench_eval.py precision --device "$DEVICE" --epochs "$PREC_EPOCHS" --examples "$PREC_N" \
   --out "$RESULTS"
 part autoattack 90 "$PY" bench/bench_eval.py autoattack --device "$DEVICE" --model "$MODEL" --examples "$AA_N" \
