@@ -129,7 +129,7 @@ class ObjectiveConfig:
 class OptimConfig:
     """SGD and its learning-rate schedule (ASCL_SPEC §7.1)."""
 
-    lr: float = knob(0.1, "peak learning rate", gt=0, le=100)
+    lr: float = knob(0.1, "peak learning rate", gt=0)
     momentum: float = knob(0.9, "SGD momentum", ge=0, le=1)
     weight_decay: float = knob(5e-4, "L2 weight decay on every parameter", ge=0, le=1)
     nesterov: bool = knob(False, "Nesterov momentum (needs momentum > 0)")

@@ -18,6 +18,7 @@ from control.reconciler import Reconciler
 from control.repair import Repairer
 from control.seams import Cluster, Tracking
 from control.submission import Submitter
+from control.sweeps import SweepController
 from service.db import session_scope
 from service.jobs import attempts, queueing, store
 from service.jobs.status import JobStatus
@@ -50,6 +51,7 @@ class Dispatcher:
             policy=settings.scheduling_policy,
         )
         self.submitter = Submitter(sessions, cluster, tracker, settings)
+        self.sweeps = SweepController(sessions, tracker, settings)
 
     # the loop -----------------------------------------------------------------------------------
     def run(self, stop: threading.Event, wake: threading.Event, *, interval_s: float) -> None:
@@ -67,6 +69,7 @@ class Dispatcher:
         if started - self.last_repair >= self.settings.repair_interval_s:
             self.repair()
             self.last_repair = started
+        self.sweeps.cycle()
         self.dispatch()
         self.cycles += 1
         self.last_cycle_s = time.perf_counter() - started

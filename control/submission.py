@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.seams import Cluster, Tracking
 from service.contracts import AttemptStatus
 from service.db import session_scope
+from service.db.models import Sweep
 from service.jobs import attempts, store
 from service.jobs.status import JobStatus
 from service.settings import ServiceSettings
@@ -66,9 +67,13 @@ class Submitter:
                 return
             run_needed = job.mlflow_run_id is None
             experiment, run_name, kind, owner = job.experiment, job.name, job.kind, job.owner
+            tags = {"kind": kind, "owner": owner}
+            parent = session.get(Sweep, job.sweep_id).mlflow_run_id if job.sweep_id else None  # type: ignore[union-attr]
+            if parent is not None:
+                tags["mlflow.parentRunId"] = parent  # a sweep's trial: a child of the sweep's run
         if run_needed:
             experiment_id, run_id = self.tracker.ensure_run(
-                experiment=experiment, job_id=job_id, run_name=run_name, tags={"kind": kind, "owner": owner}
+                experiment=experiment, job_id=job_id, run_name=run_name, tags=tags
             )
             with session_scope(self.sessions) as session:
                 job = store.get_job(session, job_id)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -22,6 +24,7 @@ from service.registry import RegisteredVersion
 logger = logging.getLogger(__name__)
 
 JOB_TAG = "ascl.job_id"
+SWEEP_TAG = "ascl.sweep_id"
 
 
 class Tracker:
@@ -62,6 +65,34 @@ class Tracker:
         run = self.client.create_run(experiment_id, run_name=run_name, tags={JOB_TAG: job_id, **tags})
         self.client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.SCHEDULED))
         return experiment_id, run.info.run_id
+
+    def ensure_sweep_run(
+        self, *, experiment: str, sweep_id: str, run_name: str, tags: dict[str, str], params: dict[str, str]
+    ) -> tuple[str, str]:
+        """A sweep's parent run (its trials' runs are its children), created once."""
+        experiment_id = self.experiment_id(experiment)
+        existing = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}'",  # a hex id: nothing to escape
+            run_view_type=ViewType.ALL,
+            max_results=1,
+        )
+        if existing:
+            return experiment_id, existing[0].info.run_id
+        run = self.client.create_run(experiment_id, run_name=run_name, tags={SWEEP_TAG: sweep_id, **tags})
+        for key, value in params.items():
+            self.client.log_param(run.info.run_id, key[:250], value[:6000])
+        return experiment_id, run.info.run_id
+
+    def finish_sweep_run(self, run_id: str, *, status: str, metrics: dict[str, float], files: dict[str, bytes]) -> None:
+        """The sweep's best values and summary files, then the run closed."""
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, value)
+        with tempfile.TemporaryDirectory() as staging:
+            for name, content in files.items():
+                (Path(staging) / name).write_bytes(content)
+                self.client.log_artifact(run_id, str(Path(staging) / name), artifact_path="summary")
+        self.finish_run(run_id, status)
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Close the run with FINISHED, FAILED or KILLED unless it is already closed that way."""

@@ -43,6 +43,38 @@ class AsclClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
 
+    def create_sweep(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/sweeps", json=body, params={"dry_run": dry_run})
+
+    def sweeps(self, **filters: Any) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/sweeps", params={k: v for k, v in filters.items() if v is not None})
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/sweeps/{sweep_id}")
+
+    def sweep_trials(self, sweep_id: str) -> builtins.list[dict[str, Any]]:
+        found: builtins.list[dict[str, Any]] = self._send("GET", f"/api/v1/sweeps/{sweep_id}/trials").json()
+        return found
+
+    def change_sweep(self, sweep_id: str, **limits: int) -> dict[str, Any]:
+        return self._json("PATCH", f"/api/v1/sweeps/{sweep_id}", json=limits)
+
+    def cancel_sweep(self, sweep_id: str, *, running: str = "stop") -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/sweeps/{sweep_id}/cancel", json={"running": running})
+
+    def hold(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/jobs/{job_id}/hold")
+
+    def release(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/jobs/{job_id}/release")
+
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        found: builtins.list[dict[str, Any]] = self._send("GET", "/api/v1/queues").json()
+        return found
+
+    def put_queue(self, name: str, limits: dict[str, Any]) -> dict[str, Any]:
+        return self._json("PUT", f"/api/v1/queues/{name}", json=limits)
+
     def whoami(self) -> dict[str, Any]:
         return self._json("GET", "/api/v1/whoami")
 

@@ -49,6 +49,7 @@ class ServiceSettings(BaseSettings):
     # queues and fair share
     queues_file: Path | None = None  # YAML or JSON: the queues and their limits, applied at start
     max_queued_per_user: int = 1000  # a user's jobs waiting at once
+    max_sweep_trials: int = 1000  # trials one sweep may plan
     fair_share_half_life_s: float = 24 * 3600.0
     fair_share_cpu_weight: float = 1 / 16  # a CPU-second counts as this many GPU-seconds
     aging_s: float = 3600.0  # a waiting job gains a priority point per this long, ...

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import internal, jobs, logs, ops, queues, tokens
+from service.api import internal, jobs, logs, ops, queues, sweeps, tokens
 from service.api.auth import Authenticator
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
@@ -64,6 +64,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router, prefix="/api/v1", tags=["jobs"])
     app.include_router(logs.router, prefix="/api/v1", tags=["jobs"])
+    app.include_router(sweeps.router, prefix="/api/v1", tags=["sweeps"])
     app.include_router(queues.router, prefix="/api/v1", tags=["queues"])
     app.include_router(tokens.router, prefix="/api/v1", tags=["identity"])
     app.include_router(internal.router, prefix="/api/v1", tags=["workers"])

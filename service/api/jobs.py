@@ -19,7 +19,7 @@ from service.api.submission import build_new_job, check_queued_limit, resolve_re
 from service.auth import models
 from service.auth.principal import Principal, may_read_details, require_details, require_owner
 from service.contracts import JobKind
-from service.db import session_scope
+from service.db import read_scope, session_scope
 from service.db.models import Job
 from service.jobs import attempts, queueing, store
 from service.jobs.errors import InvalidSpec, InvalidTransition
@@ -131,7 +131,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")] = None,
 ) -> JobPage:
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         filters = store.JobFilter(
             statuses=[s.value for s in status] if status else None,
             kind=kind,
@@ -152,7 +152,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
 def get_job(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> JobRead:
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         return read(session, store.get_job(session, job_id), request, principal)
 
 
@@ -216,7 +216,7 @@ def _hold(job_id: str, request: Request, sessions: Sessions, principal: Principa
 
 @router.get("/jobs/{job_id}/events", response_model=list[EventRead])
 def job_events(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> list[EventRead]:
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         owner = store.get_job(session, job_id).owner
         require_details(principal, owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
         return [EventRead.of(event) for event in store.events(session, job_id)]
@@ -224,7 +224,7 @@ def job_events(job_id: JobId, request: Request, sessions: Sessions, principal: C
 
 @router.get("/jobs/{job_id}/metrics")
 def job_metrics(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> dict[str, object]:
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         job = store.get_job(session, job_id)
         require_details(principal, job.owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
         return {"job_id": job.id, "epochs": job.metrics_history or []}

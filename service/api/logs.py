@@ -21,7 +21,7 @@ from service.api.deps import Sessions
 from service.api.params import JobId
 from service.auth.principal import require_details
 from service.cluster import ClusterView
-from service.db import session_scope
+from service.db import read_scope
 from service.db.models import Attempt
 from service.jobs import attempts, store
 from service.jobs.errors import TooManyStreams
@@ -58,7 +58,7 @@ def _log_text(cluster: ClusterView, attempt: Attempt | None) -> str:
 
 def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | None, str, str]:
     """(the current attempt, the job's state, its owner)"""
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         job = store.get_job(session, job_id)
         return attempts.current_attempt(session, job), job.status, job.owner
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select, text
 
 from service.api.deps import Sessions
-from service.db import session_scope
+from service.db import read_scope
 from service.db.models import Job
 from service.metrics import Metric, render
 
@@ -22,7 +22,7 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request, response: Response, sessions: Sessions) -> dict[str, object]:
     checks: dict[str, bool] = {}
     try:
-        with session_scope(sessions) as session:
+        with read_scope(sessions) as session:
             session.execute(text("SELECT 1"))
         checks["database"] = True
     except Exception:  # readiness reports, it does not raise
@@ -36,7 +36,7 @@ def readyz(request: Request, response: Response, sessions: Sessions) -> dict[str
 
 @router.get("/metrics")
 def metrics(request: Request, sessions: Sessions) -> Response:
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         rows = session.execute(select(Job.queue, Job.status, func.count()).group_by(Job.queue, Job.status)).all()
         gpu_seconds = session.execute(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0))).scalar_one()
     exposition = [

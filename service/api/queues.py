@@ -13,7 +13,7 @@ from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.schemas import Timestamp
 from service.auth.principal import Role, require_role
-from service.db import session_scope
+from service.db import read_scope, session_scope
 from service.db.models import Job, Queue
 from service.jobs import queue_config
 from service.jobs.errors import InvalidTransition, JobNotFound
@@ -57,7 +57,7 @@ class QueueRead(BaseModel):
 
 @router.get("/queues", response_model=list[QueueRead])
 def list_queues(sessions: Sessions, _: CurrentUser) -> list[QueueRead]:
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         counts = {
             (queue, status): int(count)
             for queue, status, count in session.execute(

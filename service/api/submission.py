@@ -98,6 +98,8 @@ def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_
         spec=config.to_dict(),
         retried_from=original.id,
         resume_checkpoint=resume_checkpoint,
+        sweep_id=None,  # a retried trial is the user's own job, outside the search
+        trial_number=None,
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from service.cli import jobs, tokens
+from service.cli import jobs, sweeps, tokens
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jobs.register(commands)
+    sweeps.register(commands)
     tokens.register(commands)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+READ_ONLY = "ascl_read_only"  # an execution option: begin a deferred (read) transaction on SQLite
 
 
 def make_engine(url: str) -> Engine:
@@ -27,10 +30,12 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+        def _begin(connection):  # type: ignore[no-untyped-def]
             # A deferred transaction that later writes cannot wait for the lock (SQLITE_BUSY at once,
             # "database is locked"); taking the write lock up front makes it wait in busy_timeout.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads (read_scope) begin deferred: in WAL mode they never wait for a writer.
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     # As large as the thread pool too: connections beyond pool_size are opened and closed per
@@ -40,6 +45,19 @@ def make_engine(url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work that only reads: on SQLite it takes no write lock, so it never queues behind
+    writers (submissions, the dispatcher). Writing inside it is a bug."""
+    session = factory()
+    try:
+        session.connection(execution_options=cast(Any, {READ_ONLY: True}))  # our own option: not in the TypedDict
+        yield session
+    finally:
+        session.rollback()
+        session.close()
 
 
 @contextmanager

@@ -180,3 +180,30 @@ class ClusterState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     nodes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"free": {...}, "total": {...}}]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Sweep(Base):
+    """A hyperparameter search: its trials are ordinary jobs (sweep_id, trial_number); the search
+    state itself is an Optuna study named `study_name` in this same database."""
+
+    __tablename__ = "sweep"
+    __table_args__ = (Index("ix_sweep_created", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # RUNNING STOPPING SUCCEEDED FAILED CANCELLED
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # STOPPING: the state it ends in
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)  # the creation body, as validated
+    base_spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the resolved config every trial starts from
+    study_name: Mapped[str] = mapped_column(String(200))
+    max_trials: Mapped[int] = mapped_column(Integer)
+    max_concurrency: Mapped[int] = mapped_column(Integer)
+    max_failed_trials: Mapped[int] = mapped_column(Integer)
+    stop_running: Mapped[bool] = mapped_column(default=False)  # on cancel: stop running trials, or let them end
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it ended
+    best: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # best trial or Pareto front
+    mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the parent run
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -87,6 +87,8 @@ class NewJob:
     experiment: str = "ascl"  # the MLflow experiment
     retried_from: str | None = None
     resume_checkpoint: str | None = None
+    sweep_id: str | None = None  # a sweep's trial: its sweep and Optuna trial number
+    trial_number: int | None = None
 
     @classmethod
     def of(cls, job: Job) -> NewJob:

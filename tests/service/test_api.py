@@ -196,3 +196,23 @@ def test_fifty_concurrent_submissions_all_succeed(api):
         t.join(timeout=120)
     assert codes == [201] * 150
     assert len(api.get("/api/v1/jobs", params={"limit": 200}).json()["items"]) == 150
+
+
+def test_reads_do_not_wait_for_a_writer_on_sqlite(api, database_url):
+    """Every SQLite transaction took the write lock, reads included: a GET queued behind any writer."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's reads never take a write lock")
+    import sqlite3
+    import time
+
+    submit(api, {"preset": "digits-ascl"})
+    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a long write transaction, e.g. a busy dispatcher
+    try:
+        started = time.perf_counter()
+        for path in ("/api/v1/jobs", "/api/v1/queues", "/metrics"):
+            assert api.get(path).status_code == 200, path
+        assert time.perf_counter() - started < 5  # before: each waited for the busy timeout (30 s)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

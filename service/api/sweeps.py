@@ -1,0 +1,232 @@
+"""Sweep routes: create (or dry-run), list, read, its trials, change its limits, cancel. Trials are
+created lazily by the control plane, never more at once than the concurrency needs, so creating a
+sweep of any length is one row and one Optuna study."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import optuna
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.orm import Session
+
+from ascl.config import ExperimentConfig
+from service.api.auth import CurrentUser
+from service.api.deps import Sessions
+from service.api.params import USER_PATTERN
+from service.api.schemas import ErrorBody
+from service.api.submission import build_new_job
+from service.api.sweep_schemas import (
+    DryRunTrial,
+    SweepCancel,
+    SweepCreate,
+    SweepDryRun,
+    SweepPage,
+    SweepPatch,
+    SweepRead,
+    TrialRead,
+)
+from service.auth.principal import (
+    Principal,
+    Role,
+    may_read_details,
+    require_details,
+    require_owner,
+    require_role,
+)
+from service.contracts import JobKind
+from service.db import read_scope, session_scope
+from service.db.models import Sweep
+from service.jobs import store
+from service.jobs.errors import InvalidSpec, InvalidTransition
+from service.jobs.status import JobStatus, is_terminal
+from service.sweeps import objectives, records, space, study, trials
+from service.sweeps.records import ENDED, SweepStatus
+
+router = APIRouter(responses={code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)})
+SweepId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+@router.post("/sweeps", status_code=201, response_model=SweepRead | SweepDryRun)
+def create_sweep(
+    body: SweepCreate, request: Request, sessions: Sessions, principal: CurrentUser, dry_run: bool = False
+) -> SweepRead | SweepDryRun:
+    """Validate everything a trial could meet (base job, search space, objectives, limits); with
+    dry_run, answer the first trials' resolved specs instead of starting."""
+    require_role(principal, Role.USER, "start sweeps")
+    state = request.app.state
+    with read_scope(sessions) as session:
+        template, planned = _validated(body, principal, session, state)
+    if dry_run:
+        return _dry_run(body, template, planned)
+    sweep_id = uuid.uuid4().hex
+    directions = [objective.direction for objective in body.objective]
+    storage = study.storage(state.settings.resolved_database_url)  # outside our transaction: its own writes
+    study.retrying(optuna.create_study, storage=storage, study_name=f"ascl-sweep-{sweep_id}", directions=directions)
+    with session_scope(sessions) as session:
+        sweep = records.add(
+            session,
+            records.NewSweep(
+                id=sweep_id,
+                name=body.name,
+                owner=principal.subject,
+                request=body.model_dump(mode="json", by_alias=True),
+                base_spec=template,
+                study_name=f"ascl-sweep-{sweep_id}",
+                max_trials=planned,
+                max_concurrency=body.max_concurrency,
+                max_failed_trials=body.max_failed_trials,
+            ),
+        )
+        state.wake_dispatcher()
+        return SweepRead.of(sweep, trials={}, gpu_seconds=0.0, details=True, ui=state.mlflow_ui_url)
+
+
+def _validated(body: SweepCreate, principal: Principal, session: Session, state: Any) -> tuple[dict[str, Any], int]:
+    """(the trial template, the number of trials planned); every error names the request's field."""
+    if body.base.kind != JobKind.TRAIN:
+        raise InvalidSpec("base.kind", "a sweep's trials are train jobs")
+    limit = state.settings.max_sweep_trials
+    if body.max_trials > limit:
+        raise InvalidSpec("max_trials", f"{body.max_trials} trials asked; this service allows {limit} per sweep")
+    try:
+        new = build_new_job(
+            body.base,
+            principal=principal,
+            session=session,
+            registered=None,
+            cluster=state.cluster,
+            settings=state.settings,
+        )
+    except InvalidSpec as error:
+        raise InvalidSpec(f"base.{error.field}", str(error).split(": ", 1)[-1]) from None
+    space.validate(body.space, ExperimentConfig.from_dict(new.spec))
+    if body.algorithm == "nsga2" and len(body.objective) != 2:
+        raise InvalidSpec("algorithm", "nsga2 searches two objectives: give two in 'objective'")
+    if body.early_stopping is not None and len(body.objective) != 1:
+        raise InvalidSpec("early_stopping", "early stopping needs a single objective")
+    planned = body.max_trials
+    if body.algorithm == "grid":
+        planned = min(planned, space.grid_size(body.space))
+    return trials.template(new, explicit_model_name=body.base.model_name), planned
+
+
+def _dry_run(body: SweepCreate, template: dict[str, Any], planned: int) -> SweepDryRun:
+    count = min(body.max_concurrency, planned)
+    directions = [objective.direction for objective in body.objective]
+    params = study.first_params(
+        algorithm=body.algorithm, seed=body.seed, space=body.space, directions=directions, count=count
+    )
+    first = []
+    for number, chosen in enumerate(params):
+        job = trials.trial_job(template, sweep_id="0" * 32, sweep_name=body.name, number=number, params=chosen)
+        first.append(DryRunTrial(number=number, params=chosen, spec=job.spec))
+    return SweepDryRun(trials_planned=planned, first_trials=first)
+
+
+@router.get("/sweeps", response_model=SweepPage)
+def list_sweeps(
+    request: Request,
+    sessions: Sessions,
+    principal: CurrentUser,
+    status: Annotated[list[SweepStatus] | None, Query(max_length=len(SweepStatus))] = None,
+    owner: Annotated[str | None, Query(max_length=100, pattern=USER_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")] = None,
+) -> SweepPage:
+    with read_scope(sessions) as session:
+        try:
+            page, next_cursor = records.listed(
+                session, statuses=[s.value for s in status] if status else None, owner=owner, limit=limit, cursor=cursor
+            )
+        except ValueError as error:
+            raise InvalidSpec("cursor", str(error)) from None
+        return SweepPage(items=[_read(session, sweep, request, principal) for sweep in page], next_cursor=next_cursor)
+
+
+@router.get("/sweeps/{sweep_id}", response_model=SweepRead)
+def get_sweep(sweep_id: SweepId, request: Request, sessions: Sessions, principal: CurrentUser) -> SweepRead:
+    with read_scope(sessions) as session:
+        return _read(session, records.get(session, sweep_id), request, principal)
+
+
+def _read(session: Session, sweep: Sweep, request: Request, principal: Principal) -> SweepRead:
+    shared = request.app.state.settings.share_job_details
+    return SweepRead.of(
+        sweep,
+        trials=records.counts(session, sweep.id),
+        gpu_seconds=records.gpu_seconds(session, sweep.id),
+        details=may_read_details(principal, sweep.owner, shared=shared),
+        ui=request.app.state.mlflow_ui_url,
+    )
+
+
+@router.get("/sweeps/{sweep_id}/trials", response_model=list[TrialRead])
+def sweep_trials(sweep_id: SweepId, request: Request, sessions: Sessions, principal: CurrentUser) -> list[TrialRead]:
+    with read_scope(sessions) as session:
+        sweep = records.get(session, sweep_id)
+        shared = request.app.state.settings.share_job_details
+        require_details(principal, sweep.owner, shared=shared, what=f"sweep {sweep_id}")
+        keys = list(sweep.request["space"])
+        metrics = [objective["metric"] for objective in sweep.request["objective"]]
+        return [
+            TrialRead(
+                number=job.trial_number or 0,
+                job_id=job.id,
+                status=job.status,
+                reason=job.error_message if job.status != JobStatus.SUCCEEDED else None,
+                params=trials.params_of(job.spec, keys),
+                values=[objectives.final_value(m, job.result, job.metrics_history or []) for m in metrics],
+                epochs=len(job.metrics_history or []),
+                gpu_seconds=job.gpu_seconds or 0.0,
+            )
+            for job in records.trials(session, sweep.id)
+        ]
+
+
+@router.patch("/sweeps/{sweep_id}", response_model=SweepRead)
+def patch_sweep(
+    sweep_id: SweepId, body: SweepPatch, request: Request, sessions: Sessions, principal: CurrentUser
+) -> SweepRead:
+    """Change a running sweep's length, concurrency or failure budget; the next cycle applies it."""
+    with session_scope(sessions) as session:
+        sweep = records.get(session, sweep_id)
+        require_owner(principal, sweep.owner, f"sweep {sweep_id}")
+        if sweep.status != SweepStatus.RUNNING:
+            raise InvalidTransition(f"sweep {sweep_id} is {sweep.status}; only a running sweep changes")
+        if body.max_trials is not None:
+            limit = request.app.state.settings.max_sweep_trials
+            if body.max_trials > limit:
+                raise InvalidSpec("max_trials", f"this service allows {limit} trials per sweep")
+            if sweep.request["algorithm"] == "grid":
+                grid = {k: space.Dimension.model_validate(v) for k, v in sweep.request["space"].items()}
+                sweep.max_trials = min(body.max_trials, space.grid_size(grid))
+            else:
+                sweep.max_trials = body.max_trials
+        if body.max_concurrency is not None:
+            sweep.max_concurrency = body.max_concurrency
+        if body.max_failed_trials is not None:
+            sweep.max_failed_trials = body.max_failed_trials
+        request.app.state.wake_dispatcher()
+        return _read(session, sweep, request, principal)
+
+
+@router.post("/sweeps/{sweep_id}/cancel", response_model=SweepRead)
+def cancel_sweep(
+    sweep_id: SweepId, body: SweepCancel, request: Request, sessions: Sessions, principal: CurrentUser
+) -> SweepRead:
+    """Queued trials are cancelled at once; running ones are stopped, or left to finish."""
+    with session_scope(sessions) as session:
+        sweep = records.get(session, sweep_id)
+        require_owner(principal, sweep.owner, f"sweep {sweep_id}")
+        if SweepStatus(sweep.status) in ENDED:
+            raise InvalidTransition(f"sweep {sweep_id} is already {sweep.status}")
+        sweep.status, sweep.outcome = SweepStatus.STOPPING.value, SweepStatus.CANCELLED.value
+        sweep.reason, sweep.stop_running = f"cancelled by {principal.subject}", body.running == "stop"
+        for job in records.trials(session, sweep.id):
+            stop = job.status == JobStatus.QUEUED or (sweep.stop_running and job.status != JobStatus.CANCELLING)
+            if stop and not is_terminal(job.status):
+                store.cancel(session, job.id, actor=principal.subject, reason=f"sweep {sweep_id} cancelled")
+        request.app.state.wake_dispatcher()
+        return _read(session, sweep, request, principal)

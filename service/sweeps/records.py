@@ -1,0 +1,125 @@
+"""Sweep rows and the queries about them and their trial jobs. Never commits: the caller owns the
+transaction."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from service.db.models import Job, Sweep
+from service.jobs.errors import JobNotFound
+from service.jobs.status import ACTIVE, JobStatus
+from service.jobs.store import now
+
+
+class SweepStatus(StrEnum):
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"  # no new trials; ends once its active trials have ended
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+ENDED = frozenset({SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSweep:
+    id: str
+    name: str
+    owner: str
+    request: dict[str, Any]
+    base_spec: dict[str, Any]
+    study_name: str
+    max_trials: int
+    max_concurrency: int
+    max_failed_trials: int
+
+
+def add(session: Session, new: NewSweep) -> Sweep:
+    sweep = Sweep(
+        id=new.id,
+        name=new.name,
+        owner=new.owner,
+        status=SweepStatus.RUNNING.value,
+        request=new.request,
+        base_spec=new.base_spec,
+        study_name=new.study_name,
+        max_trials=new.max_trials,
+        max_concurrency=new.max_concurrency,
+        max_failed_trials=new.max_failed_trials,
+        stop_running=False,
+        created_at=now(),
+    )
+    session.add(sweep)
+    return sweep
+
+
+def get(session: Session, sweep_id: str) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise JobNotFound(f"no sweep {sweep_id}")
+    return sweep
+
+
+def active(session: Session) -> list[Sweep]:
+    query = select(Sweep).where(Sweep.status.in_([SweepStatus.RUNNING.value, SweepStatus.STOPPING.value]))
+    return list(session.execute(query).scalars())
+
+
+def trials(session: Session, sweep_id: str) -> list[Job]:
+    return list(session.execute(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.trial_number)).scalars())
+
+
+def counts(session: Session, sweep_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.status, func.count()).where(Job.sweep_id == sweep_id).group_by(Job.status)
+    ).tuples()
+    return {status: int(count) for status, count in rows}
+
+
+def gpu_seconds(session: Session, sweep_id: str) -> float:
+    total = session.execute(select(func.coalesce(func.sum(Job.gpu_seconds), 0.0)).where(Job.sweep_id == sweep_id))
+    return float(total.scalar_one())
+
+
+def active_trials(session: Session, sweep_id: str) -> int:
+    statuses = [JobStatus.QUEUED.value, *(s.value for s in ACTIVE)]
+    query = select(func.count()).select_from(Job).where(Job.sweep_id == sweep_id, Job.status.in_(statuses))
+    return int(session.execute(query).scalar_one())
+
+
+def listed(
+    session: Session, *, statuses: list[str] | None, owner: str | None, limit: int, cursor: str | None
+) -> tuple[list[Sweep], str | None]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(Sweep)
+    if statuses:
+        query = query.where(Sweep.status.in_(statuses))
+    if owner is not None:
+        query = query.where(Sweep.owner == owner)
+    if cursor is not None:
+        created, sweep_id = _decode(cursor)
+        query = query.where(or_(Sweep.created_at < created, and_(Sweep.created_at == created, Sweep.id < sweep_id)))
+    page = list(session.execute(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit + 1)).scalars())
+    more = len(page) > limit
+    page = page[:limit]
+    return page, (_encode(page[-1]) if more and page else None)
+
+
+def _encode(sweep: Sweep) -> str:
+    return base64.urlsafe_b64encode(f"{sweep.created_at.isoformat()}|{sweep.id}".encode()).decode()
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, sweep_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), sweep_id
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError("not a cursor returned by this API") from error
