@@ -3,12 +3,15 @@ finished trials ended, report running trials' per-epoch figures and stop (prune)
 create new trial jobs up to the sweep's concurrency and length, and end the sweep once nothing is
 left to run, with its best trial (or Pareto front) and a summary in its MLflow parent run.
 
-Every step is idempotent: an Optuna trial that was asked for but whose job was never written (a
-crash in between) gets its job on the next pass, and trial jobs carry an idempotency key."""
+A pass reads (no lock), then talks to Optuna, then writes: Optuna's storage is the same database,
+and on SQLite it waits for the write lock, so it is never called inside our own write transaction.
+Every step is idempotent: a trial that was asked for but whose job was never written (a crash in
+between) gets its job on the next pass, and trial jobs carry an idempotency key."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.seams import Tracking
 from control.sweep_report import summary_files
 from service.api.sweep_schemas import SweepCreate
-from service.db import session_scope
+from service.db import read_scope, session_scope
 from service.db.models import Job, Sweep
 from service.jobs import store
 from service.jobs.status import JobStatus, is_terminal
@@ -31,6 +34,22 @@ PRUNED = "PRUNED"
 RUN_STATUS = {SweepStatus.SUCCEEDED: "FINISHED", SweepStatus.FAILED: "FAILED"}  # else KILLED
 
 
+@dataclass(frozen=True, slots=True)
+class _Trial:
+    """A trial job as read at the start of a pass."""
+
+    job_id: str
+    number: int
+    status: str
+    error_class: str | None
+    result: dict[str, Any] | None
+    history: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, job: Job) -> _Trial:
+        return cls(job.id, job.trial_number or 0, job.status, job.error_class, job.result, job.metrics_history or [])
+
+
 class SweepController:
     def __init__(self, sessions: sessionmaker[Session], tracker: Tracking, settings: ServiceSettings) -> None:
         self.sessions = sessions
@@ -39,7 +58,7 @@ class SweepController:
         self.storage = study.storage(settings.resolved_database_url)
 
     def cycle(self) -> None:
-        with session_scope(self.sessions) as session:
+        with read_scope(self.sessions) as session:
             sweep_ids = [sweep.id for sweep in records.active(session)]
         for sweep_id in sweep_ids:
             try:
@@ -48,91 +67,117 @@ class SweepController:
                 logger.exception("sweep.advance_failed sweep_id=%s", sweep_id)
 
     def advance(self, sweep_id: str) -> None:
-        with session_scope(self.sessions) as session:
+        with read_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
             request = SweepCreate.model_validate(sweep.request)
+            running, limits = sweep.status == SweepStatus.RUNNING, (sweep.max_trials, sweep.max_concurrency)
+            budget, study_name = sweep.max_failed_trials, sweep.study_name
+            seen = [_Trial.of(job) for job in records.trials(session, sweep_id)]
         self._ensure_parent_run(sweep_id, request)
-        loaded = study.retrying(
-            study.study,
-            self.storage,
-            sweep.study_name,
-            algorithm=request.algorithm,
-            seed=request.seed,
-            space=request.space,
-            early_stopping=request.early_stopping,
-        )
+        loaded = study.retrying(study.study, self.storage, study_name, early_stopping=request.early_stopping)
+        by_number = {trial.number: trial for trial in loaded.get_trials(deepcopy=False)}
+        self._tell_finished(loaded, request, seen, by_number)
+        pruned = self._prune(loaded, request, seen, by_number) if request.early_stopping else {}
+        failed = len(loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        if running and failed < budget:
+            self._ask(loaded, request, seen, pruned, limits)
+        best = best_of(loaded, request)
+        asked = {trial.number: dict(trial.params) for trial in loaded.get_trials(deepcopy=False)}
+        open_trials = {t.number for t in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        completed = len(loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         with session_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
-            jobs = records.trials(session, sweep_id)
-            by_number = {trial.number: trial for trial in loaded.get_trials(deepcopy=False)}
-            self._tell_finished(loaded, request, jobs, by_number)
-            if request.early_stopping is not None:
-                self._prune(session, loaded, request, jobs, by_number)
+            for job_id, reason in pruned.items():
+                store.cancel(session, job_id, actor="sweep", reason=reason)
+                job = store.get_job(session, job_id)
+                job.error_class, job.error_message = PRUNED, reason
+            if sweep.status == SweepStatus.RUNNING and failed >= sweep.max_failed_trials:
+                self._stop_for_failures(session, sweep, failed)
             if sweep.status == SweepStatus.RUNNING:
-                self._check_failures(session, sweep, loaded)
-            if sweep.status == SweepStatus.RUNNING:
-                self._top_up(session, sweep, loaded, request, jobs, by_number)
-            sweep.best = best_of(loaded, request)
+                with_job = {job.trial_number for job in records.trials(session, sweep_id)}
+                for number in sorted(open_trials - with_job):  # new, or asked before a crash
+                    self._add_trial_job(session, sweep, number, asked[number])
+            sweep.best = best
+            session.flush()
             done = records.active_trials(session, sweep_id) == 0 and (
-                sweep.status == SweepStatus.STOPPING or len(loaded.get_trials(deepcopy=False)) >= sweep.max_trials
+                sweep.status == SweepStatus.STOPPING or len(asked) >= sweep.max_trials
             )
             if done:
-                self._end(sweep, loaded)
+                self._end(sweep, completed)
                 ended = sweep.status
         if done:
             self._close_parent_run(sweep_id, request, ended)
 
-    # Optuna bookkeeping ---------------------------------------------------------------------
+    # Optuna ------------------------------------------------------------------------------------
     def _tell_finished(
-        self, loaded: optuna.Study, request: SweepCreate, jobs: list[Job], by_number: dict[int, FrozenTrial]
+        self, loaded: optuna.Study, request: SweepCreate, seen: list[_Trial], by_number: dict[int, FrozenTrial]
     ) -> None:
-        for job in jobs:
-            trial = by_number.get(job.trial_number or -1)
-            if trial is None or trial.state != TrialState.RUNNING or not is_terminal(job.status):
+        for trial in seen:
+            frozen = by_number.get(trial.number)
+            if frozen is None or frozen.state != TrialState.RUNNING or not is_terminal(trial.status):
                 continue
-            history = job.metrics_history or []
-            values = [objectives.final_value(o.metric, job.result, history) for o in request.objective]
-            if job.status == JobStatus.SUCCEEDED and None not in values:
+            values = [objectives.final_value(o.metric, trial.result, trial.history) for o in request.objective]
+            if request.early_stopping is not None:  # its whole curve, which later trials are compared with
+                self._report(loaded, frozen, trial, request.early_stopping.metric)
+            if trial.status == JobStatus.SUCCEEDED and None not in values:
                 study.retrying(loaded.tell, trial.number, values)
-            elif job.error_class == PRUNED:
+            elif trial.error_class == PRUNED:
                 study.retrying(loaded.tell, trial.number, state=TrialState.PRUNED)
             else:
                 study.retrying(loaded.tell, trial.number, state=TrialState.FAIL)
 
     def _prune(
-        self,
-        session: Session,
-        loaded: optuna.Study,
-        request: SweepCreate,
-        jobs: list[Job],
-        by_number: dict[int, FrozenTrial],
-    ) -> None:
-        """Report each running trial's new epochs; stop it when the rule says it cannot catch up."""
+        self, loaded: optuna.Study, request: SweepCreate, seen: list[_Trial], by_number: dict[int, FrozenTrial]
+    ) -> dict[str, str]:
+        """Report each running trial's new epochs; {job id: reason} of those the rule stops."""
         rule = request.early_stopping
         assert rule is not None
-        for job in jobs:
-            trial = by_number.get(job.trial_number or -1)
-            if trial is None or trial.state != TrialState.RUNNING or job.status != JobStatus.RUNNING:
+        stopped: dict[str, str] = {}
+        for trial in seen:
+            frozen = by_number.get(trial.number)
+            if frozen is None or frozen.state != TrialState.RUNNING or trial.status != JobStatus.RUNNING:
                 continue
-            handle = optuna.trial.Trial(loaded, trial._trial_id)
-            reported = False
-            for report in job.metrics_history or []:
-                value = objectives.epoch_value(rule.metric, report)
-                if value is not None and report["epoch"] not in trial.intermediate_values:
-                    study.retrying(handle.report, value, step=report["epoch"])
-                    reported = True
-            if reported and study.retrying(handle.should_prune):
-                last = (job.metrics_history or [{}])[-1].get("epoch")
-                reason = f"pruned by the {rule.rule} rule at epoch {last} ({rule.metric})"
-                store.cancel(session, job.id, actor="sweep", reason=reason)
-                job.error_class, job.error_message = PRUNED, reason
+            handle = self._report(loaded, frozen, trial, rule.metric)
+            if handle is not None and study.retrying(handle.should_prune):
+                last = trial.history[-1].get("epoch")
+                stopped[trial.job_id] = f"pruned by the {rule.rule} rule at epoch {last} ({rule.metric})"
                 study.retrying(loaded.tell, trial.number, state=TrialState.PRUNED)
-                logger.info("sweep.pruned job_id=%s trial=%d %s", job.id, trial.number, reason)
+                logger.info("sweep.pruned job_id=%s trial=%d", trial.job_id, trial.number)
+        return stopped
 
-    def _check_failures(self, session: Session, sweep: Sweep, loaded: optuna.Study) -> None:
-        failed = len(loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-        if failed < sweep.max_failed_trials:
-            return
+    @staticmethod
+    def _report(loaded: optuna.Study, frozen: FrozenTrial, trial: _Trial, metric: str) -> optuna.trial.Trial | None:
+        """Report the epochs Optuna has not seen; the trial's handle, or None when nothing was new."""
+        handle = optuna.trial.Trial(loaded, frozen._trial_id)
+        reported = False
+        for report in trial.history:
+            value = objectives.epoch_value(metric, report)
+            if value is not None and report["epoch"] not in frozen.intermediate_values:
+                study.retrying(handle.report, value, step=report["epoch"])
+                reported = True
+        return handle if reported else None
+
+    def _ask(
+        self,
+        loaded: optuna.Study,
+        request: SweepCreate,
+        seen: list[_Trial],
+        pruned: dict[str, str],
+        limits: tuple[int, int],
+    ) -> None:
+        """New trials while the sweep is below its concurrency and its length (their jobs are
+        written next, with any trial asked before a crash that has none)."""
+        max_trials, max_concurrency = limits
+        open_trials = {t.number for t in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        active = sum(not is_terminal(t.status) and t.job_id not in pruned for t in seen)
+        active += len(open_trials - {t.number for t in seen})  # asked before a crash, job not yet written
+        created = len(loaded.get_trials(deepcopy=False))
+        while created < max_trials and active < max_concurrency:
+            study.retrying(study.ask, loaded, algorithm=request.algorithm, seed=request.seed, space=request.space)
+            created, active = created + 1, active + 1
+
+    # the sweep's rows ----------------------------------------------------------------------------
+    def _stop_for_failures(self, session: Session, sweep: Sweep, failed: int) -> None:
         sweep.status, sweep.outcome = SweepStatus.STOPPING.value, SweepStatus.FAILED.value
         sweep.reason = f"{failed} trials failed (max_failed_trials {sweep.max_failed_trials})"
         for job in records.trials(session, sweep.id):
@@ -140,42 +185,17 @@ class SweepController:
                 store.cancel(session, job.id, actor="sweep", reason=f"sweep {sweep.id} stopped: {sweep.reason}")
         logger.warning("sweep.failed sweep_id=%s %s", sweep.id, sweep.reason)
 
-    def _top_up(
-        self,
-        session: Session,
-        sweep: Sweep,
-        loaded: optuna.Study,
-        request: SweepCreate,
-        jobs: list[Job],
-        by_number: dict[int, FrozenTrial],
-    ) -> None:
-        """Jobs for asked trials that have none (a crash after the ask), then new trials while the
-        sweep is below its concurrency and its length."""
-        with_job = {job.trial_number for job in jobs}
-        for trial in by_number.values():
-            if trial.state == TrialState.RUNNING and trial.number not in with_job:
-                self._add_trial_job(session, sweep, trial.number, dict(trial.params))
-        active = records.active_trials(session, sweep.id)
-        created = len(by_number)
-        while created < sweep.max_trials and active < sweep.max_concurrency:
-            asked = study.retrying(
-                study.ask, loaded, algorithm=request.algorithm, seed=request.seed, space=request.space
-            )
-            self._add_trial_job(session, sweep, asked.number, dict(asked.params))
-            created, active = created + 1, active + 1
-
     def _add_trial_job(self, session: Session, sweep: Sweep, number: int, params: dict[str, Any]) -> None:
         new = trials.trial_job(sweep.base_spec, sweep_id=sweep.id, sweep_name=sweep.name, number=number, params=params)
         store.add_job(session, new, idempotency_key=f"sweep-{sweep.id}-t{number}", body_hash=sweep.id)
         session.flush()
         logger.info("sweep.trial sweep_id=%s trial=%d params=%s", sweep.id, number, params)
 
-    def _end(self, sweep: Sweep, loaded: optuna.Study) -> None:
-        complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    def _end(self, sweep: Sweep, completed: int) -> None:
         if sweep.status == SweepStatus.STOPPING:
             sweep.status = sweep.outcome or SweepStatus.CANCELLED.value
-        elif complete:
-            sweep.status, sweep.reason = SweepStatus.SUCCEEDED.value, f"{len(complete)} trials completed"
+        elif completed:
+            sweep.status, sweep.reason = SweepStatus.SUCCEEDED.value, f"{completed} trials completed"
         else:
             sweep.status, sweep.reason = SweepStatus.FAILED.value, "no trial completed"
         sweep.outcome, sweep.finished_at = None, store.now()
@@ -183,14 +203,12 @@ class SweepController:
 
     # MLflow ------------------------------------------------------------------------------------
     def _ensure_parent_run(self, sweep_id: str, request: SweepCreate) -> None:
-        with session_scope(self.sessions) as session:
+        with read_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
             if sweep.mlflow_run_id is not None:
                 return
             name, owner = sweep.name, sweep.owner
-        params = {
-            f"space.{key}": dimension.model_dump_json(exclude_defaults=True) for key, dimension in request.space.items()
-        }
+        params = {f"space.{key}": dim.model_dump_json(exclude_defaults=True) for key, dim in request.space.items()}
         params |= {"algorithm": request.algorithm, "seed": str(request.seed), "max_trials": str(request.max_trials)}
         params |= {"objective": ", ".join(f"{o.mode} {o.metric}" for o in request.objective)}
         experiment_id, run_id = self.tracker.ensure_sweep_run(
@@ -205,7 +223,7 @@ class SweepController:
             sweep.mlflow_experiment_id, sweep.mlflow_run_id = experiment_id, run_id
 
     def _close_parent_run(self, sweep_id: str, request: SweepCreate, status: str) -> None:
-        with session_scope(self.sessions) as session:
+        with read_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
             run_id, best = sweep.mlflow_run_id, sweep.best
             rows = [
@@ -223,17 +241,12 @@ class SweepController:
             ]
         if run_id is None:
             return
-        metrics = {
-            f"best_{o.metric.replace('.', '_')}": v for o, v in zip(request.objective, _best_values(best), strict=False)
-        }
+        best_values = zip(request.objective, _best_values(best), strict=False)
+        metrics = {f"best_{o.metric.replace('.', '_')}": value for o, value in best_values}
         self.tracker.finish_sweep_run(
             run_id,
-            status="FINISHED"
-            if status == SweepStatus.SUCCEEDED
-            else "FAILED"
-            if status == SweepStatus.FAILED
-            else "KILLED",
-            metrics={k: v for k, v in metrics.items() if v is not None},
+            status=RUN_STATUS.get(SweepStatus(status), "KILLED"),
+            metrics=metrics,
             files=summary_files(rows, request),
         )
 
@@ -252,7 +265,7 @@ def best_of(loaded: optuna.Study, request: SweepCreate) -> dict[str, Any] | None
     return {"pareto_front": [described(trial) for trial in loaded.best_trials]}
 
 
-def _best_values(best: dict[str, Any] | None) -> list[float | None]:
+def _best_values(best: dict[str, Any] | None) -> list[float]:
     if best is None or "best_trial" not in best:
         return []
     return [float(v) for v in best["best_trial"]["values"]]

@@ -56,8 +56,7 @@ def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.connection(execution_options=cast(Any, {READ_ONLY: True}))  # our own option: not in the TypedDict
         yield session
     finally:
-        session.rollback()
-        session.close()
+        session.close()  # ends the transaction; what was read stays readable (close does not expire)
 
 
 @contextmanager

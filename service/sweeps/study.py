@@ -100,15 +100,12 @@ def study(
     store: optuna.storages.BaseStorage,
     name: str,
     *,
-    algorithm: Algorithm,
-    seed: int,
-    space: search_space.Space,
     early_stopping: EarlyStopping | None,
 ) -> optuna.Study:
-    """The sweep's study with the sampler for its next ask."""
-    loaded = optuna.load_study(study_name=name, storage=store, pruner=pruner(early_stopping))
-    loaded.sampler = sampler(algorithm, seed=seed, trials_so_far=len(loaded.trials), space=space)
-    return loaded
+    """The sweep's study, for telling outcomes and reporting epochs. Its sampler is a neutral one:
+    GridSampler's after_trial calls study.stop() once the grid is used up, which Optuna allows only
+    inside optimize(); `ask` installs the algorithm's own sampler for each new trial."""
+    return optuna.load_study(study_name=name, storage=store, pruner=pruner(early_stopping), sampler=RandomSampler())
 
 
 def ask(loaded: optuna.Study, *, algorithm: Algorithm, seed: int, space: search_space.Space) -> optuna.trial.Trial:
@@ -116,7 +113,10 @@ def ask(loaded: optuna.Study, *, algorithm: Algorithm, seed: int, space: search_
     trials = len(loaded.get_trials(deepcopy=False))
     loaded.sampler = sampler(algorithm, seed=seed, trials_so_far=trials, space=space)
     fixed: dict[str, BaseDistribution] = search_space.distributions(space)
-    return loaded.ask(fixed_distributions=fixed)
+    try:
+        return loaded.ask(fixed_distributions=fixed)
+    finally:
+        loaded.sampler = RandomSampler()  # see `study`
 
 
 def first_params(

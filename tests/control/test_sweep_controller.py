@@ -1,0 +1,177 @@
+"""The sweep controller against a real database (SQLite and PostgreSQL), a real Optuna study in it and
+a real MLflow store. Trial jobs are driven by hand through the job store, as the dispatcher and the
+workers would drive them, so every rule is checked in seconds: lazy creation under the concurrency,
+the grid's length, telling Optuna, pruning, the failure budget, raising max_trials while it runs,
+crash recovery, and the end with the best trial and the MLflow summary."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from control.sweeps import SweepController
+from control.tracking import Tracker
+from service.api.app import create_app
+from service.cluster import StaticCluster
+from service.db import session_scope
+from service.db.models import Job
+from service.jobs import store
+from service.jobs.status import JobStatus
+from service.settings import ServiceSettings
+from service.sweeps import records
+from tests.conftest import bearer, make_token
+
+GRID = {
+    "name": "grid",
+    "base": {"preset": "digits-ascl", "overrides": {"train.epochs": 4}},
+    "space": {"objective.temperature": {"values": [0.1, 0.2]}, "attack.eps": {"values": [0.1, 0.2]}},
+    "algorithm": "grid",
+    "objective": [{"metric": "val.robust_acc", "mode": "max"}],
+    "max_trials": 10,
+    "max_concurrency": 2,
+    "max_failed_trials": 2,
+}
+
+
+@pytest.fixture
+def world(sessions, database_url, tmp_path):
+    settings = ServiceSettings(data_dir=tmp_path, database_url=database_url)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "artifacts").as_uri())
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as api:
+        yield api, SweepController(sessions, tracker, settings), tracker
+
+
+def trial_jobs(sessions, sweep_id):
+    with session_scope(sessions) as session:
+        return [(job.id, job.trial_number, job.status, dict(job.spec)) for job in records.trials(session, sweep_id)]
+
+
+def run_and_finish(sessions, job_id, *, robust: list[float], status=JobStatus.SUCCEEDED):
+    """What the dispatcher and the worker do to a trial: it runs, reports epochs, and ends."""
+    with session_scope(sessions) as session:
+        for target in (JobStatus.CLAIMED, JobStatus.SUBMITTED, JobStatus.RUNNING):
+            store.transition(session, job_id, target, actor="test", reason="driven")
+        job = session.get(Job, job_id)
+        job.metrics_history = [
+            {
+                "epoch": e,
+                "epochs": 4,
+                "lr": 0.1,
+                "seconds": 1.0,
+                "images_per_s": 1.0,
+                "train": {"loss": 1.0},
+                "val": {"robust_acc": v},
+            }
+            for e, v in enumerate(robust)
+        ]
+        best = max(range(len(robust)), key=robust.__getitem__) if robust else None
+        job.result = {"best_epoch": best, "test": {"robust_acc": max(robust) if robust else None}}
+        if status is not None:
+            store.transition(session, job_id, status, actor="test", reason="driven")
+
+
+def test_a_grid_runs_exactly_its_points_never_more_than_the_concurrency_and_ends_with_the_best(world, sessions):
+    api, controller, tracker = world
+    sweep = api.post("/api/v1/sweeps", json=GRID).json()
+    seen_active = []
+    for _ in range(6):
+        controller.advance(sweep["id"])
+        jobs = trial_jobs(sessions, sweep["id"])
+        seen_active.append(sum(status not in ("SUCCEEDED", "FAILED", "CANCELLED") for _, _, status, _ in jobs))
+        for job_id, number, status, _ in jobs:
+            if status == "QUEUED":
+                run_and_finish(sessions, job_id, robust=[0.1, 0.2 + 0.1 * number])
+    jobs = trial_jobs(sessions, sweep["id"])
+    assert len(jobs) == 4
+    assert max(seen_active) == 2
+    points = {(spec["objective"]["temperature"], spec["attack"]["eps"]) for *_, spec in jobs}
+    assert points == {(0.1, 0.1), (0.1, 0.2), (0.2, 0.1), (0.2, 0.2)}
+    done = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "SUCCEEDED"
+    assert done["best"]["best_trial"]["trial"] == 3
+    assert done["best"]["best_trial"]["values"] == [pytest.approx(0.5)]
+    run = MlflowClient(tracker.tracking_uri).get_run(done["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["best_val_robust_acc"] == pytest.approx(0.5)
+    assert run.data.params["algorithm"] == "grid"
+    summary = {a.path for a in MlflowClient(tracker.tracking_uri).list_artifacts(run.info.run_id, "summary")}
+    assert summary == {"summary/trials.csv", "summary/objective.png"}
+    trials = api.get(f"/api/v1/sweeps/{sweep['id']}/trials").json()
+    assert [t["values"] for t in trials] == [[pytest.approx(0.2 + 0.1 * n)] for n in range(4)]
+
+
+def test_the_median_rule_prunes_a_hopeless_trial(world, sessions):
+    api, controller, _ = world
+    body = {
+        **GRID,
+        "algorithm": "random",
+        "space": {"optim.lr": {"values": [0.05, 1e-9]}},
+        "max_trials": 3,
+        "max_concurrency": 3,
+        "early_stopping": {"rule": "median", "metric": "val.robust_acc", "grace_epochs": 1, "min_trials": 2},
+    }
+    sweep = api.post("/api/v1/sweeps", json=body).json()
+    controller.advance(sweep["id"])
+    jobs = trial_jobs(sessions, sweep["id"])
+    assert len(jobs) == 3
+    good, other, hopeless = (job_id for job_id, *_ in jobs)
+    run_and_finish(sessions, good, robust=[0.3, 0.5, 0.6, 0.7])
+    run_and_finish(sessions, other, robust=[0.3, 0.45, 0.55, 0.65])
+    controller.advance(sweep["id"])  # two trials complete: the median is known
+    run_and_finish(sessions, hopeless, robust=[0.0, 0.0, 0.0], status=None)  # still running, going nowhere
+    controller.advance(sweep["id"])
+    with session_scope(sessions) as session:
+        job = session.get(Job, hopeless)
+        assert job.status == JobStatus.CANCELLING
+        assert job.error_class == "PRUNED"
+        assert "pruned by the median rule at epoch 2" in job.error_message
+        reasons = [e.reason for e in store.events(session, hopeless)]
+        assert "pruned by the median rule at epoch 2 (val.robust_acc)" in reasons
+
+
+def test_the_failure_budget_stops_the_sweep_and_cancels_its_queued_trials(world, sessions):
+    api, controller, _ = world
+    sweep = api.post("/api/v1/sweeps", json={**GRID, "max_concurrency": 3}).json()
+    controller.advance(sweep["id"])
+    first, second, third = (job_id for job_id, *_ in trial_jobs(sessions, sweep["id"]))
+    run_and_finish(sessions, first, robust=[], status=JobStatus.FAILED)
+    run_and_finish(sessions, second, robust=[], status=JobStatus.FAILED)
+    controller.advance(sweep["id"])
+    stopped = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    assert stopped["status"] == "FAILED"  # nothing left running: it ends in the same pass
+    assert "2 trials failed (max_failed_trials 2)" in stopped["reason"]
+    with session_scope(sessions) as session:
+        assert session.get(Job, third).status == JobStatus.CANCELLED
+    controller.advance(sweep["id"])  # an ended sweep is left alone
+    assert len(trial_jobs(sessions, sweep["id"])) == 3  # no trial was added after the stop
+
+
+def test_raising_max_trials_on_a_running_sweep_adds_trials(world, sessions):
+    api, controller, _ = world
+    body = {**GRID, "algorithm": "random", "space": {"attack.eps": {"low": 0.1, "high": 0.3}}, "max_trials": 2}
+    sweep = api.post("/api/v1/sweeps", json=body).json()
+    controller.advance(sweep["id"])
+    assert api.patch(f"/api/v1/sweeps/{sweep['id']}", json={"max_trials": 4}).status_code == 200
+    for job_id, *_ in trial_jobs(sessions, sweep["id"]):
+        run_and_finish(sessions, job_id, robust=[0.2])
+    controller.advance(sweep["id"])
+    assert len(trial_jobs(sessions, sweep["id"])) == 4
+
+
+def test_a_trial_asked_but_never_written_gets_its_job_after_a_crash(world, sessions, monkeypatch):
+    api, controller, _ = world
+    sweep = api.post("/api/v1/sweeps", json=GRID).json()
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("the control plane died here")
+
+    with monkeypatch.context() as patched:  # the ask is committed by Optuna, the job is not
+        patched.setattr(store, "add_job", crash)
+        with pytest.raises(RuntimeError):
+            controller.advance(sweep["id"])
+    assert trial_jobs(sessions, sweep["id"]) == []
+    controller.advance(sweep["id"])
+    jobs = trial_jobs(sessions, sweep["id"])
+    assert sorted(number for _, number, *_ in jobs) == [0, 1]  # the orphaned trial 0 and one more
