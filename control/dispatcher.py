@@ -110,6 +110,7 @@ class Dispatcher:
         cluster = self._cluster()
         with session_scope(self.sessions) as session:
             self._cancel_unmeetable(session)
+            queueing.resolve_eval_targets(session)
             state = queueing.load(session)
             cluster = _minus_pending(cluster, state.running)
             result = plan(

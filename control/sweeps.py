@@ -27,7 +27,7 @@ from service.jobs import store
 from service.jobs.status import JobStatus, is_terminal
 from service.settings import ServiceSettings
 from service.sweeps import objectives, records, study, trials
-from service.sweeps.records import SweepStatus
+from service.sweeps.records import ENDED, SweepStatus
 
 logger = logging.getLogger(__name__)
 PRUNED = "PRUNED"
@@ -70,6 +70,9 @@ class SweepController:
         with read_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
             request = SweepCreate.model_validate(sweep.request)
+            if SweepStatus(sweep.status) in ENDED:  # ended in a pass that died before its summary
+                self._close_parent_run(sweep_id, request, sweep.status)
+                return
             running, limits = sweep.status == SweepStatus.RUNNING, (sweep.max_trials, sweep.max_concurrency)
             budget, study_name = sweep.max_failed_trials, sweep.study_name
             seen = [_Trial.of(job) for job in records.trials(session, sweep_id)]
@@ -105,7 +108,7 @@ class SweepController:
             if done:
                 self._end(sweep, completed)
                 ended = sweep.status
-        if done:
+        if done:  # after the commit: an MLflow failure here is retried by the next pass
             self._close_parent_run(sweep_id, request, ended)
 
     # Optuna ------------------------------------------------------------------------------------
@@ -239,8 +242,14 @@ class SweepController:
                 }
                 for job in records.trials(session, sweep_id)
             ]
-        if run_id is None:
-            return
+        if run_id is not None:
+            self._summarize(run_id, request, status, best, rows)
+        with session_scope(self.sessions) as session:
+            records.get(session, sweep_id).summarized = True
+
+    def _summarize(
+        self, run_id: str, request: SweepCreate, status: str, best: dict[str, Any] | None, rows: list[dict[str, Any]]
+    ) -> None:
         best_values = zip(request.objective, _best_values(best), strict=False)
         metrics = {f"best_{o.metric.replace('.', '_')}": value for o, value in best_values}
         self.tracker.finish_sweep_run(

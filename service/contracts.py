@@ -92,13 +92,18 @@ class ModelRef(BaseModel):
 
 class EvalTarget(BaseModel):
     """The model an eval job evaluates, resolved at submission to one concrete version: moving an
-    alias afterwards does not change what the job runs."""
+    alias afterwards does not change what the job runs. An eval of a train job it depends on is
+    resolved when that job has registered its model (version and run are null until then)."""
 
     requested: str  # what the user asked for: a models:/ URI (version or alias) or a train job's id
     model_name: str
-    model_version: str
-    run_id: str  # the MLflow run that logged the model (its checkpoint and config.json)
+    model_version: str | None
+    run_id: str | None  # the MLflow run that logged the model (its checkpoint and config.json)
     job_id: str | None = None  # the train job, when the model was named by its job
+
+    @property
+    def resolved(self) -> bool:
+        return self.model_version is not None and self.run_id is not None
 
     @property
     def model_uri(self) -> str:

@@ -109,6 +109,7 @@ def evaluate(job: AttemptSpec) -> EvalResult:
     """Evaluate the target's checkpoint with exactly the stored spec (resolved at submission)."""
     target = job.target
     assert target is not None, "an eval job always has a target"
+    assert target.resolved, "an eval job starts once its model version is known"
     local = Path(mlflow.artifacts.download_artifacts(run_id=target.run_id, artifact_path=CHECKPOINT_ARTIFACT))
     checkpoint = next(iter(sorted(local.glob("*.pt"), key=lambda p: p.name != BEST)))
     out_dir = Path(job.checkpoint_dir)

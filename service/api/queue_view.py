@@ -25,7 +25,11 @@ class QueueView:
         self._lock = Lock()
 
     def explain(self, session: Session, job_id: str) -> Explanation | None:
-        return self.current(session).explanations.get(job_id)
+        known = self.current(session).explanations.get(job_id)
+        if known is None:  # queued after the plan was made: plan again
+            self.forget()
+            known = self.current(session).explanations.get(job_id)
+        return known
 
     def current(self, session: Session) -> Plan:
         with self._lock:

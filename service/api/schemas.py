@@ -105,6 +105,7 @@ class JobCreate(BaseModel):
     max_infra_retries: int = Field(3, ge=0, le=20)
     force_queue: bool = Field(False, description="queue even if no node can hold the resources today")
     depends_on: list[Dependency] = Field(default_factory=list, max_length=20, description="jobs to wait for")
+    hold: bool = Field(False, description="queue it held: it keeps its place but starts only once released")
 
 
 class JobRead(BaseModel):

@@ -6,6 +6,7 @@ resources no node can hold."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from service.contracts import EvalTarget, JobKind, ModelRef
 from service.jobs import queueing, store
 from service.jobs.errors import InvalidSpec, JobNotFound
 from service.jobs.spec import resolve_experiment
-from service.jobs.status import JobStatus
+from service.jobs.status import JobStatus, is_terminal
 from service.registry import ModelRegistry, RegisteredVersion
 from service.settings import ServiceSettings
 
@@ -71,7 +72,9 @@ def build_new_job(
         config = resolve_experiment(preset=body.preset, experiment=body.experiment, overrides=body.overrides)
     config = resolve_data_dir(config, settings.data_root)
     name = body.name or (f"eval {body.model}" if body.kind == JobKind.EVAL else config.name)
-    model_name = body.model_name or (f"ascl-{config.name}" if body.kind == JobKind.TRAIN else None)
+    model_name = body.model_name or (
+        default_model_name(principal.subject, config.name) if body.kind == JobKind.TRAIN else None
+    )
     return store.NewJob(
         kind=body.kind,
         name=name,
@@ -86,6 +89,7 @@ def build_new_job(
         max_infra_retries=body.max_infra_retries,
         model_name=model_name,
         experiment=body.mlflow_experiment,
+        held_by=principal.subject if body.hold else None,
     )
 
 
@@ -100,7 +104,13 @@ def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_
         resume_checkpoint=resume_checkpoint,
         sweep_id=None,  # a retried trial is the user's own job, outside the search
         trial_number=None,
+        held_by=None,
     )
+
+
+def default_model_name(owner: str, experiment: str) -> str:
+    """'<owner>-<experiment name>': names belong to their creator, so the default is per user."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{owner}-{experiment}")[:200]
 
 
 def check_queued_limit(session: Session, owner: str, limit: int) -> None:
@@ -117,6 +127,10 @@ def _check_dependencies(body: JobCreate, session: Session, principal: Principal,
         except JobNotFound:
             raise InvalidSpec(f"depends_on.{index}.job", f"no job {dependency.job!r}") from None
         require_details(principal, parent.owner, shared=shared, what=f"job {parent.id}")
+        if dependency.on == "success" and is_terminal(parent.status) and parent.status != JobStatus.SUCCEEDED:
+            raise InvalidSpec(
+                f"depends_on.{index}.job", f"job {parent.id} ended {parent.status}: it cannot succeed now"
+            )
     if len({dependency.job for dependency in body.depends_on}) != len(body.depends_on):
         raise InvalidSpec("depends_on", "names a job twice")
 
@@ -148,15 +162,20 @@ def _eval_target(
             "model", f"no job {body.model[:64]!r}; to evaluate a registered model use {MODEL_FORMS}"
         ) from None
     version = source.registered_model_version
-    if source.kind != JobKind.TRAIN or source.status != JobStatus.SUCCEEDED or not version or not source.model_name:
-        raise InvalidSpec("model", f"job {source.id} is a {source.kind} job, {source.status}, with no registered model")
-    if source.mlflow_run_id is None:
-        raise InvalidSpec("model", f"job {source.id} has no MLflow run")
+    if source.kind != JobKind.TRAIN or not source.model_name:
+        raise InvalidSpec("model", f"job {source.id} is a {source.kind} job that registers no model")
+    waits_for_it = any(d.job == source.id and d.on == "success" for d in body.depends_on)
+    if not waits_for_it and (source.status != JobStatus.SUCCEEDED or not version or source.mlflow_run_id is None):
+        raise InvalidSpec(
+            "model",
+            f"job {source.id} is {source.status} with no registered model yet; to evaluate it once it has, "
+            f'add depends_on: [{{"job": "{source.id}"}}]',
+        )
     target = EvalTarget(
         requested=body.model,
         model_name=source.model_name,
-        model_version=version,
-        run_id=source.mlflow_run_id,
+        model_version=version if source.status == JobStatus.SUCCEEDED else None,
+        run_id=source.mlflow_run_id if source.status == JobStatus.SUCCEEDED else None,
         job_id=source.id,
     )
     return target, source.spec

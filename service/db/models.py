@@ -205,5 +205,6 @@ class Sweep(Base):
     best: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # best trial or Pareto front
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the parent run
+    summarized: Mapped[bool] = mapped_column(default=False)  # ended, and its MLflow run closed with the summary
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

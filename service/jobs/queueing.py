@@ -42,8 +42,11 @@ def load(session: Session) -> QueueState:
         .where(Job.status == JobStatus.QUEUED.value)
     ).all()
     blocked: dict[str, str] = {}
-    for job_id, parent_id, _condition, parent_status in unmet:
-        if not is_terminal(parent_status):
+    for job_id, parent_id, condition, parent_status in unmet:
+        # eligible only once every dependency is met; one that can no longer be is cancelled by the
+        # dispatcher, possibly a statement later than this one reads (READ COMMITTED)
+        met = parent_status == JobStatus.SUCCEEDED or (condition == "any" and is_terminal(parent_status))
+        if not met:
             blocked.setdefault(job_id, parent_id)
     waiting = [
         Waiting(
@@ -195,3 +198,18 @@ def queued_count(session: Session, owner: str) -> int:
             select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
         ).scalar_one()
     )
+
+
+def resolve_eval_targets(session: Session) -> None:
+    """Queued evals of a train job they depend on learn its model version once it has one (until
+    then their dependency keeps them waiting)."""
+    rows = session.execute(
+        select(Job.id, Job.target).where(Job.status == JobStatus.QUEUED.value, Job.kind == "eval")
+    ).tuples()
+    for job_id, target in rows:
+        if not target or target.get("model_version") is not None or not target.get("job_id"):
+            continue
+        parent = session.get(Job, target["job_id"])
+        if parent is not None and parent.status == JobStatus.SUCCEEDED and parent.registered_model_version:
+            job = get_job(session, job_id)
+            job.target = {**target, "model_version": parent.registered_model_version, "run_id": parent.mlflow_run_id}

@@ -89,6 +89,7 @@ class NewJob:
     resume_checkpoint: str | None = None
     sweep_id: str | None = None  # a sweep's trial: its sweep and Optuna trial number
     trial_number: int | None = None
+    held_by: str | None = None  # submitted held (by this user)
 
     @classmethod
     def of(cls, job: Job) -> NewJob:
@@ -107,6 +108,7 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
     job = Job(
         id=uuid.uuid4().hex,
         status=JobStatus.QUEUED.value,
+        held_at=now() if new.held_by else None,
         idempotency_key=idempotency_key,
         request_hash=body_hash,
         created_at=now(),
@@ -136,7 +138,7 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
             from_status=None,
             to_status=JobStatus.QUEUED.value,
             actor=new.owner,
-            reason="submitted",
+            reason="submitted, held" if new.held_by else "submitted",
             created_at=job.created_at,
         )
     )

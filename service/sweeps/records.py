@@ -55,6 +55,7 @@ def add(session: Session, new: NewSweep) -> Sweep:
         max_concurrency=new.max_concurrency,
         max_failed_trials=new.max_failed_trials,
         stop_running=False,
+        summarized=False,
         created_at=now(),
     )
     session.add(sweep)
@@ -69,8 +70,9 @@ def get(session: Session, sweep_id: str) -> Sweep:
 
 
 def active(session: Session) -> list[Sweep]:
-    query = select(Sweep).where(Sweep.status.in_([SweepStatus.RUNNING.value, SweepStatus.STOPPING.value]))
-    return list(session.execute(query).scalars())
+    """Sweeps the controller still has work on: running, stopping, or ended without their summary."""
+    running = Sweep.status.in_([SweepStatus.RUNNING.value, SweepStatus.STOPPING.value])
+    return list(session.execute(select(Sweep).where(or_(running, Sweep.summarized.is_(False)))).scalars())
 
 
 def trials(session: Session, sweep_id: str) -> list[Job]:

@@ -175,3 +175,24 @@ def test_a_trial_asked_but_never_written_gets_its_job_after_a_crash(world, sessi
     controller.advance(sweep["id"])
     jobs = trial_jobs(sessions, sweep["id"])
     assert sorted(number for _, number, *_ in jobs) == [0, 1]  # the orphaned trial 0 and one more
+
+
+def test_a_summary_that_failed_is_written_by_the_next_pass(world, sessions, monkeypatch):
+    api, controller, tracker = world
+    sweep = api.post("/api/v1/sweeps", json={**GRID, "max_trials": 1, "max_concurrency": 1}).json()
+    controller.advance(sweep["id"])
+    (job_id, *_), *_ = trial_jobs(sessions, sweep["id"])
+    run_and_finish(sessions, job_id, robust=[0.4])
+
+    def down(*_args, **_kwargs):
+        raise OSError("the tracking server is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tracker, "finish_sweep_run", down)
+        with pytest.raises(OSError, match="is down"):
+            controller.advance(sweep["id"])
+    ended = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    assert ended["status"] == "SUCCEEDED"
+    assert MlflowClient(tracker.tracking_uri).get_run(ended["mlflow_run_id"]).info.status == "RUNNING"
+    controller.cycle()
+    assert MlflowClient(tracker.tracking_uri).get_run(ended["mlflow_run_id"]).info.status == "FINISHED"

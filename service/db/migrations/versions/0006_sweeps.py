@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("best", sa.JSON(), nullable=True),
         sa.Column("mlflow_experiment_id", sa.String(length=64), nullable=True),
         sa.Column("mlflow_run_id", sa.String(length=64), nullable=True),
+        sa.Column("summarized", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sweep")),
