@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -96,6 +97,8 @@ def run_experiment(
         checkpoint = read_resumable(resume_from or run_dir / LAST, config) if main else None
         state = restore(training.workers.from_main(checkpoint), training.model, training.optimizer)
         stopped = _train(training, data, state, run_dir, reporter or NullReporter(), should_stop)
+        if main and not stopped and resume_from is not None and not (run_dir / LAST).exists():
+            _adopt(resume_from, run_dir, training, state, reporter or NullReporter())
         result = _result(config, run_dir, device, state, stopped, time.perf_counter() - started)
         if stopped or not main or state.epoch == 0:
             return result
@@ -173,6 +176,18 @@ def _save(run_dir: Path, training: Training, state: TrainingState, is_best: bool
     if is_best:
         save_state(run_dir / BEST, model, optimizer, config, state)
         reporter.on_checkpoint(run_dir / BEST, epoch=state.epoch - 1, is_best=True)
+
+
+def _adopt(resume_from: Path, run_dir: Path, training: Training, state: TrainingState, reporter: Reporter) -> None:
+    """Resumed with no epoch left to train: the checkpoint (and its run's best, when there is one)
+    become this run's, so that it evaluates and reports like any finished run."""
+    logger.info("train.nothing_left epoch=%d: adopting %s", state.epoch, resume_from)
+    save_state(run_dir / LAST, training.model, training.optimizer, training.config, state)
+    reporter.on_checkpoint(run_dir / LAST, epoch=state.epoch - 1, is_best=False)
+    best = resume_from.parent / BEST
+    if best.exists() and state.best_epoch is not None:
+        shutil.copyfile(best, run_dir / BEST)
+        reporter.on_checkpoint(run_dir / BEST, epoch=state.best_epoch, is_best=True)
 
 
 def _result(

@@ -7,6 +7,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY ascl ascl
 COPY service service
+COPY control control
 COPY workers workers
 RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1 && pip install --no-cache-dir ".[worker,service]"
-CMD ["python", "-m", "workers"]
+CMD ["python", "-m", "control"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.contracts import HEARTBEAT_INTERVAL_S
 from service.credentials import default_config_dir
+from service.jobs.spec_limits import SpecLimits
 from service.scheduling.model import Policy
 
 
@@ -46,6 +47,9 @@ class ServiceSettings(BaseSettings):
     log_streams_per_user: int = 8
     log_streams_total: int = 256
     max_body_bytes: int = 1_000_000  # larger request bodies are refused (413)
+    # upper bounds on what a job may cost, over the defaults in service/jobs/spec_limits.py, e.g.
+    # ASCL_SPEC_LIMITS='{"train.epochs": 200, "eval.autoattack_examples": 10000}'
+    spec_limits: dict[str, float] = Field(default_factory=dict)
     # queues and fair share
     queues_file: Path | None = None  # YAML or JSON: the queues and their limits, applied at start
     max_queued_per_user: int = 1000  # a user's jobs waiting at once
@@ -66,6 +70,16 @@ class ServiceSettings(BaseSettings):
     oidc_subject_claim: str = "sub"
     oidc_roles_claim: str = "roles"
     oidc_groups_claim: str = "groups"
+
+    @field_validator("spec_limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        SpecLimits.of(value)  # an unknown field or a bad maximum stops the service at start
+        return value
+
+    @property
+    def spec_limits_checker(self) -> SpecLimits:
+        return SpecLimits.of(self.spec_limits)
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import internal, jobs, logs, ops, queues, sweeps, tokens
+from service.api import internal, jobs, logs, ops, queues, service_limits, sweeps, tokens
 from service.api.auth import Authenticator
-from service.api.errors import install_error_handlers
+from service.api.errors import ERROR_RESPONSES, install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.queue_view import QueueView
 from service.auth.oidc import OidcConfig, OidcVerifier
@@ -62,12 +62,16 @@ def create_app(
     app.state.authenticator = Authenticator(TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(jobs.router, prefix="/api/v1", tags=["jobs"])
-    app.include_router(logs.router, prefix="/api/v1", tags=["jobs"])
-    app.include_router(sweeps.router, prefix="/api/v1", tags=["sweeps"])
-    app.include_router(queues.router, prefix="/api/v1", tags=["queues"])
-    app.include_router(tokens.router, prefix="/api/v1", tags=["identity"])
-    app.include_router(internal.router, prefix="/api/v1", tags=["workers"])
+    for router, tag in (
+        (jobs.router, "jobs"),
+        (logs.router, "jobs"),
+        (sweeps.router, "sweeps"),
+        (queues.router, "queues"),
+        (tokens.router, "identity"),
+        (service_limits.router, "identity"),
+        (internal.router, "workers"),
+    ):
+        app.include_router(router, prefix="/api/v1", tags=[tag], responses=ERROR_RESPONSES)
     app.include_router(ops.router, tags=["operations"])
     return app
 

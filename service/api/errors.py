@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.schemas import ErrorBody
 from service.jobs.errors import (
     Forbidden,
     IdempotencyConflict,
     InvalidSpec,
     InvalidTransition,
-    JobNotFound,
+    NotFound,
     StaleAttempt,
     TooManyStreams,
     Unauthenticated,
 )
 
+# documented on every /api/v1 route: what any of them may answer besides its success
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
 STATUS = {
     Unauthenticated: 401,
     Forbidden: 403,
-    JobNotFound: 404,
+    NotFound: 404,
     InvalidTransition: 409,
     IdempotencyConflict: 409,
     StaleAttempt: 409,
@@ -33,6 +43,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for error_type, status in STATUS.items():
         app.add_exception_handler(error_type, _handler(status))
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 def _handler(status: int):  # type: ignore[no-untyped-def]
@@ -43,6 +54,14 @@ def _handler(status: int):  # type: ignore[no-untyped-def]
         return JSONResponse(body, status_code=status, headers=headers)
 
     return handle
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    """Starlette's own answers (a body that is not JSON, an unknown route, a wrong method) in the
+    same shape as every other error."""
+    assert isinstance(error, StarletteHTTPException)
+    body = {"error": HTTPStatus(error.status_code).phrase.replace(" ", ""), "detail": error.detail, "field": None}
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:

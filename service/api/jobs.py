@@ -14,7 +14,7 @@ from ascl.run_files import LAST
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.params import USER_PATTERN, JobId
-from service.api.schemas import ErrorBody, EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest
+from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest
 from service.api.submission import build_new_job, check_queued_limit, resolve_registered, retried_job
 from service.auth import models
 from service.auth.principal import Principal, may_read_details, require_details, require_owner
@@ -26,8 +26,7 @@ from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import TERMINAL, JobStatus
 
 # the one error body shape
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
-router = APIRouter(responses=ERRORS)
+router = APIRouter()
 
 
 @router.post("/jobs", status_code=201, response_model=JobRead, responses={200: {"model": JobRead}})
@@ -175,8 +174,15 @@ def retry_job(
         require_owner(principal, original.owner, f"job {job_id}")
         if JobStatus(original.status) not in TERMINAL:
             raise InvalidTransition(f"job {job_id} is {original.status}; only finished jobs can be retried")
+        check_queued_limit(session, principal.subject, request.app.state.settings.max_queued_per_user)
         resume = _resume_checkpoint(session, original) if body.resume else None
-        new = retried_job(original, owner=principal.subject, overrides=body.overrides, resume_checkpoint=resume)
+        new = retried_job(
+            original,
+            owner=principal.subject,
+            overrides=body.overrides,
+            resume_checkpoint=resume,
+            limits=request.app.state.settings.spec_limits_checker,
+        )
         job, _ = store.add_job(
             session, new, idempotency_key=None, body_hash=store.request_hash(body.model_dump(mode="json"))
         )

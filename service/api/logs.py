@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,14 +63,19 @@ def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | No
         return attempts.current_attempt(session, job), job.status, job.owner
 
 
-@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
-def job_logs(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> str:
+# text on success; errors keep their JSON body (a route-wide text/plain class would document them as text)
+TEXT = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+EVENTS = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/jobs/{job_id}/logs", response_class=Response, responses=TEXT)
+def job_logs(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> Response:
     attempt, _, owner = _current(sessions, job_id)
     require_details(principal, owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
-    return _log_text(request.app.state.cluster, attempt)  # outside the transaction
+    return PlainTextResponse(_log_text(request.app.state.cluster, attempt))  # read outside the transaction
 
 
-@router.get("/jobs/{job_id}/logs/stream")
+@router.get("/jobs/{job_id}/logs/stream", response_class=Response, responses=EVENTS)
 async def stream_logs(
     job_id: JobId,
     request: Request,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select, text
 
 from service.api.deps import Sessions
@@ -34,7 +35,7 @@ def readyz(request: Request, response: Response, sessions: Sessions) -> dict[str
     return {"ready": ready, "checks": checks}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, sessions: Sessions) -> Response:
     with read_scope(sessions) as session:
         rows = session.execute(select(Job.queue, Job.status, func.count()).group_by(Job.queue, Job.status)).all()

@@ -16,7 +16,7 @@ from service.auth.principal import Role, require_role
 from service.db import read_scope, session_scope
 from service.db.models import Job, Queue
 from service.jobs import queue_config
-from service.jobs.errors import InvalidTransition, JobNotFound
+from service.jobs.errors import InvalidTransition, NotFound
 from service.jobs.status import ACTIVE, JobStatus
 
 router = APIRouter()
@@ -86,7 +86,7 @@ def delete_queue(name: QueuePath, sessions: Sessions, principal: CurrentUser) ->
     with session_scope(sessions) as session:
         row = session.get(Queue, name)
         if row is None:
-            raise JobNotFound(f"no queue {name}")
+            raise NotFound(f"no queue {name}")
         if name == "default":
             raise InvalidTransition("the default queue cannot be removed")
         unfinished = session.execute(

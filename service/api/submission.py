@@ -23,6 +23,7 @@ from service.contracts import EvalTarget, JobKind, ModelRef
 from service.jobs import queueing, store
 from service.jobs.errors import InvalidSpec, JobNotFound
 from service.jobs.spec import resolve_experiment
+from service.jobs.spec_limits import SpecLimits
 from service.jobs.status import JobStatus, is_terminal
 from service.registry import ModelRegistry, RegisteredVersion
 from service.settings import ServiceSettings
@@ -71,6 +72,7 @@ def build_new_job(
         target = None
         config = resolve_experiment(preset=body.preset, experiment=body.experiment, overrides=body.overrides)
     config = resolve_data_dir(config, settings.data_root)
+    settings.spec_limits_checker.check(config, field_of=lambda path: _request_field(body, path))
     name = body.name or (f"eval {body.model}" if body.kind == JobKind.EVAL else config.name)
     model_name = body.model_name or (
         default_model_name(principal.subject, config.name) if body.kind == JobKind.TRAIN else None
@@ -93,9 +95,12 @@ def build_new_job(
     )
 
 
-def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_checkpoint: str | None) -> store.NewJob:
+def retried_job(
+    original: Any, *, owner: str, overrides: dict[str, Any], resume_checkpoint: str | None, limits: SpecLimits
+) -> store.NewJob:
     """A new job from a finished one: every field of the original, its spec with `overrides`."""
     config = _with_overrides(ExperimentConfig.from_dict(original.spec), overrides)
+    limits.check(config, field_of=lambda path: f"overrides.{path}" if path in overrides else "job")
     return replace(
         store.NewJob.of(original),
         owner=owner,
@@ -106,6 +111,16 @@ def retried_job(original: Any, *, owner: str, overrides: dict[str, Any], resume_
         trial_number=None,
         held_by=None,
     )
+
+
+def _request_field(body: JobCreate, path: str) -> str:
+    """Where in the request a config field came from: an override, the experiment body, or else the
+    preset (or evaluated model) that set it."""
+    if path in body.overrides:
+        return f"overrides.{path}"
+    if body.experiment is not None:
+        return f"experiment.{path}"
+    return "model" if body.kind == JobKind.EVAL else "preset"
 
 
 def default_model_name(owner: str, experiment: str) -> str:

@@ -15,7 +15,6 @@ from ascl.config import ExperimentConfig
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.params import USER_PATTERN
-from service.api.schemas import ErrorBody
 from service.api.submission import build_new_job
 from service.api.sweep_schemas import (
     DryRunTrial,
@@ -44,7 +43,7 @@ from service.jobs.status import JobStatus, is_terminal
 from service.sweeps import objectives, records, space, study, trials
 from service.sweeps.records import ENDED, SweepStatus
 
-router = APIRouter(responses={code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)})
+router = APIRouter()
 SweepId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -101,7 +100,7 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
         )
     except InvalidSpec as error:
         raise InvalidSpec(f"base.{error.field}", str(error).split(": ", 1)[-1]) from None
-    space.validate(body.space, ExperimentConfig.from_dict(new.spec))
+    space.validate(body.space, ExperimentConfig.from_dict(new.spec), state.settings.spec_limits_checker)
     if body.algorithm == "nsga2" and len(body.objective) != 2:
         raise InvalidSpec("algorithm", "nsga2 searches two objectives: give two in 'objective'")
     if body.early_stopping is not None and len(body.objective) != 1:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.principal import Principal, Role
 from service.db import session_scope
 from service.db.models import ApiToken
-from service.jobs.errors import JobNotFound, Unauthenticated
+from service.jobs.errors import NotFound, Unauthenticated
 from service.jobs.store import as_utc, now
 
 TOKEN_PATTERN = re.compile(r"^ascl_(?P<id>[0-9a-f]{24})_(?P<secret>[A-Za-z0-9_-]{43})$")
@@ -87,7 +87,7 @@ def listed(session: Session, *, subject: str | None) -> list[ApiToken]:
 def get(session: Session, token_id: str) -> ApiToken:
     row = session.get(ApiToken, token_id)
     if row is None:
-        raise JobNotFound(f"no token {token_id}")
+        raise NotFound(f"no token {token_id}")
     return row
 
 

@@ -10,7 +10,11 @@ class JobError(Exception):
         super().__init__(message or (self.__doc__ or "").strip())
 
 
-class JobNotFound(JobError):
+class NotFound(JobError):
+    """Nothing with this id."""
+
+
+class JobNotFound(NotFound):
     """No job with this id."""
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Job, Sweep
-from service.jobs.errors import JobNotFound
+from service.jobs.errors import NotFound
 from service.jobs.status import ACTIVE, JobStatus
 from service.jobs.store import now
 
@@ -65,7 +65,7 @@ def add(session: Session, new: NewSweep) -> Sweep:
 def get(session: Session, sweep_id: str) -> Sweep:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
-        raise JobNotFound(f"no sweep {sweep_id}")
+        raise NotFound(f"no sweep {sweep_id}")
     return sweep
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ascl.config import ExperimentConfig
 from ascl.errors import ConfigError
 from service.jobs.errors import InvalidSpec
+from service.jobs.spec_limits import SpecLimits
 
 Scalar = Annotated[str, Field(max_length=200)] | int | float | bool | None
 MAX_DIMENSIONS = 20
@@ -62,8 +63,9 @@ class Dimension(BaseModel):
 Space = dict[str, Dimension]
 
 
-def validate(space: Space, base: ExperimentConfig) -> None:
-    """Every key a field of the config and every value one it accepts; errors name `space.<key>`."""
+def validate(space: Space, base: ExperimentConfig, limits: SpecLimits) -> None:
+    """Every key a field of the config and every value one it accepts, within the operator's limits
+    (a range's ends are among its samples); errors name `space.<key>`."""
     if not space:
         raise InvalidSpec("space", "name at least one field to search")
     if len(space) > MAX_DIMENSIONS:
@@ -71,9 +73,13 @@ def validate(space: Space, base: ExperimentConfig) -> None:
     for key, dimension in space.items():
         for value in dimension.samples():
             try:
-                base.with_overrides({key: value})
+                config = base.with_overrides({key: value})
             except ConfigError as error:
                 raise InvalidSpec(f"space.{key}", error.problem if error.field == key else str(error)) from None
+            try:
+                limits.check(config)
+            except InvalidSpec as error:
+                raise InvalidSpec(f"space.{key}", str(error)) from None
 
 
 def distributions(space: Space) -> dict[str, BaseDistribution]:

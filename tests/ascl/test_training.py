@@ -170,3 +170,18 @@ def test_learning_rate_is_one_tensor_updated_in_place_even_after_loading_a_check
     assert optimizer.state[model.weight]["momentum_buffer"] is not None
     set_learning_rate(optimizer, 0.01)
     assert lr.item() == pytest.approx(0.01)
+
+
+def test_resuming_a_finished_run_into_a_new_directory_evaluates_its_checkpoint(tmp_path):
+    """Retrying a finished job with resume and no new epochs: the checkpoint is adopted, not lost
+    ("last.pt does not exist")."""
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    first = run_experiment(config, run_dir=tmp_path / "first")
+    again = run_experiment(config, run_dir=tmp_path / "again", resume_from=tmp_path / "first" / "last.pt")
+    assert again.epochs_completed == 1
+    assert not again.stopped
+    assert again.test["clean_acc"] == first.test["clean_acc"]
+    assert again.best_epoch == first.best_epoch
+    a = torch.load(tmp_path / "first" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "again" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

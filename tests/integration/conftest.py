@@ -44,6 +44,7 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlf
             mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
             port=free_port(),
             local_ray_num_cpus=2,
+            local_ray_num_gpus=1,  # a logical GPU: jobs must see exactly the devices they reserved
             poll_interval_s=0.3,
             heartbeat_interval_s=1.0,
             heartbeat_timeout_s=120.0,

@@ -84,10 +84,16 @@ def test_same_idempotency_key_returns_the_same_job(service, trained):
 def test_eval_job_on_the_registered_model_logs_its_report(service, trained, reference):
     model = "models:/digits-e2e/1" if reference == "version" else trained["id"]
     job = service.client.submit(
-        {"kind": "eval", "model": model, "overrides": {"eval.pgd_steps": 3, "eval.eps_sweep": [0.0, 0.2]}}
+        {
+            "kind": "eval",
+            "model": model,
+            "overrides": {"eval.pgd_steps": 3, "eval.eps_sweep": [0.0, 0.2]},
+            "resources": {"gpus": 1},  # the cluster's one logical GPU
+        }
     )
     done = service.client.wait(job["id"], timeout_s=300)
     assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert "CUDA_VISIBLE_DEVICES='0'" in service.client.logs(job["id"])  # the GPU Ray assigned, no other
     report = done["result"]["report"]
     assert report["pgd_steps"] == 3
     assert [p["eps"] for p in report["eps_sweep"]] == [0.0, 0.2]
@@ -119,14 +125,14 @@ def test_cancel_a_running_job_stops_ray_and_kills_the_mlflow_run(service):
 
 def test_job_that_cannot_be_placed_waits_queued_and_cancels_at_once(service):
     with pytest.raises(ApiError) as info:
-        service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 1}})
+        service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 2}})
     assert (info.value.status, info.value.body["field"]) == (422, "resources.gpus")
-    job = service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 1}, "force_queue": True})
+    job = service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 2}, "force_queue": True})
     wait_for(lambda: service.stack.dispatcher.cycles > 2, what="dispatcher cycles")
     waiting = service.client.get(job["id"])
     assert waiting["status"] == "QUEUED"
-    assert waiting["queue_position"] == 1
-    assert waiting["pending_reason"] == "RESOURCES"
+    assert waiting["pending_reason"] == "INFEASIBLE"  # no node can hold it until the cluster grows
+    assert waiting["queue_position"] is None  # so it holds no place in front of jobs that fit
     assert service.client.cancel(job["id"])["status"] == "CANCELLED"
 
 
@@ -138,6 +144,7 @@ def test_readiness_and_prometheus_metrics(service, trained):
     assert "ascl_dispatcher_cycles_total" in text
     logs = service.client.logs(trained["id"])
     assert "attempt.start" in logs
+    assert "CUDA_VISIBLE_DEVICES=''" in logs  # a job that reserved no GPU sees none of the node's
 
 
 def test_max_runtime_times_the_job_out(service):

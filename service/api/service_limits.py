@@ -1,0 +1,34 @@
+"""What this service allows, so users see the operator's limits before a submission is refused."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from service.api.auth import CurrentUser
+
+router = APIRouter()
+
+
+class ServiceLimits(BaseModel):
+    spec: dict[str, float] = Field(description="the largest value each experiment field may take")
+    max_body_bytes: int
+    max_queued_per_user: int
+    max_sweep_trials: int
+    log_streams_per_user: int
+    default_max_runtime_s: int | None = Field(description="what a job that sets no max_runtime_s gets")
+    user_priority_limit: int = Field(description="|priority| a non-admin may ask for")
+
+
+@router.get("/limits", response_model=ServiceLimits)
+def limits(request: Request, _: CurrentUser) -> ServiceLimits:
+    settings = request.app.state.settings
+    return ServiceLimits(
+        spec=dict(settings.spec_limits_checker.maxima),
+        max_body_bytes=settings.max_body_bytes,
+        max_queued_per_user=settings.max_queued_per_user,
+        max_sweep_trials=settings.max_sweep_trials,
+        log_streams_per_user=settings.log_streams_per_user,
+        default_max_runtime_s=settings.default_max_runtime_s,
+        user_priority_limit=settings.user_priority_limit,
+    )

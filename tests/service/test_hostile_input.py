@@ -1,0 +1,173 @@
+"""What a careless or hostile colleague sends, on SQLite and PostgreSQL: every value out of range, not
+finite, too long or with control bytes is a 4xx naming the field (never a 5xx, never stored), bodies
+over the limit are 413 however they arrive, and the operator's limits on what a job may cost are
+422s naming the field and the limit, for jobs, retries and sweeps alike."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.app import create_app
+from service.cluster import StaticCluster
+from service.db import session_scope
+from service.db.models import Job
+from service.jobs.status import JobStatus
+from service.settings import ServiceSettings
+from tests.conftest import bearer, make_token
+
+DIGITS = {"preset": "digits-ascl", "overrides": {"train.epochs": 1}}
+
+
+@pytest.fixture
+def api(sessions, tmp_path):
+    settings = ServiceSettings(data_dir=tmp_path, max_body_bytes=64_000, max_queued_per_user=3)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0, "GPU": 2.0}))
+    with TestClient(app, headers=bearer(make_token(sessions))) as client:
+        yield client
+
+
+def raw(api, text: str):
+    """A body as written, so that JSON's Infinity and NaN and huge integers arrive untouched."""
+    return api.post("/api/v1/jobs", content=text, headers={"content-type": "application/json"})
+
+
+def assert_nothing_stored(api) -> None:
+    assert api.get("/api/v1/jobs").json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (f'{{"preset": "digits-ascl", "priority": {2**40}}}', "priority"),
+        (f'{{"preset": "digits-ascl", "priority": {2**70}}}', "priority"),
+        (f'{{"preset": "digits-ascl", "priority": -{2**70}}}', "priority"),
+        (f'{{"preset": "digits-ascl", "max_runtime_s": {2**64}}}', "max_runtime_s"),
+        ('{"preset": "digits-ascl", "resources": {"memory_gb": Infinity}}', "resources.memory_gb"),
+        ('{"preset": "digits-ascl", "resources": {"gpus": Infinity}}', "resources.gpus"),
+        ('{"preset": "digits-ascl", "resources": {"cpus": NaN}}', "resources.cpus"),
+        ('{"preset": "digits-ascl", "overrides": {"attack.eps": NaN}}', "overrides.attack.eps"),
+        ('{"preset": "digits-ascl", "overrides": {"optim.lr": Infinity}}', "overrides.optim.lr"),
+        (f'{{"preset": "digits-ascl", "overrides": {{"train.epochs": {2**70}}}}}', "overrides.train.epochs"),
+        (f'{{"preset": "digits-ascl", "overrides": {{"seed": {2**64}}}}}', "overrides.seed"),
+        ('{"preset": "digits-ascl", "name": "a\\u0000b"}', "name"),
+        (json.dumps({"preset": "digits-ascl", "name": "x" * 10_000}), "name"),
+        ('{"preset": "digits-ascl", "tags": {"k": "v\\u0000"}}', "tags"),
+        ('{"preset": "digits-ascl", "queue": "default\\u0000"}', "queue"),
+        ('{"preset": "digits-ascl", "model_name": "it\'s"}', "model_name"),
+    ],
+)
+def test_out_of_range_and_control_bytes_are_422_naming_the_field(api, body, field):
+    response = raw(api, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert_nothing_stored(api)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/jobs?cursor=ab%00cd",
+        "/api/v1/jobs?owner=al%00ice",
+        "/api/v1/jobs?queue=de%00fault",
+        "/api/v1/jobs/abc%00def",
+        "/api/v1/jobs/abc%00def/events",
+        "/api/v1/jobs/abc%00def/logs",
+        "/api/v1/sweeps?cursor=%00",
+        f"/api/v1/jobs?limit={2**70}",
+    ],
+)
+def test_nul_bytes_and_huge_numbers_in_urls_are_4xx(api, path):
+    response = api.get(path)
+    assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+
+
+def test_a_non_ascii_fencing_token_is_refused_not_a_server_error(api):
+    submitted = api.post("/api/v1/jobs", json=DIGITS).json()
+    for header in ("é€".encode(), b"\xff\xfe", b"x" * 10_000):
+        response = api.get(
+            f"/api/v1/internal/jobs/{submitted['id']}/attempts/1/spec", headers={"X-Attempt-Token": header}
+        )
+        assert response.status_code in (401, 403, 404, 409, 422), response.text
+
+
+def test_bodies_over_the_limit_are_413_whether_announced_or_streamed(api):
+    big = json.dumps({**DIGITS, "name": "x" * 100_000})
+    assert raw(api, big).status_code == 413
+
+    def chunks():
+        for _ in range(100):
+            yield b" " * 1000  # no content-length: the limit holds while the body streams in
+
+    streamed = api.post("/api/v1/jobs", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413, streamed.text
+    assert streamed.json()["error"] == "RequestTooLarge"
+    assert_nothing_stored(api)
+
+
+def test_a_spec_above_the_services_default_limit_is_422_naming_the_field_and_the_limit(api):
+    response = api.post("/api/v1/jobs", json={"preset": "digits-ascl", "overrides": {"train.epochs": 1001}})
+    assert response.status_code == 422
+    assert response.json()["field"] == "overrides.train.epochs"
+    assert "limit of 1000" in response.json()["detail"]
+    experiment = api.post("/api/v1/jobs", json={"experiment": {"eval": {"pgd_steps": 10_001}}})
+    assert experiment.json()["field"] == "experiment.eval.pgd_steps", experiment.text
+    assert_nothing_stored(api)
+
+
+@pytest.fixture
+def strict_api(sessions, tmp_path):
+    """An operator who allows 3 epochs, 64 images a batch and 5 PGD steps."""
+    limits = {"train.epochs": 3, "train.batch_size": 64, "attack.steps": 5}
+    settings = ServiceSettings(data_dir=tmp_path, spec_limits=limits)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    with TestClient(app, headers=bearer(make_token(sessions))) as client:
+        yield client
+
+
+def test_the_operators_limits_apply_to_jobs_retries_and_sweeps_and_are_published(strict_api, sessions):
+    api = strict_api
+    published = api.get("/api/v1/limits").json()
+    assert published["spec"]["train.epochs"] == 3
+    assert published["spec"]["eval.pgd_steps"] == 10_000  # the service's default where the operator set none
+
+    preset = api.post("/api/v1/jobs", json={"preset": "digits-ascl"})  # the preset asks for more epochs
+    assert preset.status_code == 422
+    assert preset.json()["field"] == "preset"
+    assert "train.epochs" in preset.json()["detail"]
+    assert "limit of 3" in preset.json()["detail"]
+
+    small = {"preset": "digits-ascl", "overrides": {"train.epochs": 2, "train.batch_size": 32, "attack.steps": 5}}
+    job = api.post("/api/v1/jobs", json=small)
+    assert job.status_code == 201, job.text
+    with session_scope(sessions) as session:
+        session.get(Job, job.json()["id"]).status = JobStatus.FAILED
+    retry = api.post(f"/api/v1/jobs/{job.json()['id']}/retry", json={"overrides": {"attack.steps": 6}})
+    assert retry.status_code == 422
+    assert retry.json()["field"] == "overrides.attack.steps"
+
+    sweep = {"base": small, "space": {"train.epochs": {"low": 1, "high": 4, "int": True}}, "algorithm": "random"}
+    refused = api.post("/api/v1/sweeps", json=sweep)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "space.train.epochs", refused.text
+    assert "limit of 3" in refused.json()["detail"]
+
+
+def test_an_unknown_limit_stops_the_service_at_start():
+    with pytest.raises(ValueError, match="not a numeric experiment field"):
+        ServiceSettings(spec_limits={"train.epoch": 3})
+    with pytest.raises(ValueError, match="finite number"):
+        ServiceSettings(spec_limits={"train.epochs": float("inf")})
+
+
+def test_retries_count_against_the_users_queued_limit(api, sessions):
+    first = api.post("/api/v1/jobs", json=DIGITS).json()
+    with session_scope(sessions) as session:
+        session.get(Job, first["id"]).status = JobStatus.FAILED
+    for _ in range(3):
+        assert api.post(f"/api/v1/jobs/{first['id']}/retry", json={}).status_code == 201
+    refused = api.post(f"/api/v1/jobs/{first['id']}/retry", json={})
+    assert refused.status_code == 422
+    assert "limit is 3" in refused.json()["detail"]
