@@ -1,10 +1,13 @@
-"""Service benchmarks, one JSON line per figure (targets in ../shared/PERFORMANCE.md):
+"""Service benchmarks, one JSON line per figure:
 
-1. POST /api/v1/jobs from 50 concurrent clients (SQLite, PostgreSQL): saturated (each client sends
-   as soon as it is answered: the most submissions/s; latency is then concurrency / throughput),
-   and paced at a fixed offered rate (500/s by default: the p99 a user sees at that load);
-2. with 10,000 queued jobs: GET /jobs (a page) and GET /jobs/{id} latency, and one dispatcher cycle;
-3. submit → RUNNING latency on an idle local Ray cluster (--ray).
+1. POST /api/v1/jobs from 20 concurrent clients, each its own user with its own API token
+   (SQLite, PostgreSQL), without and with an Idempotency-Key on every request: saturated (each
+   client sends as soon as it is answered: the most submissions/s; latency is then concurrency /
+   throughput), and paced at a fixed offered rate (500/s by default: the p99 a user sees at that load);
+2. with 10,000 queued jobs over 10 queues and 50 users: GET /jobs (a page) and GET /jobs/{id}
+   latency, and one dispatcher cycle (the fair-share plan over the whole queue);
+3. POST /api/v1/sweeps planning 1,000 trials, and GET of a sweep;
+4. submit → RUNNING latency on an idle local Ray cluster (--ray).
 
 The API runs as its own uvicorn process (`control.asgi`), like production, and the load comes
 from another process over loopback HTTP.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -33,14 +37,25 @@ from sqlalchemy import insert
 
 from control.dispatcher import Dispatcher
 from control.ports import free_port
+from service.auth import tokens
+from service.auth.principal import Role
 from service.db import make_engine, make_sessionmaker, session_scope
 from service.db.migrate import upgrade
-from service.db.models import Job
+from service.db.models import Job, Queue
 from service.db.scratch import scratch_database
 from service.jobs import store
 from service.settings import ServiceSettings
 
 BODY = {"kind": "train", "preset": "digits-ascl", "overrides": {"train.epochs": 1}, "tags": ["bench"]}
+QUEUES, USERS = 10, 50  # the queued jobs' spread
+SWEEP = {
+    "name": "bench",
+    "base": BODY,
+    "space": {"optim.lr": {"low": 0.001, "high": 0.1, "log": True}, "objective.temperature": {"values": [0.1, 0.2]}},
+    "algorithm": "random",
+    "max_trials": 1000,
+    "max_concurrency": 4,
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -82,9 +97,24 @@ def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the API did not start")
 
 
-def post_payload() -> bytes:
+def user_tokens(url: str, count: int, *, role: Role = Role.USER) -> list[str]:
+    """Real API tokens (stored hashed), one per simulated user."""
+    sessions = make_sessionmaker(make_engine(url))
+    with session_scope(sessions) as session:
+        made = [
+            tokens.create(session, tokens.NewToken(subject=f"user{i}", role=role, name="bench", created_by="bench"))[1]
+            for i in range(count)
+        ]
+    return made
+
+
+def post_payload(token: str, *, keyed: bool) -> bytes:
+    """One submission as bytes; with `keyed`, a fresh Idempotency-Key (so every request is new)."""
     body = json.dumps(BODY).encode()
     head = "POST /api/v1/jobs HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    head += f"Authorization: Bearer {token}\r\n"
+    if keyed:
+        head += f"Idempotency-Key: {uuid.uuid4().hex}\r\n"
     return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
@@ -102,15 +132,15 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
     return int(head[9:12])
 
 
-async def closed_loop(port: int, *, clients: int, requests: int) -> tuple[float, list[float]]:
-    """`clients` connections, each sending its next request when the last is answered."""
+async def closed_loop(port: int, tokens_: list[str], *, keyed: bool, requests: int) -> tuple[float, list[float]]:
+    """One connection per user, each sending its next request when the last is answered."""
     latencies: list[float] = []
     counter = iter(range(requests))
-    payload = post_payload()
 
-    async def client() -> None:
+    async def client(token: str) -> None:
+        payloads = [post_payload(token, keyed=keyed) for _ in range(requests // len(tokens_) + 1)]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in counter:
+        for _, payload in zip(counter, payloads, strict=False):
             started = time.perf_counter()
             status = await exchange(reader, writer, payload)
             latencies.append(time.perf_counter() - started)
@@ -118,49 +148,62 @@ async def closed_loop(port: int, *, clients: int, requests: int) -> tuple[float,
         writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(token) for token in tokens_))
     return time.perf_counter() - started, latencies
 
 
-async def open_loop(port: int, *, clients: int, rate: float, seconds: float) -> tuple[float, list[float]]:
-    """A fixed offered rate spread over `clients` connections. Latency counts from when a request
+async def open_loop(
+    port: int, tokens_: list[str], *, keyed: bool, rate: float, seconds: float
+) -> tuple[float, list[float]]:
+    """A fixed offered rate spread over the users' connections. Latency counts from when a request
     was due, so a slow answer that delays the next request is charged to it (no coordinated omission)."""
     latencies: list[float] = []
-    payload = post_payload()
     total = int(rate * seconds)
-    start = time.perf_counter() + 0.5
+    clients = len(tokens_)
 
-    async def client(first: int) -> None:
+    async def client(first: int, token: str) -> None:
+        dues = [start + k / rate for k in range(first, total, clients)]
+        payloads = [post_payload(token, keyed=keyed) for _ in dues]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for due in (start + k / rate for k in range(first, total, clients)):
+        for due, payload in zip(dues, payloads, strict=True):
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             status = await exchange(reader, writer, payload)
             latencies.append(time.perf_counter() - due)
             assert status == 201, status
         writer.close()
 
-    await asyncio.gather(*(client(i) for i in range(clients)))
+    start = time.perf_counter() + 0.5
+    await asyncio.gather(*(client(i, token) for i, token in enumerate(tokens_)))
     return time.perf_counter() - start, latencies
 
 
 def bench_submit(
     kind: str, url: str, workdir: Path, *, clients: int, requests: int, rate: float
 ) -> list[dict[str, object]]:
+    users = user_tokens(url, clients)
     process, base = start_api(url, workdir)
     port = int(base.rsplit(":", 1)[1])
     rows = []
     try:
-        asyncio.run(closed_loop(port, clients=clients, requests=200))  # warm-up: connections, caches
-        for mode, run in (
-            ("saturated", lambda: closed_loop(port, clients=clients, requests=requests)),
-            (f"offered {rate:g}/s", lambda: open_loop(port, clients=clients, rate=rate, seconds=requests / rate)),
+        asyncio.run(closed_loop(port, users, keyed=False, requests=200))  # warm-up: connections, caches
+        for keyed, (mode, run) in itertools.product(
+            (False, True),
+            (
+                ("saturated", lambda keyed: closed_loop(port, users, keyed=keyed, requests=requests)),
+                (
+                    f"offered {rate:g}/s",
+                    lambda keyed: open_loop(port, users, keyed=keyed, rate=rate, seconds=requests / rate),
+                ),
+            ),
         ):
             cpu_before = time.process_time()
-            seconds, latencies = asyncio.run(run())
+            seconds, latencies = asyncio.run(run(keyed))
             rows.append(
                 {
                     "bench": "post_jobs",
                     "database": kind,
+                    "idempotency_key": keyed,
+                    "auth": "API token per user",
                     "load": mode,
                     "clients": clients,
                     "requests": len(latencies),
@@ -185,8 +228,8 @@ def fill_queue(url: str, count: int) -> None:
             "id": uuid.uuid4().hex,
             "kind": "train",
             "name": "bench",
-            "owner": "bench",
-            "queue": f"q{i % 4}",
+            "owner": f"user{i % USERS}",
+            "queue": f"q{i % QUEUES}",
             "priority": i % 3,
             "tags": ["bench"],
             "tag_index": ",bench,",
@@ -203,19 +246,27 @@ def fill_queue(url: str, count: int) -> None:
         }
         for i in range(count)
     ]
+    queues = [
+        {"name": f"q{i}", "description": "bench", "updated_by": "bench", "updated_at": now} for i in range(QUEUES)
+    ]
     with engine.begin() as connection:
+        connection.execute(insert(Queue), queues)
         connection.execute(insert(Job), rows)
     engine.dispose()
 
 
 class NoCapacity:
-    """A cluster with no free resources: the cycle scans the queue and claims nothing."""
+    """A busy cluster: every job could run on it, none fits now. The cycle orders the whole queue
+    (fair share, priorities, aging, limits) and claims nothing."""
+
+    def nodes(self) -> list[tuple[dict[str, float], dict[str, float]]]:
+        return [({"CPU": 0.0, "GPU": 0.0}, {"CPU": 64.0, "GPU": 8.0}) for _ in range(4)]
 
     def total(self) -> dict[str, float]:
-        return {"CPU": 0.0}
+        return {"CPU": 256.0, "GPU": 32.0}
 
     def available(self) -> dict[str, float]:
-        return {"CPU": 0.0}
+        return {"CPU": 0.0, "GPU": 0.0}
 
 
 def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int) -> list[dict[str, object]]:
@@ -223,10 +274,11 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
     sessions = make_sessionmaker(make_engine(url))
     with session_scope(sessions) as session:
         total = session.query(Job).filter(Job.status == "QUEUED").count()  # plus what bench_submit queued
+    admin = user_tokens(url, 1, role=Role.ADMIN)[0]
     process, base = start_api(url, workdir)
     rows = []
     try:
-        with httpx.Client(base_url=base) as http:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as http:
             some_id = http.get("/api/v1/jobs", params={"limit": 1}).json()["items"][0]["id"]
             for name, path, params in (
                 ("list_jobs", "/api/v1/jobs", {"limit": 50}),
@@ -248,6 +300,7 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
                         "p99_ms": round(percentile(timings, 99) * 1e3, 2),
                     }
                 )
+            rows += bench_sweeps(http, kind, samples=20)
     finally:
         process.terminate()
         process.wait()
@@ -268,6 +321,8 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
             "bench": "dispatcher_cycle",
             "database": kind,
             "queued_jobs": total,
+            "queues": QUEUES,
+            "users": USERS,
             "samples": 20,
             "p50_ms": round(statistics.median(timings) * 1e3, 2),
             "p99_ms": round(max(timings) * 1e3, 2),
@@ -276,6 +331,31 @@ def bench_queue(kind: str, url: str, workdir: Path, *, queued: int, samples: int
     with session_scope(sessions) as session:
         assert session.query(Job).filter(Job.status == "QUEUED").count() == total  # nothing was claimed
     return rows
+
+
+def bench_sweeps(http: httpx.Client, kind: str, *, samples: int) -> list[dict[str, object]]:
+    """Creating a sweep of 1,000 trials (planned lazily: trials become jobs as slots free up) and
+    reading one back."""
+    created, read = [], []
+    for _ in range(samples):
+        started = time.perf_counter()
+        sweep = http.post("/api/v1/sweeps", json=SWEEP)
+        created.append(time.perf_counter() - started)
+        assert sweep.status_code == 201, sweep.text
+        started = time.perf_counter()
+        http.get(f"/api/v1/sweeps/{sweep.json()['id']}").raise_for_status()
+        read.append(time.perf_counter() - started)
+    return [
+        {
+            "bench": name,
+            "database": kind,
+            "max_trials": SWEEP["max_trials"],
+            "samples": samples,
+            "p50_ms": round(percentile(timings, 50) * 1e3, 2),
+            "p99_ms": round(percentile(timings, 99) * 1e3, 2),
+        }
+        for name, timings in (("create_sweep", created), ("get_sweep", read))
+    ]
 
 
 def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, object]]:
@@ -304,7 +384,7 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
-        client = AsclClient(settings.api_url)
+        client = AsclClient(settings.api_url, token=stack.admin_token)
         latencies = []
         for _ in range(jobs):
             started = time.perf_counter()
@@ -347,8 +427,8 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=20, help="concurrent users, each with its own token")
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=500, help="offered submissions/s for the paced run")
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)

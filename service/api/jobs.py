@@ -64,9 +64,11 @@ async def submit_job(
         )
         if created and new_name:
             models.claim(session, str(new.model_name), principal, group=body.model_group)
-        if created:
-            queueing.add_dependencies(session, job.id, [(d.job, d.on) for d in body.depends_on])
-        return read(session, job, request, principal, with_position=False), created
+        if not created:
+            return read(session, job, request, principal, with_position=False), False
+        queueing.add_dependencies(session, job.id, [(d.job, d.on) for d in body.depends_on])
+        parents = [d.job for d in body.depends_on]  # known: no query (and no flush) for a new job
+        return read(session, job, request, principal, with_position=False, parents=parents), True
 
     outcome: tuple[JobRead, bool] = await state.submissions.run(submit)
     job, created = outcome

@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -64,8 +64,8 @@ def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | No
 
 
 # text on success; errors keep their JSON body (a route-wide text/plain class would document them as text)
-TEXT = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
-EVENTS = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+TEXT: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+EVENTS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 @router.get("/jobs/{job_id}/logs", response_class=Response, responses=TEXT)

@@ -6,10 +6,15 @@ the per-request cost of a pooled connection, the database round trips of BEGIN/C
 commit's flush to disk shrinks by as much; a lone caller still gets a transaction of its own.
 A caller is answered only after the commit, so an accepted request is a committed one.
 
+Units of work run without autoflush, so the batch's new rows go to the database together at commit
+(one multi-row INSERT per table) instead of one flush per request; what a unit must know of rows
+added earlier in the same batch it finds in `session.new`.
+
 A unit of work may reject its request by raising one of the `rejections` types: it must do so
 before it writes anything. Any other failure (a constraint, a lost connection, a bug) rolls the
 shared transaction back, and each unit of work is then run again alone, so that one bad request
-fails by itself instead of failing its batch."""
+fails by itself instead of failing its batch. Alone, a unit that meets a unique constraint (a
+concurrent twin committed first) runs once more: it now sees the twin."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
@@ -96,17 +102,19 @@ class GroupCommit:
                 with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody is waiting
                     request.future.get_loop().call_soon_threadsafe(_settle, request.future, outcome)
 
-    def _commit(self, batch: list[_Request[Any]]) -> list[_Outcome]:
+    def _commit(self, batch: list[_Request[Any]], *, again: bool = True) -> list[_Outcome]:
         try:
             return self._transaction(batch)
         except Exception as error:  # the caller's request fails with it, not the thread
             if len(batch) == 1:
+                if again and isinstance(error, IntegrityError):
+                    return self._commit(batch, again=False)
                 return [_Outcome(error=error)]
         return [self._commit([request])[0] for request in batch]
 
     def _transaction(self, batch: list[_Request[Any]]) -> list[_Outcome]:
         outcomes = []
-        with session_scope(self._sessions) as session:
+        with session_scope(self._sessions) as session, session.no_autoflush:
             for request in batch:
                 try:
                     outcomes.append(_Outcome(value=request.work(session)))

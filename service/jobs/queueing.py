@@ -193,11 +193,12 @@ def parents_of(session: Session, job_ids: list[str]) -> dict[str, list[str]]:
 
 
 def queued_count(session: Session, owner: str) -> int:
-    return int(
-        session.execute(
-            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
-        ).scalar_one()
-    )
+    """The owner's queued jobs, those added in this transaction and not yet flushed included."""
+    pending = sum(1 for row in session.new if isinstance(row, Job) and row.owner == owner)
+    stored = session.execute(
+        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
+    ).scalar_one()
+    return int(stored) + pending
 
 
 def resolve_eval_targets(session: Session) -> None:

@@ -120,11 +120,14 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
         tag_index=tag_index(new.tags),
         **asdict(new),
     )
-    if idempotency_key is None:
-        session.add(job)  # flushed with the rest of the transaction: many submissions, one INSERT
+    if idempotency_key is None or not session.autoflush:
+        # Flushed with the rest of the transaction (a group commit: many submissions, one INSERT).
+        # A concurrent twin that commits the same (owner, key) first fails the transaction on the
+        # unique constraint; the group commit runs this request again and the look-up finds the twin.
+        session.add(job)
     else:
         try:
-            with session.begin_nested():  # a concurrent twin may win the unique (owner, key) insert
+            with session.begin_nested():  # alone: a concurrent twin may win the unique (owner, key) insert
                 session.add(job)
                 session.flush()
         except IntegrityError:
@@ -151,6 +154,11 @@ def tag_index(tags: list[str]) -> str:
 
 
 def _by_key(session: Session, owner: str, key: str) -> Job | None:
+    """The job submitted with this key, also one added earlier in this transaction (a twin in the
+    same group commit) and not yet flushed."""
+    for row in session.new:
+        if isinstance(row, Job) and row.owner == owner and row.idempotency_key == key:
+            return row
     return session.execute(select(Job).where(Job.owner == owner, Job.idempotency_key == key)).scalar_one_or_none()
 
 

@@ -133,3 +133,75 @@ def test_close_finishes_what_is_waiting(writer, sessions):
     asyncio.run(scenario())
     with session_scope(sessions) as session:
         assert session.scalar(select(func.count()).select_from(JobEvent)) == 5
+
+
+def _keyed(key: str):
+    from service.jobs import store
+    from tests.service.test_store import new_job
+
+    def work(session: Session) -> str:
+        job, _ = store.add_job(session, new_job(), idempotency_key=key, body_hash="h")
+        return job.id
+
+    return work
+
+
+def test_twins_with_one_key_in_one_batch_make_one_job(writer, sessions):
+    gate = _Gate()
+
+    async def scenario() -> list[str]:
+        first = await gate.hold(writer)
+        twins = [asyncio.ensure_future(writer.run(_keyed("same"))) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        gate.opened.set()
+        await first
+        return await asyncio.gather(*twins)
+
+    assert len(set(asyncio.run(scenario()))) == 1
+
+
+def test_a_twin_committed_by_another_transaction_is_found_when_the_batch_runs_again(writer, sessions, database_url):
+    """Another process commits the same key while this batch is open: the batch fails on the unique
+    constraint, each request runs again alone, and the keyed one returns the other's job."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer: no rival commits while a batch's transaction is open")
+    from service.jobs import store
+    from tests.service.test_store import new_job
+
+    def keyed_after_a_rival_commits(session: Session) -> str:
+        job, _ = store.add_job(session, new_job(), idempotency_key="raced", body_hash="h")
+        if job.id not in rival:  # the first run: the rival commits before this transaction does
+            with session_scope(sessions) as other:
+                rival.append(store.add_job(other, new_job(), idempotency_key="raced", body_hash="h")[0].id)
+        return job.id
+
+    rival: list[str] = []
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(writer.run(keyed_after_a_rival_commits), writer.run(lambda s: _event(s, "ok")))
+
+    mine, _ = asyncio.run(scenario())
+    assert mine == rival[0]
+    assert _reasons(sessions) == ["ok", "submitted"]  # the batch's other request, and the rival's one job
+
+
+def test_a_batch_of_submissions_is_one_insert_per_table(writer, sessions):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    gate = _Gate()
+
+    async def scenario() -> None:
+        first = await gate.hold(writer)
+        keyed = [asyncio.ensure_future(writer.run(_keyed(f"k{i}"))) for i in range(10)]
+        await asyncio.sleep(0.1)
+        statements.clear()
+        gate.opened.set()
+        await first
+        await asyncio.gather(*keyed)
+
+    asyncio.run(scenario())
+    inserts = [s for s in statements if s.startswith("INSERT INTO job ")]
+    assert len(inserts) <= 2  # the gate's batch and the ten keyed submissions' (not one per request)
