@@ -16,6 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     serve.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://user@host/db")
     serve.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting one")
     serve.add_argument("--mlflow-uri", default=None, help="use this tracking server instead of starting one")
+    serve.add_argument(
+        "--access-log", action="store_true", default=None, help="log every request (default: count them in /metrics)"
+    )
     serve.add_argument("--demo", action="store_true", help="submit a digits ASCL job and follow it")
     serve.add_argument("--exit-after-demo", action="store_true", help="stop once the demo job has finished")
     serve.set_defaults(handler=_serve)
@@ -32,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         "database_url": args.database_url,
         "ray_address": args.ray_address,
         "mlflow_tracking_uri": args.mlflow_uri,
+        "access_log": args.access_log,
     }
     settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
     return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)

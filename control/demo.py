@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from service.cli.render import progress_line
 from service.client import AsclClient
 
 DEMO_JOB = {
@@ -20,7 +21,7 @@ def run_demo(api_url: str, mlflow_url: str, *, token: str) -> int:
     client = AsclClient(api_url, token=token)
     job = client.submit(DEMO_JOB)
     print(f"demo: submitted job {job['id']} ({job['status']}); following it...", flush=True)
-    done = client.wait(job["id"], timeout_s=900)
+    done = client.wait(job["id"], timeout_s=900, on_update=lambda j: print(f"demo: {progress_line(j)}", flush=True))
     result = done.get("result") or {}
     test = result.get("test") or {}
     print(

@@ -112,7 +112,10 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
 
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
     with running_stack(settings) as stack:
-        server = uvicorn.Server(uvicorn.Config(stack.app(), host=settings.host, port=settings.port, log_level="info"))
+        config = uvicorn.Config(
+            stack.app(), host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log
+        )
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="api", daemon=True)
         thread.start()
         while not server.started:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -128,10 +128,22 @@ class AsclClient:
         except httpx.ConnectError as error:
             raise ApiUnreachable(self.base_url, error) from None
 
-    def wait(self, job_id: str, *, timeout_s: float = 600, poll_s: float = 1.0) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float = 600,
+        poll_s: float = 1.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """The job once it has ended; `on_update` sees it whenever its state or progress changed."""
         deadline = time.monotonic() + timeout_s
+        seen: tuple[Any, ...] | None = None
         while True:
             job = self.get(job_id)
+            if on_update is not None and (job["status"], job.get("progress")) != seen:
+                seen = (job["status"], job.get("progress"))
+                on_update(job)
             if is_terminal(job["status"]):
                 return job
             if time.monotonic() > deadline:

@@ -23,6 +23,7 @@ class ServiceSettings(BaseSettings):
     ray_dashboard_url: str | None = None  # the cluster's job server (default: the dashboard the cluster reports)
     mlflow_tracking_uri: str | None = None  # default: SQLite store in data_dir
     host: str = "127.0.0.1"
+    access_log: bool = False  # a line per request (polls, heartbeats); /metrics counts them either way
     port: int = 8000
     mlflow_port: int | None = None  # the embedded MLflow server's port (default: a free one)
     mlflow_ui_url: str | None = None  # where users open MLflow (default: the tracking URI when it is http)

@@ -13,6 +13,7 @@ from service.api.auth import Authenticator
 from service.api.errors import ERROR_RESPONSES, install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.queue_view import QueueView
+from service.api.request_metrics import CountRequests, RequestCounts
 from service.auth.oidc import OidcConfig, OidcVerifier
 from service.auth.tokens import TokenVerifier
 from service.cluster import ClusterView, StaticCluster
@@ -62,6 +63,8 @@ def create_app(
     app.state.authenticator = Authenticator(TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.request_counts = RequestCounts()
+    app.add_middleware(CountRequests, counts=app.state.request_counts)  # outermost: counts 413s too
     for router, tag in (
         (jobs.router, "jobs"),
         (logs.router, "jobs"),
@@ -72,7 +75,9 @@ def create_app(
         (internal.router, "workers"),
     ):
         app.include_router(router, prefix="/api/v1", tags=[tag], responses=ERROR_RESPONSES)
+        app.state.request_counts.name_routes(router, "/api/v1")
     app.include_router(ops.router, tags=["operations"])
+    app.state.request_counts.name_routes(ops.router)
     return app
 
 

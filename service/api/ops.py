@@ -54,6 +54,7 @@ def metrics(request: Request, sessions: Sessions) -> Response:
             [({"queue": queue}, count) for queue, status, count in rows if status == "QUEUED"],
         ),
         Metric.single("ascl_gpu_seconds_total", "counter", "GPU-seconds held by ended attempts.", float(gpu_seconds)),
+        request.app.state.request_counts.metric(),
         *request.app.state.dispatcher_metrics(),
     ]
     return Response(render(exposition), media_type="text/plain; version=0.0.4")

@@ -36,6 +36,20 @@ def progress(job: dict[str, Any]) -> str:
     return f"epoch {shown['epoch'] + 1}/{epochs}{percent}" if epochs else f"epoch {shown['epoch'] + 1}{percent}"
 
 
+def progress_line(job: dict[str, Any]) -> str:
+    """One line for following a job: its state, place or epoch, speed, ETA and latest validation."""
+    shown = job.get("progress") or {}
+    parts = [job["status"], waiting(job) or progress(job) or shown.get("phase", "")]
+    if job["status"] == "RUNNING" and shown.get("images_per_s"):
+        parts.append(f"{shown['images_per_s']:,.0f} img/s")
+    if job["status"] == "RUNNING" and shown.get("eta_s") is not None:
+        parts.append(f"ETA {shown['eta_s']:.0f} s")
+    val = shown.get("val") or {}
+    if "robust_acc" in val:
+        parts.append(f"val clean {val.get('clean_acc', float('nan')):.3f} robust {val['robust_acc']:.3f}")
+    return " · ".join(part for part in parts if part)
+
+
 def waiting(job: dict[str, Any]) -> str:
     if job.get("status") != "QUEUED":
         return ""

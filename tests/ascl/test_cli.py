@@ -114,3 +114,14 @@ def test_presets_lists_the_paper_recipes():
     run = ascl("presets")
     assert run.returncode == 0
     assert "paper-cifar10-resnet18-ascl" in run.stdout
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`ascl presets NAME | head -1`: the reader leaves first; no BrokenPipeError traceback."""
+    command = [sys.executable, "-m", "ascl.cli", "presets", "paper-cifar10-resnet18-ascl"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # long before the command has imported anything and printed
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "BrokenPipeError" not in stderr
+    assert "Traceback" not in stderr

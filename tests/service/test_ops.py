@@ -63,3 +63,16 @@ def test_a_crafted_label_value_cannot_forge_a_series(sessions, api):
 def test_render_escapes_backslashes_quotes_and_newlines():
     text = render([Metric("m", "gauge", "h.", [({"q": 'a\\b"c\nd'}, 2)])])
     assert text.splitlines()[-1] == 'm{q="a\\\\b\\"c\\nd"} 2.0'
+
+
+def test_requests_are_counted_by_route_template_not_by_raw_path_or_method(api):
+    for job_id in ("a" * 32, "b" * 32, "c" * 32):
+        assert api.get(f"/api/v1/jobs/{job_id}").status_code == 401  # no token here
+    assert api.request("BREW", "/api/v1/jobs").status_code == 405
+    api.get("/no/such/path")
+    _, types, samples = parse(api.get("/metrics").text)
+    assert types["ascl_http_requests_total"] == "counter"
+    assert 'ascl_http_requests_total{method="GET",route="/api/v1/jobs/{job_id}",status="401"} 3.0' in samples
+    assert 'ascl_http_requests_total{method="other",route="/api/v1/jobs",status="405"} 1.0' in samples
+    assert 'ascl_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in samples
+    assert not any("aaaa" in sample or "BREW" in sample for sample in samples)
