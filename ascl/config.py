@@ -75,7 +75,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttackConfig:
-    """The training attack (ASCL_SPEC §2). Defaults are the authors' CIFAR-10 PGD-10."""
+    """The training attack (docs/method.md). Defaults are the authors' CIFAR-10 PGD-10."""
 
     norm: Norm = knob("linf", "threat model: linf or l2", kind="norm")
     eps: float = knob(0.031, "radius of the perturbation ball, in [0, 1] pixel units", ge=0, le=1)
@@ -97,7 +97,7 @@ class AttackConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ObjectiveConfig:
-    """The training objective and its weights (ASCL_SPEC §3), named by meaning, not by the
+    """The training objective and its weights (docs/method.md), named by meaning, not by the
     authors' ADR flags: natural_weight = alpha, robust_weight = beta (trades_beta),
     smoothness_weight = lcsmtw, contrastive_weight = gbcomw."""
 
@@ -114,7 +114,9 @@ class ObjectiveConfig:
     temperature: float = knob(0.2, "softmax temperature of the contrastive loss", gt=0, le=1e6)
     normalize: bool = knob(True, "L2-normalise latents first (required by l1, l2 and matmul; not by cosine)")
     views: int = knob(1, "2 = the paper recipe's two augmented views per image", ge=1, le=2)
-    combine: int = knob(1, "two-view combine type (ASCL_SPEC §3.8)", ge=1, le=3)
+    combine: int = knob(
+        1, "two-view combine type: which views the losses pair (docs/method.md)", ge=1, le=3
+    )
     contrastive_scope: Literal["global", "worker"] = knob(
         "global", "data-parallel: the contrastive loss over all workers' latents, or each worker's own", kind="scope"
     )
@@ -127,7 +129,7 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OptimConfig:
-    """SGD and its learning-rate schedule (ASCL_SPEC §7.1)."""
+    """SGD and its learning-rate schedule."""
 
     lr: float = knob(0.1, "peak learning rate", gt=0)
     momentum: float = knob(0.9, "SGD momentum", ge=0, le=1)
@@ -165,7 +167,9 @@ class TrainConfig:
         "none", "torch.compile mode", kind="compile mode"
     )
     drop_last: bool = knob(True, "drop the last partial batch (static shapes)")
-    post_step_bn_forwards: bool = knob(False, "the authors' two logging forwards after each step (§7.2)")
+    post_step_bn_forwards: bool = knob(
+        False, "the authors' two logging forwards after a step (they move BatchNorm statistics)"
+    )
     log_every: int = knob(20, "steps between progress reports", ge=1, le=1_000_000)
     validate_every: int = knob(1, "epochs between validation passes", ge=1, le=100_000)
     cuda_graph: bool = knob(False, "CUDA only: capture the whole step (attack, loss, backward, SGD) as one graph")
@@ -181,7 +185,7 @@ class TrainConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvalConfig:
-    """Validation during training and the final robustness evaluation (ASCL_SPEC §8).
+    """Validation during training and the final robustness evaluation (docs/method.md).
 
     Attack radii default to the training attack's eps; step sizes to its step size."""
 

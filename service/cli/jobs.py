@@ -1,4 +1,4 @@
-"""`ascl jobs submit|list|get|cancel|retry|events|logs`."""
+"""`ascl jobs submit|list|get|cancel|hold|release|retry|events|logs`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     get.set_defaults(handler=_get)
     for verb, handler, text in (
         ("cancel", _cancel, "cancel a job (a running one stops at its next step)"),
+        ("hold", _hold, "keep a queued job's place but do not start it"),
+        ("release", _release, "let a held job start"),
         ("events", _events, "every state change of a job: when, from, to, by whom, why"),
     ):
         parser = verbs.add_parser(verb, parents=[common], help=text)
@@ -76,7 +78,7 @@ def _submit_parser(verbs: argparse._SubParsersAction, common: argparse.ArgumentP
     submit.add_argument("--model-group", help="a group of yours that may also add versions of a new model name")
     submit.add_argument("--experiment", dest="mlflow_experiment", help="the MLflow experiment (default 'ascl')")
     submit.add_argument("--queue", default="default", help="the queue (default 'default')")
-    submit.add_argument("--priority", type=int, default=0, help="higher runs sooner (default 0)")
+    submit.add_argument("--priority", type=int, help="higher runs sooner (default: the queue's, else 0)")
     submit.add_argument("--gpus", type=float, default=0.0, help="GPUs per worker (default 0)")
     submit.add_argument("--cpus", type=float, default=1.0, help="CPUs per worker (default 1)")
     submit.add_argument("--memory-gb", type=float, help="memory per worker in GiB")
@@ -86,6 +88,7 @@ def _submit_parser(verbs: argparse._SubParsersAction, common: argparse.ArgumentP
     submit.add_argument("--depends-on", action="append", default=[], metavar="JOB[:any]", help=DEPENDS_HELP)
     submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
     submit.add_argument("--force-queue", action="store_true", help="queue even if no node can hold it today")
+    submit.add_argument("--hold", action="store_true", help="queue it held: it starts after `ascl jobs release`")
     submit.add_argument("--dry-run", action="store_true", help="validate and show the resolved job, enqueue nothing")
     submit.set_defaults(handler=_submit)
 
@@ -102,12 +105,14 @@ def submission_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "eval" if args.model else "train",
         "queue": args.queue,
-        "priority": args.priority,
         "tags": args.tags,
         "resources": resources,
         "overrides": dict(parse_override(item) for item in args.overrides),
         "force_queue": args.force_queue,
+        "hold": args.hold,
     }
+    if args.priority is not None:  # else the queue's default priority applies
+        body["priority"] = args.priority
     if args.model:
         body["model"] = args.model
     elif args.config:
@@ -165,6 +170,14 @@ def _get(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     return call(args, lambda c: c.cancel(args.job_id))
+
+
+def _hold(args: argparse.Namespace) -> int:
+    return call(args, lambda c: c.hold(args.job_id))
+
+
+def _release(args: argparse.Namespace) -> int:
+    return call(args, lambda c: c.release(args.job_id))
 
 
 def _events(args: argparse.Namespace) -> int:

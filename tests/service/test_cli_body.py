@@ -1,0 +1,34 @@
+"""What `ascl jobs submit` sends: the request body built from its options."""
+
+from __future__ import annotations
+
+from ascl.cli import build_parser
+from service.cli.jobs import submission_body
+
+
+def body(*argv: str) -> dict:
+    return submission_body(build_parser().parse_args(["jobs", "submit", *argv]))
+
+
+def test_priority_is_sent_only_when_given_so_the_queues_default_applies():
+    assert "priority" not in body("--preset", "digits-ascl", "--queue", "gpu")
+    assert body("--preset", "digits-ascl", "--priority", "5")["priority"] == 5
+
+
+def test_hold_force_queue_dependencies_and_overrides_reach_the_body():
+    sent = body(
+        "--preset", "digits-ascl", "--hold", "--force-queue", "--depends-on", "abc", "--depends-on", "def:any",
+        "--set", "train.epochs=3", "--gpus", "1", "--workers", "2",
+    )  # fmt: skip
+    assert sent["hold"] is True
+    assert sent["force_queue"] is True
+    assert sent["depends_on"] == [{"job": "abc", "on": "success"}, {"job": "def", "on": "any"}]
+    assert sent["overrides"] == {"train.epochs": 3}
+    assert sent["resources"] == {"gpus": 1.0, "cpus": 1.0, "workers": 2}
+
+
+def test_hold_and_release_are_commands():
+    parser = build_parser()
+    for verb in ("hold", "release"):
+        args = parser.parse_args(["jobs", verb, "JOB"])
+        assert args.job_id == "JOB"
