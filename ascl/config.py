@@ -114,9 +114,7 @@ class ObjectiveConfig:
     temperature: float = knob(0.2, "softmax temperature of the contrastive loss", gt=0, le=1e6)
     normalize: bool = knob(True, "L2-normalise latents first (required by l1, l2 and matmul; not by cosine)")
     views: int = knob(1, "2 = the paper recipe's two augmented views per image", ge=1, le=2)
-    combine: int = knob(
-        1, "two-view combine type: which views the losses pair (docs/method.md)", ge=1, le=3
-    )
+    combine: int = knob(1, "two-view combine type: which views the losses pair (docs/method.md)", ge=1, le=3)
     contrastive_scope: Literal["global", "worker"] = knob(
         "global", "data-parallel: the contrastive loss over all workers' latents, or each worker's own", kind="scope"
     )
