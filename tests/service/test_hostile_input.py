@@ -171,3 +171,11 @@ def test_retries_count_against_the_users_queued_limit(api, sessions):
     refused = api.post(f"/api/v1/jobs/{first['id']}/retry", json={})
     assert refused.status_code == 422
     assert "limit is 3" in refused.json()["detail"]
+
+
+def test_a_job_that_sets_no_run_time_gets_the_services_default(api):
+    job = api.post("/api/v1/jobs", json=DIGITS).json()
+    assert job["max_runtime_s"] == 7 * 24 * 3600
+    assert api.get("/api/v1/limits").json()["default_max_runtime_s"] == 7 * 24 * 3600
+    own = api.post("/api/v1/jobs", json={**DIGITS, "max_runtime_s": 60}).json()
+    assert own["max_runtime_s"] == 60
