@@ -1,0 +1,54 @@
+"""What the `ascl jobs` commands print: the jobs table, a waiting or running job's place and progress,
+case-insensitive filters, and one clear line when no API answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ascl.cli import build_parser, main
+from control.ports import free_port
+from service.cli.render import JOB_COLUMNS, job_rows, table
+
+NOW = datetime.now(UTC)
+
+
+def job(**fields):
+    return {
+        "id": "0123456789abcdef",
+        "name": "digits",
+        "kind": "train",
+        "status": "QUEUED",
+        "queue": "default",
+        "queue_position": None,
+        "pending_reason": None,
+        "progress": None,
+        "created_at": (NOW - timedelta(minutes=5)).isoformat(),
+        **fields,
+    }
+
+
+def test_the_jobs_table_shows_place_reason_progress_and_age():
+    waiting = job(queue_position=3, pending_reason="RESOURCES")
+    running = job(
+        id="fedcba9876543210", status="RUNNING", progress={"epoch": 1, "epochs": 5, "step": 2, "total_steps": 5}
+    )
+    long_name = job(name="x" * 60, status="SUCCEEDED")
+    lines = table(JOB_COLUMNS, job_rows([waiting, running, long_name])).splitlines()
+    assert lines[0].split() == ["ID", "NAME", "KIND", "STATUS", "QUEUE", "POSITION/REASON", "PROGRESS", "AGE"]
+    assert lines[1].split() == ["01234567", "digits", "train", "QUEUED", "default", "#3", "RESOURCES", "5m"]
+    assert "epoch 2/5 40%" in lines[2]
+    assert "x" * 27 + "…" in lines[3]
+
+
+def test_status_filters_are_accepted_in_any_case():
+    args = build_parser().parse_args(["jobs", "list", "--status", "running", "--status", "Queued"])
+    assert args.status == ["RUNNING", "QUEUED"]
+
+
+def test_no_api_is_one_line_naming_the_url_and_how_to_start_one(capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["jobs", "list", "--api", url, "--token", "t"]) == 3
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert url in err
+    assert "ascl serve" in err
