@@ -90,6 +90,31 @@ def test_a_two_by_two_grid_runs_four_trials_two_at_a_time_and_reports_the_best(s
     }
 
 
+def test_the_median_rule_stops_a_trial_that_learns_nothing(service):
+    client = service.client
+    body = {
+        "name": "e2e prune",
+        "base": job(overrides={**TINY, "train.epochs": 4, "data.train_subset": 256}),
+        "space": {"optim.lr": {"values": [0.1, 1e-9]}},
+        "algorithm": "random",
+        "seed": 4,
+        "objective": [{"metric": "val.clean_acc", "mode": "max"}],
+        "max_trials": 2,
+        "max_concurrency": 1,
+        "early_stopping": {"rule": "median", "metric": "val.clean_acc", "grace_epochs": 1, "min_trials": 1},
+    }
+    planned = client.create_sweep({**body, "max_concurrency": 2}, dry_run=True)["first_trials"]
+    assert [t["params"]["optim.lr"] for t in planned] == [0.1, 1e-9], "seed 4 no longer learns first"
+    sweep = client.create_sweep(body)
+    done = wait_for(lambda: (s := client.sweep(sweep["id"]))["status"] in ("SUCCEEDED", "FAILED") and s, timeout_s=300)
+    assert done["status"] == "SUCCEEDED", done["reason"]
+    learner, hopeless = (client.get(t["job_id"]) for t in client.sweep_trials(sweep["id"]))
+    assert learner["status"] == "SUCCEEDED"
+    assert (hopeless["status"], hopeless["error_class"]) == ("CANCELLED", "PRUNED")
+    reasons = [e["reason"] for e in client.events(hopeless["id"])]
+    assert any(r.startswith("pruned by the median rule at epoch") for r in reasons), reasons
+
+
 def test_a_second_user_starts_second_not_after_the_first_users_batch(service):
     alice, bob = user(service, "alice"), user(service, "bob")
     mine = [alice.submit(job(cpus=2))["id"] for _ in range(10)]  # 2 CPUs each: one at a time
