@@ -8,13 +8,15 @@ bearer token the user pastes, like any other client."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI
+from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from service.api.request_metrics import RequestCounts
+from service.jobs.errors import NotFound
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -51,10 +53,37 @@ def redoc() -> HTMLResponse:
     )
 
 
+def _files(folder: str) -> dict[str, Path]:
+    """The folder's files by name, read once: a request can name only one of these, never a path."""
+    return {path.name: path for path in sorted((STATIC / folder).iterdir()) if path.is_file()}
+
+
+UI_FILES, VENDOR_FILES = _files("ui"), _files("vendor")
+File = Annotated[str, PathParam(max_length=100)]
+
+
+def _file(files: dict[str, Path], name: str) -> FileResponse:
+    if name not in files:
+        raise NotFound("no such file")
+    return FileResponse(files[name])
+
+
+@router.get("/ui/")
+def dashboard() -> FileResponse:
+    return _file(UI_FILES, "index.html")
+
+
+@router.get("/ui/{file}")
+def dashboard_file(file: File) -> FileResponse:
+    return _file(UI_FILES, file)
+
+
+@router.get("/vendor/{file}")
+def vendor_file(file: File) -> FileResponse:
+    return _file(VENDOR_FILES, file)
+
+
 def install_pages(app: FastAPI, counts: RequestCounts) -> None:
-    """The page routes and their static files; the app must be built with docs_url=redoc_url=None."""
+    """The page routes; the app must be built with docs_url=None and redoc_url=None."""
     app.include_router(router)
     counts.name_routes(router)
-    for path, folder in (("/ui", "ui"), ("/vendor", "vendor")):
-        app.mount(path, StaticFiles(directory=STATIC / folder, html=True), name=f"static-{folder}")
-        counts.name_route(app.routes[-1], f"{path}/{{file}}")

@@ -26,10 +26,6 @@ class RequestCounts:
         for route in router.routes:
             self.templates[id(route)] = prefix + str(getattr(route, "path", ""))
 
-    def name_route(self, route: object, template: str) -> None:
-        """A route added outside a router (a mounted app), under a template of our choosing."""
-        self.templates[id(route)] = template
-
     def metric(self) -> Metric:
         samples = [
             ({"method": method, "route": route, "status": status}, float(count))
