@@ -1,7 +1,7 @@
 // Small inline SVG line charts of a job's per-epoch metrics: no chart library to vendor.
 
 const SVG = "http://www.w3.org/2000/svg";
-const COLOURS = ["#2f5fd0", "#d0582f", "#1b7f3b", "#8a3fd0"];
+const COLOURS = ["#2f5fd0", "#d0582f", "#1b7f3b", "#8a3fd0", "#b08a00", "#00829b"];
 const [W, H, LEFT, RIGHT, TOP, BOTTOM] = [340, 170, 44, 10, 22, 22];
 
 function svg(tag, attrs = {}, text) {
@@ -40,25 +40,24 @@ export function lineChart(title, series) {
     const points = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(" ");
     root.append(svg("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2 }));
     for (const [x, y] of s.points) root.append(svg("circle", { cx: px(x), cy: py(y), r: 2.5, fill: colour }));
-    root.append(svg("text", { x: W - RIGHT - 110, y: TOP + 10 + 12 * i, fill: colour }, s.label));
+    // a style, not the fill attribute: the stylesheet's colour for chart text would win over that
+    root.append(svg("text", { x: W - RIGHT - 110, y: TOP + 10 + 12 * i, style: `fill: ${colour}` }, s.label));
   });
   return root;
 }
 
-// One chart per metric family from GET /jobs/{id}/metrics: losses, then each validation figure.
+// Charts of GET /jobs/{id}/metrics, one scale each: the training loss, accuracies (training and
+// validation), throughput. Other training terms are in the job's MLflow run.
 export function epochCharts(epochs) {
   const series = (pick, label) => ({ label, points: epochs.map((e) => [e.epoch + 1, pick(e)]) });
-  const trainKeys = [...new Set(epochs.flatMap((e) => Object.keys(e.train ?? {})))];
-  const valKeys = [...new Set(epochs.flatMap((e) => Object.keys(e.val ?? {})))];
+  const keys = (part) => [...new Set(epochs.flatMap((e) => Object.keys(e[part] ?? {})))];
+  const accuracies = [
+    ...keys("train").filter((k) => k.endsWith("_acc")).map((k) => series((e) => e.train?.[k], `train ${k}`)),
+    ...keys("val").map((k) => series((e) => e.val?.[k], `val ${k}`)),
+  ];
   return [
-    lineChart(
-      "training",
-      trainKeys.map((k) => series((e) => e.train?.[k], k)),
-    ),
-    lineChart(
-      "validation",
-      valKeys.map((k) => series((e) => e.val?.[k], k)),
-    ),
+    lineChart("training loss", [series((e) => e.train?.loss, "loss")]),
+    lineChart("accuracy", accuracies),
     lineChart("images per second", [series((e) => e.images_per_s, "images/s")]),
   ];
 }

@@ -72,9 +72,18 @@ export function progressText(progress) {
   return parts.filter(Boolean).join(" · ");
 }
 
+// Steps done when the worker reports them, else finished epochs.
+function share(progress) {
+  if (!progress) return 0;
+  if (progress.total_steps && progress.step) return Math.min(1, progress.step / progress.total_steps);
+  if (progress.epochs && progress.epoch !== null && progress.epoch !== undefined) {
+    return Math.min(1, (progress.epoch + 1) / progress.epochs);
+  }
+  return 0;
+}
+
 export function progressBar(progress) {
-  const share = progress && progress.total_steps ? Math.min(1, (progress.step ?? 0) / progress.total_steps) : 0;
-  return el("div", { class: "bar" }, el("div", { style: `width: ${(share * 100).toFixed(1)}%` }));
+  return el("div", { class: "bar" }, el("div", { style: `width: ${(share(progress) * 100).toFixed(1)}%` }));
 }
 
 // The latest training averages and validation figures, e.g. "loss 0.412 · val robust_acc 0.31".
