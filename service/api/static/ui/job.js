@@ -47,10 +47,13 @@ function eventsTable(events) {
   return table(["at", "from", "to", "by", "reason", "attempt"], rows, "No events.");
 }
 
-// Follows the log stream into `pre`; the stream restarts from the top when it reconnects.
+// Follows the log stream into `pre`. The API ends a stream after a while even if the job runs on:
+// then it reconnects, and the new stream starts again from the top of the log.
 function followLog(jobId, pre, signal) {
   const lines = [];
+  let ended = null;
   const append = (type, data) => {
+    if (type === "end") ended = data;
     if (type !== "message") return;
     lines.push(data);
     if (lines.length > MAX_LOG_LINES) lines.splice(0, lines.length - MAX_LOG_LINES);
@@ -58,9 +61,13 @@ function followLog(jobId, pre, signal) {
     pre.textContent = lines.join("\n");
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   };
-  stream(`jobs/${encodeURIComponent(jobId)}/logs/stream`, append, signal).catch((error) => {
-    if (!signal.aborted) pre.textContent = `${lines.join("\n")}\n[log stream ended: ${error.message}]`;
-  });
+  stream(`jobs/${encodeURIComponent(jobId)}/logs/stream`, append, signal)
+    .then(() => {
+      if (!signal.aborted && !TERMINAL.has(ended)) setTimeout(() => signal.aborted || followLog(jobId, pre, signal), 2000);
+    })
+    .catch((error) => {
+      if (!signal.aborted) pre.textContent = `${lines.join("\n")}\n[log stream ended: ${error.message}]`;
+    });
 }
 
 export function jobPage(view, jobId, signal) {
