@@ -85,6 +85,8 @@ def test_ui_redirects_relatively_and_serves_every_file_its_page_names(api):
     assert redirect.headers["location"] == "ui/"  # relative: the browser keeps the proxy's prefix
     page = api.get("/ui/")
     assert page.status_code == 200
+    assert "script-src 'self';" in page.headers["content-security-policy"]  # no inline or foreign script
+    assert "connect-src 'self';" in page.headers["content-security-policy"]  # a token goes nowhere else
     urls = [url for url in references(page.text) if not url.startswith("#")]
     modules = {m for path in STATIC.glob("ui/*.js") for m in re.findall(r'from "\./([a-z]+\.js)"', path.read_text())}
     assert {"app.js", "app.css"} <= set(urls)

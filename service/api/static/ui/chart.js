@@ -40,8 +40,9 @@ export function lineChart(title, series) {
     const points = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(" ");
     root.append(svg("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2 }));
     for (const [x, y] of s.points) root.append(svg("circle", { cx: px(x), cy: py(y), r: 2.5, fill: colour }));
-    // a style, not the fill attribute: the stylesheet's colour for chart text would win over that
-    root.append(svg("text", { x: W - RIGHT - 110, y: TOP + 10 + 12 * i, style: `fill: ${colour}` }, s.label));
+    const legend = svg("text", { x: W - RIGHT - 110, y: TOP + 10 + 12 * i }, s.label);
+    legend.style.fill = colour; // a style beats the stylesheet's colour for chart text, as an attribute would not
+    root.append(legend);
   });
   return root;
 }
