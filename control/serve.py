@@ -6,6 +6,7 @@ the MLflow server are children that die with this process, however it ends."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -110,6 +111,13 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
                 stack.thread.join(timeout=30)
 
 
+def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = None) -> str:
+    """The dashboard's address. On a terminal it carries the admin token in its fragment, which a
+    browser never sends to a server; printed elsewhere (a log file, a journal) it does not."""
+    terminal = sys.stdout.isatty() if terminal is None else terminal
+    return f"{api_url}/ui/#token={admin_token}" if terminal else f"{api_url}/ui/ (sign in with the admin token)"
+
+
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
     with running_stack(settings) as stack:
         config = uvicorn.Config(
@@ -124,6 +132,7 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
             time.sleep(0.1)
         remember_token_file(settings.config_dir, settings.api_url, settings.admin_token_file)
         print(f"API:        {settings.api_url}/docs", flush=True)
+        print(f"Dashboard:  {dashboard_url(settings.api_url, stack.admin_token)}", flush=True)
         print(f"Admin token: {settings.admin_token_file} (mode 0600; `ascl jobs` on this machine finds it)", flush=True)
         print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
         print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)

@@ -12,6 +12,7 @@ from service.api import internal, jobs, logs, ops, queues, service_limits, sweep
 from service.api.auth import Authenticator
 from service.api.errors import ERROR_RESPONSES, install_error_handlers
 from service.api.limits import BodySizeLimit
+from service.api.pages import install_pages
 from service.api.queue_view import QueueView
 from service.api.request_metrics import CountRequests, RequestCounts
 from service.auth.oidc import OidcConfig, OidcVerifier
@@ -48,6 +49,8 @@ def create_app(
         title="ASCL training service",
         version="0.1.0",
         description="Adversarially robust training and evaluation jobs (ASCL, arXiv 2101.10027).",
+        docs_url=None,  # served from vendored files by service.api.pages: FastAPI's load from a CDN
+        redoc_url=None,
     )
     app.state.sessions = sessions
     app.state.settings = settings
@@ -78,6 +81,7 @@ def create_app(
         app.state.request_counts.name_routes(router, "/api/v1")
     app.include_router(ops.router, tags=["operations"])
     app.state.request_counts.name_routes(ops.router)
+    install_pages(app, app.state.request_counts)
     return app
 
 

@@ -1,0 +1,79 @@
+// The dashboard's API client: JSON calls and server-sent events over fetch(), both with the bearer
+// token the user gave (EventSource cannot send headers). Every URL is relative to the page, so the
+// dashboard works under whatever path prefix a proxy serves the API at.
+
+const KEY = "ascl.token";
+const API = "../api/v1/";
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(`${status}: ${detail}`);
+    this.status = status;
+  }
+}
+
+// `ascl serve` may print /ui/#token=...: a fragment never reaches a server or its logs. It is taken
+// out of the address bar (and history) at once.
+export function takeTokenFromFragment() {
+  const match = /^#token=([^&]+)$/.exec(location.hash);
+  if (!match) return;
+  setToken(decodeURIComponent(match[1]));
+  history.replaceState(null, "", `${location.pathname}${location.search}#/`);
+}
+
+export const token = () => sessionStorage.getItem(KEY);
+export const setToken = (value) => sessionStorage.setItem(KEY, value.trim());
+export const signOut = () => sessionStorage.removeItem(KEY);
+
+function headers(accept) {
+  return { Authorization: `Bearer ${token()}`, Accept: accept };
+}
+
+async function failure(response) {
+  let detail = response.statusText;
+  try {
+    const body = await response.json();
+    detail = body.detail ?? body.error ?? JSON.stringify(body);
+    if (typeof detail !== "string") detail = JSON.stringify(detail);
+  } catch {
+    // not JSON: the status text says enough
+  }
+  return new ApiError(response.status, detail);
+}
+
+export async function call(path, { method = "GET", body } = {}) {
+  const init = { method, headers: headers("application/json") };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(API + path, init);
+  if (!response.ok) throw await failure(response);
+  return response.status === 204 ? null : response.json();
+}
+
+// Reads a text/event-stream response and calls onEvent(type, data) per event until it ends or
+// `signal` aborts it.
+export async function stream(path, onEvent, signal) {
+  const response = await fetch(API + path, { headers: headers("text/event-stream"), signal });
+  if (!response.ok) throw await failure(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replaceAll("\r\n", "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let type = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) type = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      onEvent(type, data.join("\n"));
+    }
+  }
+}

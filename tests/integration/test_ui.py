@@ -1,0 +1,172 @@
+"""The dashboard in a real browser (headless Chromium) against a running service: a submitted job
+appears, its progress changes without a reload, the job page shows its log and curves, and cancel
+from the page cancels it; then the same pages behind a proxy's path prefix, and the offline docs.
+Each page's screenshot is written to docs/img/ for the README."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from control.ports import free_port
+from tests.integration.conftest import Running, start_service, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+PREFIX = "/training"
+TRAIN = {
+    "kind": "train",
+    "preset": "digits-ascl",
+    "name": "dashboard <b>demo</b>",  # shown as text, never as markup
+    "tags": ["ui"],
+    "overrides": {"train.epochs": 40, "data.train_subset": 256, "eval.pgd_steps": 2, "eval.val_steps": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("headless Chromium is not installed: apt-get install -y chromium chromium-driver")
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def running(browser, tmp_path_factory) -> Iterator[Running]:  # after `browser`: no service without one
+    with start_service(tmp_path_factory.mktemp("ui"), "sqlite") as service:
+        yield service
+
+
+class UnderPrefix:
+    """A reverse proxy's view: the API served under PREFIX, which the proxy strips before passing on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if not scope["path"].startswith(f"{PREFIX}/"):
+                await PlainTextResponse("not under the prefix", status_code=404)(scope, receive, send)
+                return
+            path = scope["path"].removeprefix(PREFIX)
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def prefixed(running) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(UnderPrefix(running.stack.app()), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout_s=30, poll_s=0.05, what="the proxied API")
+    try:
+        yield f"http://127.0.0.1:{port}{PREFIX}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def text(driver: webdriver.Chrome, selector: str) -> str | None:
+    """The element's text read in one step (the page redraws itself every few seconds)."""
+    found: Any = driver.execute_script(
+        "const node = document.querySelector(arguments[0]); return node ? node.textContent : null;", selector
+    )
+    return found
+
+
+def until(driver: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any], timeout_s: float = 120) -> Any:
+    try:
+        return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(condition)
+    except TimeoutException:
+        page = driver.execute_script("return document.body ? document.body.innerText : '';")
+        raise AssertionError(
+            f"timed out after {timeout_s} s at {driver.current_url}; the page shows:\n{page}"
+        ) from None
+
+
+def click(driver: webdriver.Chrome, selector: str) -> None:
+    def clicked(d: webdriver.Chrome) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    until(driver, clicked, timeout_s=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def screenshots() -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+
+def test_a_job_shows_live_progress_and_cancel_from_the_page_cancels_it(browser, running):
+    job = running.client.submit(TRAIN)
+    row = f'#running tr[data-job="{job["id"]}"]'
+    browser.get(f"{running.settings.api_url}/ui/#token={running.stack.admin_token}")
+    assert "#token" not in browser.current_url  # taken out of the address bar and history at once
+    browser.execute_script("window.notReloaded = true;")
+    first = until(browser, lambda d: "epoch" in (text(d, f"{row} .progress") or "") and text(d, f"{row} .progress"))
+    until(browser, lambda d: text(d, f"{row} .progress") not in (None, first))
+    assert browser.execute_script("return window.notReloaded === true;")  # updated in place
+    assert text(browser, f"{row} a") == TRAIN["name"]
+    assert text(browser, f"{row} .eta") != "—"
+    assert "loss" in (text(browser, f"{row} .metrics") or "")
+    assert browser.save_screenshot(str(SCREENSHOTS / "ui-overview.png"))
+
+    click(browser, f"{row} a")
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".charts polyline"))  # an epoch finished
+    until(browser, lambda d: "attempt.start" in (text(d, "#log") or ""))  # from the log stream
+    assert "RUNNING" in (text(browser, "#job-events") or "")
+    assert browser.save_screenshot(str(SCREENSHOTS / "ui-job.png"))
+
+    click(browser, "#job button.cancel")
+    until(browser, lambda d: d.switch_to.alert, timeout_s=5).accept()
+    finished = running.client.wait(job["id"], timeout_s=60)
+    assert finished["status"] == "CANCELLED"
+    until(browser, lambda d: "CANCELLED" in (text(d, "#job h2") or ""), timeout_s=15)
+
+
+def test_the_dashboard_and_docs_work_behind_a_path_prefix(browser, running, prefixed):
+    browser.get(f"{prefixed}/ui")  # redirected to ui/ under the prefix
+    until(browser, lambda d: d.find_elements(By.ID, "token")).pop().send_keys(running.stack.admin_token)
+    click(browser, "form.login button")
+    until(browser, lambda d: text(d, "#queues td") == "default")
+    assert browser.current_url.startswith(f"{prefixed}/ui/")
+    assert text(browser, "#who") == "admin"
+
+    browser.get(f"{prefixed}/ui/#/models")
+    # nothing registered: "no models yet", whether the models API answers an empty list or is absent (404)
+    until(browser, lambda d: text(d, "#models p") == "No models yet.", timeout_s=30)
+    assert not text(browser, "#message")
+    assert browser.save_screenshot(str(SCREENSHOTS / "ui-models.png"))
+
+    browser.get(f"{prefixed}/docs")
+    until(browser, lambda d: "ASCL training service" in (text(d, ".swagger-ui .info .title") or ""), timeout_s=30)
+    browser.get(f"{prefixed}/redoc")
+    until(browser, lambda d: "ASCL training service" in (text(d, "h1") or ""), timeout_s=30)
