@@ -149,6 +149,15 @@ class Tracker:
         return str(version.version)
 
     def versions(self, name: str) -> list[VersionRecord]:
+        try:  # a version search leaves aliases out: the registered model has them
+            aliases = dict(self.client.get_registered_model(name).aliases or {})
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return []
+        held: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            held.setdefault(str(version), []).append(str(alias))
         found = self.client.search_model_versions(f"name = {filter_literal(name)}", max_results=10_000)
         return sorted(
             (
@@ -157,7 +166,7 @@ class Tracker:
                     version=str(v.version),
                     run_id=str(v.run_id or ""),
                     created_at=datetime.fromtimestamp((v.creation_timestamp or 0) / 1000, tz=UTC),
-                    aliases=sorted(v.aliases or []),
+                    aliases=sorted(held.get(str(v.version), [])),
                     tags=dict(v.tags or {}),
                 )
                 for v in found

@@ -96,8 +96,8 @@ def standard_jobs(session: Session, name: str) -> dict[str, Job]:
         .join(Job, Job.id == EvalCache.job_id)
         .where(EvalCache.model_name == name, EvalCache.standard.is_(True))
         .order_by(Job.created_at)
-    ).tuples()
-    return dict(rows)
+    )
+    return {row[0]: row[1] for row in rows}
 
 
 def request_key(new: NewJob) -> tuple[str, str, str] | None:

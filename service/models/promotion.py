@@ -46,7 +46,7 @@ def decide(
             figures=figures,
         )
     drop = champion.clean_acc - candidate.clean_acc
-    if drop > max_clean_drop:
+    if drop > max_clean_drop + 1e-9:  # accuracies are ratios of counts: no float noise decides
         return Decision(
             promoted=False,
             reason=f"clean accuracy drops by {drop:.4f} ({champion.clean_acc:.4f} to {candidate.clean_acc:.4f}), "
