@@ -225,7 +225,7 @@ class Reconciler:
             except Exception as error:  # the registry's failure, not ours: bounded retries, then a clear end
                 self._record_failed(a, f"{type(error).__name__}: {error}", what="the model could not be registered")
                 return
-        evaluate = a.kind == JobKind.TRAIN and auto and version is not None
+        evaluate = a.kind == JobKind.TRAIN and auto and self.settings.auto_eval and version is not None
         self.finisher.finish(
             a.ref,
             JobStatus.SUCCEEDED,

@@ -63,7 +63,8 @@ class ServiceSettings(BaseSettings):
     aging_max: int = 10  # ... at most this many
     reserve_after_s: float = 3600.0  # a job waiting this long holds capacity back from jobs behind it
     # who may do what
-    # the standard evaluation every registered version gets (unless its train job opts out)
+    # the standard evaluation every registered version gets (unless its train job opts out; off: never)
+    auto_eval: bool = True
     auto_eval_pgd_steps: int = Field(20, ge=1, le=10_000)
     auto_eval_autoattack: Literal["none", "standard", "custom"] = "standard"
     auto_eval_examples: int = Field(1000, ge=1, le=1_000_000)  # the first N test examples, for every figure
