@@ -6,6 +6,7 @@ to the existing job instead of running again)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -63,9 +64,8 @@ def store(tmp_path_factory):
     return tracker, run_id, itertools.count()
 
 
-@pytest.fixture
-def name(store):
-    tracker, run_id, counter = store
+def register_versions(tracker: Tracker, run_id: str, counter: Iterator[int]) -> str:
+    """A new model with VERSIONS as its versions (and their figures as tags); returns its name."""
     name = f"{NAME}-{next(counter)}"
     client = MlflowClient(tracker.tracking_uri)
     client.create_registered_model(name)
@@ -73,6 +73,11 @@ def name(store):
         tags = {"ascl.job_id": "j" * 32} | ({} if shown is None else shown.to_tags())
         client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id, tags=tags)
     return name
+
+
+@pytest.fixture
+def name(store):
+    return register_versions(*store)
 
 
 @pytest.fixture
