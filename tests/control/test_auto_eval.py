@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from ascl.presets import get_preset
 from control.reconciler import Reconciler
-from control.tracking import Tracker
+from control.tracking import Tracker, filter_literal
 from service.db import session_scope
 from service.db.models import EvalCache, Job
 from service.jobs import attempts, store
@@ -124,3 +124,14 @@ def test_a_train_job_that_opts_out_gets_no_evaluation(sessions, tmp_path, tracke
     with session_scope(sessions) as session:
         assert session.get(Job, train_id).registered_model_version == "1"
     assert eval_jobs(sessions) == []
+
+
+@pytest.mark.parametrize("name", ["it's", 'say "hi"'])
+def test_names_with_quotes_are_quoted_in_the_registry_filter(tracker, name):
+    assert tracker.client.search_model_versions(f"name = {filter_literal(name)}") == []
+
+
+@pytest.mark.parametrize("name", ["both ' and \"", "new\nline", "nul\x00", "back\\slash"])
+def test_what_a_filter_cannot_quote_is_refused(name):
+    with pytest.raises(ValueError, match="cannot be used in a registry filter"):
+        filter_literal(name)
