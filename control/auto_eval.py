@@ -26,7 +26,11 @@ def standard_eval_of(version: str, plan: evaluation.StandardEval) -> Callable[[S
 
     def create(session: Session, train: Job) -> None:
         name = str(train.model_name)
-        spec = evaluation.standard_spec(train.spec, plan)
+        try:
+            spec = evaluation.standard_spec(train.spec, plan)
+        except Exception:  # the train job's success must not hang on its evaluation's config
+            logger.exception("model.auto_eval_skipped train_job_id=%s model=%s/%s", train.id, name, version)
+            return
         key = evaluation.config_hash(spec)
         if evaluation.cached_job(session, name=name, version=version, spec_hash=key) is not None:
             return

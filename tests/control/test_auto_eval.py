@@ -109,7 +109,14 @@ def test_a_registered_version_is_evaluated_once_and_its_figures_tag_it(sessions,
     assert len(eval_jobs(sessions)) == 1
 
 
-def test_a_train_job_that_opts_out_gets_no_evaluation(sessions, tmp_path, tracker):
+@pytest.mark.parametrize(
+    ("spec", "auto_evaluate"),
+    [(TRAINED.to_dict(), False), ({"no": "config"}, True)],
+    ids=["opted-out", "unreadable-config"],
+)
+def test_a_train_job_that_opts_out_or_cannot_be_evaluated_still_succeeds_without_one(
+    sessions, tmp_path, tracker, spec, auto_evaluate
+):
     reconciler = Reconciler(sessions, FinishedExecutions(), tracker, ServiceSettings(data_dir=tmp_path))  # type: ignore[arg-type]
     train_id = finished(
         sessions,
@@ -117,11 +124,12 @@ def test_a_train_job_that_opts_out_gets_no_evaluation(sessions, tmp_path, tracke
         tracker,
         result=trained_result(tracker),
         model_name=f"manual-{uuid.uuid4().hex[:8]}",
-        spec=TRAINED.to_dict(),
-        auto_evaluate=False,
+        spec=spec,
+        auto_evaluate=auto_evaluate,
     )
     reconciler.reconcile()
     with session_scope(sessions) as session:
+        assert session.get(Job, train_id).status == JobStatus.SUCCEEDED
         assert session.get(Job, train_id).registered_model_version == "1"
     assert eval_jobs(sessions) == []
 
