@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -185,6 +186,11 @@ def test_an_identical_evaluation_request_links_to_the_existing_job(api, name):
     other = api.post("/api/v1/jobs", json={**body, "overrides": {**standard, "eval.pgd_steps": 5}})
     assert other.status_code == 201
     assert other.json()["id"] != first.json()["id"]
-    assert len(api.get("/api/v1/jobs", params={"kind": "eval"}).json()["items"]) == 2
+    racing = {**body, "overrides": {**standard, "eval.pgd_steps": 7}}
+    with ThreadPoolExecutor(4) as pool:  # twins in one group commit, or in transactions that race
+        answers = list(pool.map(lambda _: api.post("/api/v1/jobs", json=racing), range(4)))
+    assert sorted(answer.status_code for answer in answers) == [200, 200, 200, 201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert len(api.get("/api/v1/jobs", params={"kind": "eval"}).json()["items"]) == 3
     version_two = next(v for v in api.get(f"/api/v1/models/{name}").json()["versions"] if v["version"] == "2")
     assert version_two["evaluation"] == "pending"  # the standard request counts as the standard evaluation
