@@ -5,6 +5,7 @@ phase marked ended, and the attempt's log tail kept in the database and in the r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,8 +57,10 @@ class Finisher:
         attempt_status: AttemptStatus,
         error: tuple[FailureClass, str] | None = None,
         values: dict[str, Any] | None = None,
+        also: Callable[[Session, Job], None] | None = None,
     ) -> bool:
-        """A terminal transition and its side effects; False when another actor moved the job first."""
+        """A terminal transition and its side effects; False when another actor moved the job first.
+        `also` runs in the transition's transaction: it happens if and only if the job moved."""
         changes = dict(values or {})
         # a success clears what an earlier, retried attempt left (e.g. its INFRA_LOST)
         changes |= {"error_class": error[0], "error_message": error[1]} if error else {}
@@ -70,6 +73,8 @@ class Finisher:
             if moved is None:
                 return False
             job = store.get_job(session, a.job_id)
+            if also is not None:
+                also(session, job)
             self._end_attempt(session, job, a, attempt_status, error[0] if error else None)
             job.progress = {**(job.progress or {}), "phase": Phase.ENDED.value}
             run_id = job.mlflow_run_id

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.auto_eval import standard_eval_of, tag_figures
 from control.decisions import Action, AttemptView, Decision, Timeouts, decide
 from control.finishing import AttemptRef, Finisher
 from control.seams import Cluster, Tracking
-from service.contracts import AttemptStatus, FailureClass, JobKind, TrainResult
+from service.contracts import AttemptStatus, EvalResult, FailureClass, JobKind, TrainResult
 from service.db import session_scope
 from service.db.models import Attempt, Job
 from service.jobs import attempts, store
 from service.jobs.status import ACTIVE, JobStatus
+from service.models import evaluation
 from service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -192,11 +194,21 @@ class Reconciler:
         )
 
     def _succeed(self, a: _Active) -> None:
-        """Register the model (train jobs), then SUCCEEDED. A registration the registry keeps refusing
-        must not hold the job (and its resources) forever: after MAX_RECORD_TRIES it fails, saying why."""
+        """Register the model (train jobs) or tag the version with a standard evaluation's figures,
+        then SUCCEEDED (with the version's standard eval job, unless the train job opted out). What
+        the registry keeps refusing must not hold the job (and its resources) forever: after
+        MAX_RECORD_TRIES it fails, saying why."""
         with session_scope(self.sessions) as session:
             job = store.get_job(session, a.ref.job_id)
             result, model_name, version = job.result, job.model_name, job.registered_model_version
+            auto, run_id = job.auto_evaluate, job.mlflow_run_id
+            standard = a.kind == JobKind.EVAL and evaluation.is_standard(session, job.id)
+        if standard:
+            try:
+                tag_figures(self.tracker, EvalResult.model_validate(result), job_id=a.ref.job_id, run_id=run_id)
+            except Exception as error:  # the registry's failure: bounded retries, as for registration
+                self._record_failed(a, f"{type(error).__name__}: {error}", what="the figures could not be tagged")
+                return
         if a.kind == JobKind.TRAIN and model_name and version is None:
             trained = TrainResult.model_validate(result)
             test = trained.test
@@ -211,23 +223,25 @@ class Reconciler:
                     model_uri=trained.model_uri, name=model_name, job_id=a.ref.job_id, tags=tags
                 )
             except Exception as error:  # the registry's failure, not ours: bounded retries, then a clear end
-                self._record_failed(a, f"{type(error).__name__}: {error}")
+                self._record_failed(a, f"{type(error).__name__}: {error}", what="the model could not be registered")
                 return
+        evaluate = a.kind == JobKind.TRAIN and auto and self.settings.auto_eval and version is not None
         self.finisher.finish(
             a.ref,
             JobStatus.SUCCEEDED,
             reason="the attempt finished and reported its result",
             attempt_status=AttemptStatus.SUCCEEDED,
             values={"registered_model_version": version},
+            also=standard_eval_of(str(version), self.settings.standard_eval) if evaluate else None,
         )
 
-    def _record_failed(self, a: _Active, message: str) -> None:
+    def _record_failed(self, a: _Active, message: str, *, what: str) -> None:
         with session_scope(self.sessions) as session:
             attempt = attempts.get_attempt(session, a.ref.job_id, a.ref.attempt_no)
             attempt.record_failures = tries = (attempt.record_failures or 0) + 1
         logger.warning("monitor.record_failed job_id=%s try=%d %s", a.ref.job_id, tries, message)
         if tries >= MAX_RECORD_TRIES:
-            text = f"the model could not be registered after {tries} tries: {message}"
+            text = f"{what} after {tries} tries: {message}"
             self.finisher.finish(
                 a.ref,
                 JobStatus.FAILED,

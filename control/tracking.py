@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from ascl.run_files import CONFIG
 from service.contracts import MODEL_NAME_PATTERN, ModelRef
 from service.jobs.errors import InvalidSpec
-from service.registry import RegisteredVersion
+from service.registry import RegisteredVersion, VersionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -140,12 +141,55 @@ class Tracker:
             self.client.get_registered_model(name)
         except Exception:
             self.client.create_registered_model(name, tags={"created_by": "ascl-service"})
-        for version in self.client.search_model_versions(f"name = '{name}'"):
+        for version in self.client.search_model_versions(f"name = {filter_literal(name)}"):
             if version.tags.get(JOB_TAG) == job_id:
                 return str(version.version)
         version = mlflow.register_model(model_uri, name, tags={JOB_TAG: job_id, **tags})
         logger.info("mlflow.registered name=%s version=%s job_id=%s", name, version.version, job_id)
         return str(version.version)
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        try:  # a version search leaves aliases out: the registered model has them
+            aliases = dict(self.client.get_registered_model(name).aliases or {})
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return []
+        held: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            held.setdefault(str(version), []).append(str(alias))
+        found = self.client.search_model_versions(f"name = {filter_literal(name)}", max_results=10_000)
+        return sorted(
+            (
+                VersionRecord(
+                    name=name,
+                    version=str(v.version),
+                    run_id=str(v.run_id or ""),
+                    created_at=datetime.fromtimestamp((v.creation_timestamp or 0) / 1000, tz=UTC),
+                    aliases=sorted(held.get(str(v.version), [])),
+                    tags=dict(v.tags or {}),
+                )
+                for v in found
+            ),
+            key=lambda record: int(record.version),
+        )
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+        logger.info("mlflow.alias_moved name=%s alias=%s version=%s", name, alias, version)
+
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Set the tags (again): idempotent, so a retried success just writes the same values."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+
+
+def filter_literal(value: str) -> str:
+    """`value` as a string literal of an MLflow filter: quoted with the quote it does not contain;
+    a value with both quotes, a backslash or a control character is refused (MLflow has no escape)."""
+    if re.search(r"[\\\x00-\x1f\x7f]", value) or ("'" in value and '"' in value):
+        raise ValueError(f"{value[:200]!r} cannot be used in a registry filter")
+    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def _first_line(error: Exception) -> str:

@@ -8,6 +8,7 @@ import builtins
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -61,6 +62,19 @@ class AsclClient:
 
     def cancel_sweep(self, sweep_id: str, *, running: str = "stop") -> dict[str, Any]:
         return self._json("POST", f"/api/v1/sweeps/{sweep_id}/cancel", json={"running": running})
+
+    def models(self) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/models")
+
+    def model(self, name: str, *, sort: str = "version", order: str = "desc") -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/models/{quote(name, safe='')}", params={"sort": sort, "order": order})
+
+    def promote(self, name: str, version: str, *, max_clean_drop: float = 0.01) -> dict[str, Any]:
+        body = {"version": version, "max_clean_drop": max_clean_drop}
+        return self._json("POST", f"/api/v1/models/{quote(name, safe='')}/promote", json=body)
+
+    def comparison_png(self, name: str) -> bytes:
+        return self._send("GET", f"/api/v1/models/{quote(name, safe='')}/comparison.png").content
 
     def hold(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/jobs/{job_id}/hold")

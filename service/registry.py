@@ -5,7 +5,8 @@ lives in the control plane (`control/tracking.py`); the API process never import
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from service.contracts import ModelRef
@@ -20,9 +21,27 @@ class RegisteredVersion:
     config: dict[str, Any]  # the ExperimentConfig the model was trained with (its run's config.json)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionRecord:
+    """One registered version as the model pages show it (its figures live in `tags`)."""
+
+    name: str
+    version: str
+    run_id: str
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
 class ModelRegistry(Protocol):
     def resolve(self, ref: ModelRef) -> RegisteredVersion:
         """The version `ref` names now; raises InvalidSpec('model', ...) when it cannot be used."""
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        """Every version of `name` (a name matching MODEL_NAME_PATTERN), oldest first; [] if none."""
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` of `name` at `version`."""
 
 
 class NoRegistry:
@@ -30,3 +49,11 @@ class NoRegistry:
 
     def resolve(self, ref: ModelRef) -> RegisteredVersion:
         raise InvalidSpec("model", f"this API has no model registry configured, so {ref.uri} cannot be resolved")
+
+    def versions(self, name: str) -> list[VersionRecord]:  # noqa: ARG002 (no registry: no versions)
+        return []
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        raise InvalidSpec(
+            "version", f"this API has no model registry configured: @{alias} of {name} cannot move to {version}"
+        )

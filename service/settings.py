@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.contracts import HEARTBEAT_INTERVAL_S
 from service.credentials import default_config_dir
 from service.jobs.spec_limits import SpecLimits
+from service.models.evaluation import StandardEval
 from service.scheduling.model import Policy
 
 
@@ -61,6 +63,11 @@ class ServiceSettings(BaseSettings):
     aging_max: int = 10  # ... at most this many
     reserve_after_s: float = 3600.0  # a job waiting this long holds capacity back from jobs behind it
     # who may do what
+    # the standard evaluation every registered version gets (unless its train job opts out; off: never)
+    auto_eval: bool = True
+    auto_eval_pgd_steps: int = Field(20, ge=1, le=10_000)
+    auto_eval_autoattack: Literal["none", "standard", "custom"] = "standard"
+    auto_eval_examples: int = Field(1000, ge=1, le=1_000_000)  # the first N test examples, for every figure
     share_job_details: bool = False  # let every user read others' specs, results, logs, metrics and models
     user_priority_limit: int = 10  # |priority| a non-admin may ask for; the admin role goes up to 1000
     token_cache_s: float = 10.0  # a token revoked through another API process stops working within this
@@ -77,6 +84,12 @@ class ServiceSettings(BaseSettings):
     def _known_limits(cls, value: dict[str, float]) -> dict[str, float]:
         SpecLimits.of(value)  # an unknown field or a bad maximum stops the service at start
         return value
+
+    @property
+    def standard_eval(self) -> StandardEval:
+        return StandardEval(
+            pgd_steps=self.auto_eval_pgd_steps, autoattack=self.auto_eval_autoattack, examples=self.auto_eval_examples
+        )
 
     @property
     def spec_limits_checker(self) -> SpecLimits:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import internal, jobs, logs, ops, queues, service_limits, sweeps, tokens
+from service.api import internal, jobs, logs, models, ops, queues, service_limits, sweeps, tokens
 from service.api.auth import Authenticator
 from service.api.errors import ERROR_RESPONSES, install_error_handlers
 from service.api.limits import BodySizeLimit
@@ -72,6 +72,7 @@ def create_app(
         (jobs.router, "jobs"),
         (logs.router, "jobs"),
         (sweeps.router, "sweeps"),
+        (models.router, "models"),
         (queues.router, "queues"),
         (tokens.router, "identity"),
         (service_limits.router, "identity"),

@@ -18,12 +18,15 @@ from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, Label, Q
 from service.api.submission import build_new_job, check_queued_limit, resolve_registered, retried_job
 from service.auth import models
 from service.auth.principal import Principal, may_read_details, require_details, require_owner
-from service.contracts import JobKind
+from service.contracts import EvalTarget, JobKind
 from service.db import read_scope, session_scope
 from service.db.models import Job
 from service.jobs import attempts, queueing, store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import TERMINAL, JobStatus
+from service.models import evaluation
+from service.registry import RegisteredVersion
+from service.settings import ServiceSettings
 
 # the one error body shape
 router = APIRouter()
@@ -59,9 +62,18 @@ async def submit_job(
         )
         if dry_run:
             return JobRead.of(_unsaved(new), pending_reason="DRY_RUN"), False
+        key = evaluation.request_key(new)
+        cached = key and evaluation.cached_job(session, name=key[0], version=key[1], spec_hash=key[2])
+        if cached:  # this very evaluation exists: link to it (200) instead of running it again
+            return read(session, cached, request, principal, with_position=False), False
         job, created = store.add_job(
             session, new, idempotency_key=idempotency_key, body_hash=store.request_hash(body.model_dump(mode="json"))
         )
+        if created and key:
+            standard = _standard_hash(session, new, registered, state.settings) == key[2]
+            evaluation.remember(
+                session, job_id=job.id, name=key[0], version=key[1], spec_hash=key[2], standard=standard
+            )
         if created and new_name:
             models.claim(session, str(new.model_name), principal, group=body.model_group)
         if not created:
@@ -77,6 +89,15 @@ async def submit_job(
     else:
         state.wake_dispatcher()
     return job
+
+
+def _standard_hash(
+    session: Session, new: store.NewJob, registered: RegisteredVersion | None, settings: ServiceSettings
+) -> str:
+    """The hash the standard evaluation of the job's target has: the same request counts as it."""
+    target = EvalTarget.model_validate(new.target)
+    trained = registered.config if registered is not None else store.get_job(session, str(target.job_id)).spec
+    return evaluation.config_hash(evaluation.standard_spec(trained, settings.standard_eval))
 
 
 def _unsaved(new: store.NewJob) -> Job:

@@ -106,6 +106,9 @@ class JobCreate(BaseModel):
     force_queue: bool = Field(False, description="queue even if no node can hold the resources today")
     depends_on: list[Dependency] = Field(default_factory=list, max_length=20, description="jobs to wait for")
     hold: bool = Field(False, description="queue it held: it keeps its place but starts only once released")
+    auto_evaluate: bool = Field(
+        True, description="train: run the standard robustness evaluation of the registered version (false: opt out)"
+    )
 
 
 class JobRead(BaseModel):
@@ -144,6 +147,7 @@ class JobRead(BaseModel):
     retried_from: str | None
     spec: dict[str, Any]
     target: dict[str, Any] | None
+    auto_evaluate: bool = True
     redacted: bool = False  # another user's job whose details are not shared: spec, result and logs left out
 
     @classmethod
@@ -194,6 +198,7 @@ class JobRead(BaseModel):
             trial_number=job.trial_number,
             spec=job.spec,
             target=job.target,
+            auto_evaluate=job.auto_evaluate,
             **extra,
         )
 

@@ -92,6 +92,7 @@ def build_new_job(
         model_name=model_name,
         experiment=body.mlflow_experiment,
         held_by=principal.subject if body.hold else None,
+        auto_evaluate=body.auto_evaluate,
     )
 
 

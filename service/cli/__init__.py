@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from service.cli import jobs, sweeps, tokens
+from service.cli import jobs, models, sweeps, tokens
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jobs.register(commands)
+    models.register(commands)
     sweeps.register(commands)
     tokens.register(commands)

@@ -89,6 +89,9 @@ def _submit_parser(verbs: argparse._SubParsersAction, common: argparse.ArgumentP
     submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
     submit.add_argument("--force-queue", action="store_true", help="queue even if no node can hold it today")
     submit.add_argument("--hold", action="store_true", help="queue it held: it starts after `ascl jobs release`")
+    submit.add_argument(
+        "--no-auto-eval", action="store_true", help="train: skip the standard evaluation of the registered version"
+    )
     submit.add_argument("--dry-run", action="store_true", help="validate and show the resolved job, enqueue nothing")
     submit.set_defaults(handler=_submit)
 
@@ -111,6 +114,8 @@ def submission_body(args: argparse.Namespace) -> dict[str, Any]:
         "force_queue": args.force_queue,
         "hold": args.hold,
     }
+    if args.no_auto_eval and not args.model:
+        body["auto_evaluate"] = False
     if args.priority is not None:  # else the queue's default priority applies
         body["priority"] = args.priority
     if args.model:

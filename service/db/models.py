@@ -1,4 +1,5 @@
-"""Tables: jobs, attempts (one per execution on Ray) and job_events (every state change)."""
+"""Tables: jobs, attempts (one per execution on Ray), job_events (every state change), and the
+registry's companions: model owners, evaluations by (version, config), alias moves."""
 
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class Job(Base):
     held_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     sweep_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auto_evaluate: Mapped[bool] = mapped_column(default=True)  # train: the standard evaluation of its model
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -208,3 +210,32 @@ class Sweep(Base):
     summarized: Mapped[bool] = mapped_column(default=False)  # ended, and its MLflow run closed with the summary
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EvalCache(Base):
+    """The one eval job of a model version under one resolved evaluation config (its hash): an
+    identical request links to it instead of running again. `standard`: the service's standard
+    evaluation, whose figures tag the version."""
+
+    __tablename__ = "eval_cache"
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)  # no FK: inserted with its job, unordered
+    standard: Mapped[bool] = mapped_column()
+
+
+class AliasMove(Base):
+    """An alias moved to a version: by whom, when, and the figures the decision compared."""
+
+    __tablename__ = "alias_move"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    alias: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(32))
+    previous_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    figures: Mapped[dict[str, float]] = mapped_column(JSON)

@@ -90,6 +90,7 @@ class NewJob:
     sweep_id: str | None = None  # a sweep's trial: its sweep and Optuna trial number
     trial_number: int | None = None
     held_by: str | None = None  # submitted held (by this user)
+    auto_evaluate: bool = True  # train: its registered version gets the standard evaluation
 
     @classmethod
     def of(cls, job: Job) -> NewJob:

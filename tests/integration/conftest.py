@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -25,9 +26,13 @@ class Running:
     settings: ServiceSettings
 
 
-def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False):
+def start_service(
+    data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False, **settings_changes: Any
+):
     """A context manager yielding Running; database is 'sqlite' or 'postgresql'. MLflow is a local
-    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP)."""
+    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP). The
+    standard evaluation of registered versions is off unless asked for (`auto_eval=True`): it would
+    compete for the two CPUs with what the other tests time."""
     import contextlib
 
     @contextlib.contextmanager
@@ -51,6 +56,7 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlf
             claim_lease_s=1.0,
             repair_interval_s=5.0,
             dispatcher=dispatcher,
+            **({"auto_eval": False} | settings_changes),
         )
         try:
             with running_stack(settings) as stack:

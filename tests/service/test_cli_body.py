@@ -32,3 +32,8 @@ def test_hold_and_release_are_commands():
     for verb in ("hold", "release"):
         args = parser.parse_args(["jobs", verb, "JOB"])
         assert args.job_id == "JOB"
+
+
+def test_the_standard_evaluation_is_opted_out_only_when_asked():
+    assert "auto_evaluate" not in body("--preset", "digits-ascl")
+    assert body("--preset", "digits-ascl", "--no-auto-eval")["auto_evaluate"] is False

@@ -1,0 +1,65 @@
+"""The comparison plot of a model's versions: clean against robust accuracy, one point per
+evaluated version, the Pareto front (no other version is at least as good on both) marked."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    version: str
+    clean_acc: float
+    robust_acc: float
+
+
+def pareto_front(points: list[Point]) -> list[Point]:
+    """The points no other point dominates (at least as high on both axes, higher on one), by clean accuracy."""
+
+    def dominated(p: Point) -> bool:
+        return any(
+            q.clean_acc >= p.clean_acc
+            and q.robust_acc >= p.robust_acc
+            and (q.clean_acc > p.clean_acc or q.robust_acc > p.robust_acc)
+            for q in points
+        )
+
+    return sorted((p for p in points if not dominated(p)), key=lambda p: p.clean_acc)
+
+
+def comparison_png(name: str, points: list[Point], *, threat_model: str) -> bytes:
+    figure, axes = plt.subplots(figsize=(5.5, 4), dpi=110)
+    try:
+        front = pareto_front(points)
+        axes.scatter([100 * p.clean_acc for p in points], [100 * p.robust_acc for p in points], color="tab:gray")
+        if front:
+            axes.plot(
+                [100 * p.clean_acc for p in front],
+                [100 * p.robust_acc for p in front],
+                marker="o",
+                color="tab:red",
+                label="Pareto front",
+            )
+            axes.legend(loc="lower left")
+        for p in points:
+            axes.annotate(
+                f"v{p.version}", (100 * p.clean_acc, 100 * p.robust_acc), textcoords="offset points", xytext=(4, 4)
+            )
+        if not points:
+            axes.text(0.5, 0.5, "no evaluated versions yet", ha="center", va="center", transform=axes.transAxes)
+        axes.set_xlabel("clean accuracy (%)")
+        axes.set_ylabel(f"robust accuracy (%), {threat_model}")
+        axes.set_title(name[:60])
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)

@@ -1,0 +1,196 @@
+"""The model endpoints against a real MLflow registry (a local store) and real databases: versions
+with their figures side by side, `@champion` moved only by the rules (each refusal says why, each
+move is recorded), the comparison plot, and the evaluation cache (an identical eval request links
+to the existing job instead of running again)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from ascl.presets import get_preset
+from control.tracking import Tracker
+from service.api.app import create_app
+from service.auth import models
+from service.auth.principal import Principal, Role
+from service.cluster import StaticCluster
+from service.db import session_scope
+from service.models.evaluation import StandardEval, standard_overrides
+from service.models.figures import Figures
+from service.settings import ServiceSettings
+from tests.conftest import bearer, make_token
+
+NAME = "digits-robust"
+TRAINED = get_preset("digits-ascl").with_overrides({"train.epochs": 1, "attack.eps": 0.2})
+
+
+def figures(clean: float, robust: float, *, eps: float = 0.2) -> Figures:
+    return Figures(
+        norm="linf",
+        epsilon=eps,
+        clean_acc=clean,
+        pgd_acc=robust + 0.02,
+        pgd_steps=20,
+        autoattack_acc=robust,
+        autoattack_version="standard",
+        examples=300,
+        eval_job_id=None,
+        eval_run_id=None,
+    )
+
+
+# version → its figures (None: not evaluated): 1 the first champion, then each rule's case
+VERSIONS: list[Figures | None] = [
+    figures(0.90, 0.40),
+    None,
+    figures(0.92, 0.35),  # robust accuracy not better
+    figures(0.91, 0.50, eps=0.1),  # another threat model
+    figures(0.80, 0.45),  # clean accuracy drops by 0.10
+    figures(0.895, 0.45),  # better, and within the clean margin
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow store for the module (creating one costs seconds); each test gets its own model."""
+    root = tmp_path_factory.mktemp("mlflow")
+    tracker = Tracker(f"sqlite:///{root / 'mlflow.db'}", artifact_root=(root / "artifacts").as_uri())
+    _, run_id = tracker.ensure_run(experiment="ascl", job_id="j" * 32, run_name="trained", tags={})
+    MlflowClient(tracker.tracking_uri).log_text(run_id, TRAINED.to_json(), "config.json")
+    return tracker, run_id, itertools.count()
+
+
+def register_versions(tracker: Tracker, run_id: str, counter: Iterator[int]) -> str:
+    """A new model with VERSIONS as its versions (and their figures as tags); returns its name."""
+    name = f"{NAME}-{next(counter)}"
+    client = MlflowClient(tracker.tracking_uri)
+    client.create_registered_model(name)
+    for shown in VERSIONS:
+        tags = {"ascl.job_id": "j" * 32} | ({} if shown is None else shown.to_tags())
+        client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id, tags=tags)
+    return name
+
+
+@pytest.fixture
+def name(store):
+    return register_versions(*store)
+
+
+@pytest.fixture
+def tracker(store):
+    return store[0]
+
+
+@pytest.fixture
+def api(sessions, tracker, name, tmp_path):
+    settings = ServiceSettings(data_dir=tmp_path, auto_eval_autoattack="none", auto_eval_examples=100)
+    with session_scope(sessions) as session:
+        models.claim(session, name, Principal(subject="alice", role=Role.USER), group=None)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}), registry=tracker)
+    with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as client:
+        yield client
+
+
+def promote(api, name: str, version: str, **extra):
+    response = api.post(f"/api/v1/models/{name}/promote", json={"version": version, **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_champion_moves_only_by_the_rules_and_every_move_is_recorded(api, tracker, name):
+    refused = promote(api, name, "2")
+    assert (refused["promoted"], refused["reason"]) == (False, "version 2 has not been evaluated yet")
+    first = promote(api, name, "1")
+    assert first["promoted"], first
+    assert first["move"]["previous_version"] is None
+    assert first["move"]["actor"] == "alice"
+    for version, reason in (
+        ("3", "robust accuracy not better: 0.3500 against the champion's 0.4000"),
+        ("4", "different threat model: version 4 was evaluated at linf eps=0.1"),
+        ("5", "clean accuracy drops by 0.1000"),
+        ("1", "already holds the alias"),
+    ):
+        answer = promote(api, name, version)
+        assert answer["promoted"] is False
+        assert reason in answer["reason"]
+    assert promote(api, name, "5", max_clean_drop=0.2)["promoted"] is True  # a wider margin, asked for explicitly
+    better = promote(api, name, "6", max_clean_drop=0.2)
+    assert better["promoted"] is False  # 0.45 does not beat version 5's 0.45
+    assert [v.aliases for v in tracker.versions(name) if v.aliases] == [["champion"]]
+    detail = api.get(f"/api/v1/models/{name}").json()
+    moves = detail["alias_moves"]
+    assert [(m["version"], m["previous_version"]) for m in moves] == [("5", "1"), ("1", None)]  # newest first
+    assert moves[0]["figures"]["candidate_robust_acc"] == pytest.approx(0.45)
+    assert moves[0]["figures"]["champion_robust_acc"] == pytest.approx(0.40)
+    assert next(v for v in detail["versions"] if v["version"] == "5")["aliases"] == ["champion"]
+
+
+def test_only_the_owner_or_an_admin_moves_aliases(api, sessions, name):
+    other = {"Authorization": f"Bearer {make_token(sessions, 'bob', 'user')}"}
+    response = api.post(f"/api/v1/models/{name}/promote", json={"version": "1"}, headers=other)
+    assert response.status_code == 403
+    assert "only its owner" in response.json()["detail"]
+    admin = {"Authorization": f"Bearer {make_token(sessions, 'root', 'admin')}"}
+    answer = api.post(f"/api/v1/models/{name}/promote", json={"version": "1"}, headers=admin).json()
+    assert answer["move"]["actor"] == "root"
+
+
+def test_versions_side_by_side_sorted_with_the_unevaluated_last(api, name):
+    detail = api.get(f"/api/v1/models/{name}", params={"sort": "autoattack_acc", "order": "desc"}).json()
+    assert [v["version"] for v in detail["versions"]] == ["4", "5", "6", "1", "3", "2"]
+    assert detail["versions"][-1]["evaluation"] == "none"
+    four = detail["versions"][0]
+    assert four["robustness"]["threat_model"] == {"norm": "linf", "epsilon": 0.1}
+    assert four["robustness"]["clean_acc"] == pytest.approx(0.91)
+    assert four["robustness"]["examples"] == 300
+    ascending = api.get(f"/api/v1/models/{name}", params={"sort": "clean_acc", "order": "asc"}).json()
+    assert [v["version"] for v in ascending["versions"]][:2] == ["5", "6"]
+    promote(api, name, "1")
+    listing = api.get("/api/v1/models").json()["models"]
+    assert [(m["name"], m["versions"], m["latest_version"]) for m in listing] == [(name, 6, "6")]
+    assert listing[0]["champion"]["version"] == "1"
+    png = api.get(f"/api/v1/models/{name}/comparison.png")
+    assert png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/v1/models/it's", 422),
+        ("GET", '/api/v1/models/a"b', 422),
+        ("GET", "/api/v1/models/no-such-model", 404),
+        ("GET", "/api/v1/models/no-such-model/comparison.png", 404),
+        ("POST", "/api/v1/models/{name}/promote", 404),
+    ],
+)
+def test_unknown_or_hostile_names_are_refused_without_a_server_error(api, name, method, path, status):
+    """Names outside the registry's alphabet never reach it; an unknown version is a 404."""
+    response = api.request(method, path.format(name=name), json={"version": "99"})
+    assert response.status_code == status, response.text
+
+
+def test_an_identical_evaluation_request_links_to_the_existing_job(api, name):
+    trained = get_preset("digits-ascl").with_overrides({"train.epochs": 1, "attack.eps": 0.2})
+    standard = standard_overrides(trained, StandardEval(pgd_steps=20, autoattack="none", examples=100))
+    body = {"kind": "eval", "model": f"models:/{name}/2", "overrides": standard}
+    first = api.post("/api/v1/jobs", json=body)
+    assert first.status_code == 201, first.text
+    again = api.post("/api/v1/jobs", json=body)
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    other = api.post("/api/v1/jobs", json={**body, "overrides": {**standard, "eval.pgd_steps": 5}})
+    assert other.status_code == 201
+    assert other.json()["id"] != first.json()["id"]
+    racing = {**body, "overrides": {**standard, "eval.pgd_steps": 7}}
+    with ThreadPoolExecutor(4) as pool:  # twins in one group commit, or in transactions that race
+        answers = list(pool.map(lambda _: api.post("/api/v1/jobs", json=racing), range(4)))
+    assert sorted(answer.status_code for answer in answers) == [200, 200, 200, 201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert len(api.get("/api/v1/jobs", params={"kind": "eval"}).json()["items"]) == 3
+    version_two = next(v for v in api.get(f"/api/v1/models/{name}").json()["versions"] if v["version"] == "2")
+    assert version_two["evaluation"] == "pending"  # the standard request counts as the standard evaluation

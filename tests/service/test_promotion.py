@@ -1,0 +1,47 @@
+"""The promotion rules and the Pareto front, as pure functions."""
+
+from __future__ import annotations
+
+from service.models.figures import Figures
+from service.models.plot import Point, pareto_front
+from service.models.promotion import decide
+
+
+def figures(clean: float, robust: float | None, pgd: float = 0.3) -> Figures:
+    return Figures(
+        norm="linf", epsilon=8 / 255, clean_acc=clean, pgd_acc=pgd, pgd_steps=20, autoattack_acc=robust,
+        autoattack_version="standard" if robust is not None else None, examples=1000, eval_job_id="j",
+        eval_run_id="r",
+    )  # fmt: skip
+
+
+def test_figures_survive_the_round_trip_through_version_tags():
+    shown = figures(0.83, None, pgd=0.51)
+    assert Figures.from_tags(shown.to_tags()) == shown
+    assert shown.to_tags()["robustness.report"] == "runs:/r/report.json"
+    assert Figures.from_tags({"robustness.clean_acc": "x"}) is None
+
+
+def test_autoattack_is_compared_when_it_ran_else_pgd():
+    assert figures(0.8, 0.4).robust_acc == 0.4
+    assert figures(0.8, None, pgd=0.45).robust_acc == 0.45
+
+
+def test_the_clean_margin_is_inclusive_and_the_first_champion_needs_figures():
+    champion = figures(0.90, 0.40)
+    at_margin = decide(version="2", candidate=figures(0.88, 0.41), holder="1", champion=champion, max_clean_drop=0.02)
+    assert at_margin.promoted
+    over = decide(version="2", candidate=figures(0.879, 0.41), holder="1", champion=champion, max_clean_drop=0.02)
+    assert not over.promoted
+    assert decide(version="1", candidate=figures(0.5, 0.1), holder=None, champion=None, max_clean_drop=0).promoted
+    assert not decide(version="1", candidate=None, holder=None, champion=None, max_clean_drop=1).promoted
+
+
+def test_the_pareto_front_keeps_only_undominated_versions():
+    points = [
+        Point(version="1", clean_acc=0.9, robust_acc=0.3),
+        Point(version="2", clean_acc=0.8, robust_acc=0.4),
+        Point(version="3", clean_acc=0.8, robust_acc=0.35),  # dominated by 2
+        Point(version="4", clean_acc=0.7, robust_acc=0.4),  # dominated by 2 (equal robust, less clean)
+    ]
+    assert [p.version for p in pareto_front(points)] == ["2", "1"]
