@@ -235,7 +235,9 @@ def gang_resources(body: JobCreate) -> dict[str, Any]:
         )
     if gpus > 1:
         if not float(gpus).is_integer():
-            raise InvalidSpec("resources.gpus", f"{gpus:g} GPUs: more than one GPU is one worker per GPU, a whole number")
+            raise InvalidSpec(
+                "resources.gpus", f"{gpus:g} GPUs: more than one GPU is one worker per GPU, a whole number"
+            )
         resources |= {"gpus": 1.0, "workers": int(gpus)}
     return resources
 

@@ -25,9 +25,12 @@ class Running:
     settings: ServiceSettings
 
 
-def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False):
+def start_service(
+    data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False, ray_cpus: int = 2
+):
     """A context manager yielding Running; database is 'sqlite' or 'postgresql'. MLflow is a local
-    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP)."""
+    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP). The
+    local Ray has `ray_cpus` logical CPUs (however many cores the machine has)."""
     import contextlib
 
     @contextlib.contextmanager
@@ -43,7 +46,7 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlf
             database_url=url,
             mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
             port=free_port(),
-            local_ray_num_cpus=2,
+            local_ray_num_cpus=ray_cpus,
             local_ray_num_gpus=1,  # a logical GPU: jobs must see exactly the devices they reserved
             poll_interval_s=0.3,
             heartbeat_interval_s=1.0,

@@ -1,0 +1,130 @@
+"""Data-parallel jobs through Ray Train's TorchTrainer, on CPU workers with gloo: the trainer's two
+workers take the one-worker step, a 2-worker job through the real service reaches SUCCEEDED with
+its MLflow run and registered model, and cancelling one gives every reserved resource back."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+import ray.cloudpickle
+import torch
+from mlflow import MlflowClient
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.util.state import list_actors
+
+from tests.ascl import test_distributed
+from tests.ascl.test_distributed import first_step, recipe
+from tests.integration.conftest import start_service, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GANG = {"cpus": 1, "workers": 2}
+TINY = {
+    "data.train_subset": 256,
+    "eval.pgd_steps": 2,
+    "eval.val_steps": 1,
+    "eval.eps_sweep": [],
+    "eval.autoattack": "none",
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    # 4 logical CPUs: a gang of two 1-CPU workers, with room for the dispatcher's view to differ
+    with start_service(tmp_path_factory.mktemp("gang"), "sqlite", ray_cpus=4) as running:
+        yield running
+
+
+def _first_step_on_worker(config):
+    from ascl.config import ExperimentConfig
+
+    loss, grads = first_step(ExperimentConfig.from_dict(config["experiment"]))
+    rank = ray.train.get_context().get_world_rank()
+    torch.save({"loss": loss, "grads": grads}, Path(config["out"]) / f"rank{rank}.pt")
+
+
+def test_torch_trainer_two_workers_at_half_the_batch_take_the_one_worker_step(service, tmp_path):
+    """Ray Train starts the process group (gloo): 2 workers x 32 give 1 worker x 64's loss and gradients."""
+    for module in (test_distributed, sys.modules[__name__]):  # the workers need not import tests/
+        ray.cloudpickle.register_pickle_by_value(module)
+    config = recipe("global", 64)
+    trainer = TorchTrainer(
+        _first_step_on_worker,
+        train_loop_config={"experiment": config.to_dict(), "out": str(tmp_path)},
+        torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name="equivalence", storage_path=str(tmp_path / "ray-train")),
+    )
+    trainer.fit()
+    single_loss, single_grads = first_step(config)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert (ranks[0]["loss"] + ranks[1]["loss"]) / 2 == pytest.approx(single_loss, rel=1e-5)
+    for name, grad in single_grads.items():
+        torch.testing.assert_close(ranks[0]["grads"][name], grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(ranks[1]["grads"][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_two_worker_job_succeeds_with_its_run_and_model_and_frees_the_gang(service):
+    body = {
+        "preset": "digits-ascl",
+        "model_name": "digits-gang",
+        "overrides": {**TINY, "train.epochs": 2},
+        "resources": GANG,
+    }
+    job = service.client.submit(body)
+    done = service.client.wait(job["id"], timeout_s=300)
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert done["resources"]["workers"] == 2
+    assert done["registered_model_version"] == "1"
+    assert done["result"]["epochs_completed"] == 2
+    assert [e["epoch"] for e in service.client.metrics(job["id"])["epochs"]] == [0, 1]  # rank 0 alone reports
+
+    mlflow = MlflowClient(service.stack.tracker.tracking_uri)
+    run = mlflow.get_run(done["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "train_loss")] == [0, 1]
+    assert mlflow.get_model_version("digits-gang", "1").run_id == run.info.run_id
+
+    logs = service.client.logs(job["id"])
+    assert "gang.worker rank=1" in logs
+    assert "gang.worker rank=0" in logs
+    checkpoints = service.settings.checkpoint_root / job["id"]
+    assert (checkpoints / "ray-train" / "attempt-1").is_dir()  # Ray Train's storage under the job's
+    _wait_for_free_cluster(service)
+
+
+def test_cancelling_a_running_two_worker_job_frees_every_resource(service):
+    body = {"preset": "digits-ascl", "overrides": {**TINY, "train.epochs": 200}, "resources": GANG}
+    job = service.client.submit(body)
+    wait_for(
+        lambda: (service.client.get(job["id"]).get("progress") or {}).get("step"),
+        timeout_s=180,
+        what="both workers training",
+    )
+    cluster = service.stack.cluster
+    assert cluster.available().get("CPU", 0.0) == cluster.total()["CPU"] - 2  # the gang's two bundles
+    service.client.cancel(job["id"])
+    cancelled = service.client.wait(job["id"], timeout_s=120)
+    assert cancelled["status"] == "CANCELLED"
+    _wait_for_free_cluster(service)
+
+
+def _wait_for_free_cluster(service):
+    """Every CPU and GPU back, no placement group left, no Ray Train actor of a Ray job alive (this
+    test process's own trainer above is a job of its own)."""
+    cluster = service.stack.cluster
+
+    def free():
+        available, total = cluster.available(), cluster.total()
+        return all(available.get(key, 0.0) == total[key] for key in ("CPU", "GPU"))
+
+    wait_for(free, timeout_s=60, what="the gang's resources to come back")
+    groups = ray.util.placement_group_table().values()
+    assert all(group["state"] == "REMOVED" for group in groups)
+    alive = list_actors(filters=[("state", "=", "ALIVE")], address=cluster.dashboard_url)
+    ours = ray.get_runtime_context().get_job_id()
+    assert [actor.class_name for actor in alive if "Train" in actor.class_name and actor.job_id != ours] == []
