@@ -35,6 +35,7 @@ from workers.runs import follow
 
 logger = logging.getLogger(__name__)
 RAY_TRAIN_DIR = "ray-train"  # Ray Train's run storage, inside the job's checkpoint directory
+WORKER_GROUP_START_TIMEOUT_S = 300  # Ray Train's default, 60 s, is short for starting torch on a busy node
 
 
 class GangFailed(Exception):
@@ -45,6 +46,8 @@ def run_gang(job: AttemptSpec) -> int:
     # the workers keep this process's working directory, as a single worker would (a relative
     # data.data_dir means the same directory)
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    # the dispatcher admitted the gang, but Ray may still be releasing the previous job's resources
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_GROUP_START_TIMEOUT_S))
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"attempt": job.model_dump(mode="json")},
