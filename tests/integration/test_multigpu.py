@@ -100,8 +100,11 @@ def test_two_worker_job_succeeds_with_its_run_and_model_and_frees_the_gang(servi
 def test_cancelling_a_running_two_worker_job_frees_every_resource(service):
     body = {"preset": "digits-ascl", "overrides": {**TINY, "train.epochs": 200}, "resources": GANG}
     job = service.client.submit(body)
-    # RUNNING: rank 0's first heartbeat, sent from inside the started gang
-    wait_for(lambda: service.client.get(job["id"])["status"] == "RUNNING", timeout_s=300, what="the gang running")
+    wait_for(  # rank 0's heartbeats, sent from inside the started gang
+        lambda: (service.client.get(job["id"]).get("progress") or {}).get("phase") == "training",
+        timeout_s=300,
+        what="the gang training",
+    )
     cluster = service.stack.cluster
     assert cluster.available().get("CPU", 0.0) == cluster.total()["CPU"] - 2  # the gang's two bundles
     service.client.cancel(job["id"])
