@@ -2,7 +2,9 @@
 
 Dispatch uses the Ray Jobs API with a deterministic submission id per attempt, so an execution
 outlives a dispatcher restart and is adopted by id, never started twice. Resources are reserved
-on the entrypoint (entrypoint_num_gpus/cpus/memory): training runs in the entrypoint process."""
+on the entrypoint (entrypoint_num_gpus/cpus/memory) when training runs in the entrypoint process;
+a data-parallel job's entrypoint reserves nothing, and Ray Train's placement group reserves its
+workers' gang (`workers` bundles of the per-worker resources: what the dispatcher counted)."""
 
 from __future__ import annotations
 
@@ -78,16 +80,13 @@ class RayCluster:
         if self.status(submission_id) is not None:
             logger.info("ray.adopted submission_id=%s", submission_id)
             return submission_id
-        memory = resources.get("memory_gb")
         try:
             return self.client.submit_job(
                 entrypoint=entrypoint,
                 submission_id=submission_id,
                 runtime_env={"env_vars": env},
                 metadata=metadata,
-                entrypoint_num_cpus=resources.get("cpus", 1),
-                entrypoint_num_gpus=resources.get("gpus", 0) or None,
-                entrypoint_memory=int(memory * 2**30) if memory else None,
+                **entrypoint_reservation(resources),
             )
         except RuntimeError:
             if self.status(submission_id) is not None:  # lost a race with another submitter: adopt
@@ -140,3 +139,16 @@ class RayCluster:
 
     def shutdown(self) -> None:
         ray.shutdown()
+
+
+def entrypoint_reservation(resources: dict[str, Any]) -> dict[str, Any]:
+    """What the Ray job's entrypoint reserves: the one worker's resources, or nothing for a gang
+    (its driver only waits on the trainer, whose workers hold the reservation)."""
+    if int(resources.get("workers") or 1) > 1:
+        return {"entrypoint_num_cpus": 0}
+    memory = resources.get("memory_gb")
+    return {
+        "entrypoint_num_cpus": resources.get("cpus", 1),
+        "entrypoint_num_gpus": resources.get("gpus", 0) or None,
+        "entrypoint_memory": int(memory * 2**30) if memory else None,
+    }

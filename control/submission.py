@@ -96,6 +96,9 @@ class Submitter:
         }
         if not float(resources.get("gpus") or 0):
             env["CUDA_VISIBLE_DEVICES"] = ""  # Ray leaves a zero-GPU job every GPU of its node: hide them
+        if int(resources.get("workers") or 1) > 1:
+            # Ray Train shows each GPU worker every GPU of the gang on its node; each sees only its own
+            env["TRAIN_ENABLE_SHARE_CUDA_VISIBLE_DEVICES"] = "0"
         self.cluster.submit(
             submission,
             entrypoint=f"{self.settings.worker_python} -m workers.entrypoint",

@@ -110,6 +110,14 @@ class EvalTarget(BaseModel):
         return f"models:/{self.model_name}/{self.model_version}"
 
 
+class WorkerResources(BaseModel):
+    """What each data-parallel worker reserves: the dispatcher counted `workers` times this."""
+
+    gpus: float = 0.0
+    cpus: float = 1.0
+    memory_gb: float | None = None
+
+
 class AttemptSpec(BaseModel):
     """What an attempt's worker fetches first: everything it needs to run, and nothing else."""
 
@@ -123,6 +131,7 @@ class AttemptSpec(BaseModel):
     resume_checkpoint: str | None
     mlflow_run_id: str
     workers: int = 1  # data-parallel workers (Ray Train) for a train job
+    per_worker: WorkerResources = Field(default_factory=WorkerResources)
 
 
 class Progress(BaseModel):

@@ -2,7 +2,10 @@
 in the environment (its fencing token in a file only this user can read, not in the environment).
 It reads its spec from the API, runs ascl, logs to the job's MLflow run, and reports the outcome.
 
-Exit codes: 0 when the attempt finished (or stopped on request), 1 after a reported failure."""
+A data-parallel train job (`workers` > 1) is run by Ray Train instead (workers/gang.py): this
+process is then only the trainer's driver, and rank 0 runs `run_attempt` as a single worker would.
+
+Exit codes: 0 when the attempt finished (or stopped on request), 1 after a failure."""
 
 from __future__ import annotations
 
@@ -56,6 +59,15 @@ def main() -> int:
         job.kind,
         os.environ.get("CUDA_VISIBLE_DEVICES"),
     )
+    if job.workers > 1 and job.kind == JobKind.TRAIN:
+        from workers.gang import run_gang  # Ray Train is imported by data-parallel attempts only
+
+        return run_gang(job)
+    return run_attempt(api, job)
+
+
+def run_attempt(api: ApiClient, job: AttemptSpec) -> int:
+    """The attempt as the service sees it: the job's MLflow run, heartbeats and the outcome."""
     interval = float(os.environ.get("ASCL_HEARTBEAT_S", HEARTBEAT_INTERVAL_S))
     api_loss = float(os.environ.get("ASCL_API_LOSS_S", "600"))
     with (
@@ -78,7 +90,7 @@ def main() -> int:
         reporter.flush()
         if outcome is not None:
             api.outcome(outcome)
-    logger.info("attempt.end job_id=%s stopped=%s", identity.job_id, outcome is None)
+    logger.info("attempt.end job_id=%s stopped=%s", job.job_id, outcome is None)
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,26 @@ CHECKPOINT_ARTIFACT = "checkpoint"
 CHECKPOINT_TAG = "ascl.checkpoint_sha256"
 
 
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What every worker of an attempt passes to run_experiment."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    resume: Path | None  # the retried job's checkpoint
+    resume_from: Path | None  # the same, unless this job's own run directory has a checkpoint
+
+    @classmethod
+    def of(cls, job: AttemptSpec) -> Inputs:
+        run_dir = Path(job.checkpoint_dir)
+        resume = Path(job.resume_checkpoint) if job.resume_checkpoint else None
+        own = (run_dir / LAST).exists()
+        return cls(parse_stored(job.spec), run_dir, resume, resume if resume and not own else None)
+
+
 def train(job: AttemptSpec, reporter: ServiceReporter) -> TrainResult | None:
-    config = parse_stored(job.spec)
-    run_dir = Path(job.checkpoint_dir)
-    resume = Path(job.resume_checkpoint) if job.resume_checkpoint else None
+    inputs = Inputs.of(job)
+    config, run_dir, resume = inputs.config, inputs.run_dir, inputs.resume
     resumed_from = _completed_epochs(run_dir / LAST) or (_completed_epochs(resume) if resume else 0)
     mlflow.log_params(flatten(config.to_dict()))
     mlflow.set_tags(
@@ -46,7 +63,7 @@ def train(job: AttemptSpec, reporter: ServiceReporter) -> TrainResult | None:
         run_dir=run_dir,
         reporter=reporter,
         should_stop=reporter.should_stop,
-        resume_from=resume if resume and not (run_dir / LAST).exists() else None,
+        resume_from=inputs.resume_from,
     )
     if result.stopped:
         return None
@@ -73,6 +90,13 @@ def train(job: AttemptSpec, reporter: ServiceReporter) -> TrainResult | None:
         negative_fraction=result.negative_fraction,
         seconds=result.seconds,
     )
+
+
+def follow(job: AttemptSpec) -> None:
+    """A data-parallel worker other than rank 0: it trains its share and leaves every file, report
+    and MLflow call to rank 0 (which also decides when to stop)."""
+    inputs = Inputs.of(job)
+    run_experiment(inputs.config, run_dir=inputs.run_dir, resume_from=inputs.resume_from)
 
 
 def _log_model_once(checkpoint: Path) -> str:

@@ -43,7 +43,12 @@ MAX_RUNTIME_LIMIT_S = 30 * 24 * 3600
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    gpus: float = Field(0.0, ge=0, le=64, description="GPUs per worker; fractions share a GPU")
+    gpus: float = Field(
+        0.0,
+        ge=0,
+        le=64,
+        description="GPUs per worker; fractions share a GPU; a train job's N > 1 on one worker is N one-GPU workers",
+    )
     cpus: float = Field(1.0, gt=0, le=1024, description="CPUs per worker")
     memory_gb: float | None = Field(None, gt=0, le=4096, description="memory per worker, GiB")
     workers: int = Field(1, ge=1, le=64, description="data-parallel workers (Ray Train); gpus and cpus are per worker")

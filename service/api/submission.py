@@ -57,7 +57,8 @@ def build_new_job(
     queue = queueing.require_queue(session, body.queue)
     priority = body.priority if "priority" in body.model_fields_set else (queue.default_priority or 0)
     _check_priority(priority, principal, settings.user_priority_limit)
-    _check_feasible(body, cluster)
+    resources = gang_resources(body)
+    _check_feasible(resources, cluster, forced=body.force_queue)
     _check_dependencies(body, session, principal, shared=settings.share_job_details)
     if body.kind == JobKind.EVAL:
         target, base = _eval_target(body, session, registered)
@@ -86,7 +87,7 @@ def build_new_job(
         tags=body.tags,
         spec=config.to_dict(),
         target=None if target is None else target.model_dump(),
-        resources=body.resources.model_dump(),
+        resources=resources,
         max_runtime_s=body.max_runtime_s or settings.default_max_runtime_s,
         max_infra_retries=body.max_infra_retries,
         model_name=model_name,
@@ -218,15 +219,39 @@ def resolve_data_dir(config: ExperimentConfig, data_root: Path | None) -> Experi
     return config
 
 
-def _check_feasible(body: JobCreate, cluster: ClusterView) -> None:
+def gang_resources(body: JobCreate) -> dict[str, Any]:
+    """The resources to store, per worker. `gpus: N > 1` on one worker of a train job means N
+    data-parallel workers with one GPU each (each worker trains on one device); a gang of workers
+    with several GPUs each is refused, and so is an eval job on several workers."""
+    resources = body.resources.model_dump()
+    gpus, workers = resources["gpus"], resources["workers"]
+    if body.kind == JobKind.EVAL:
+        if workers > 1:
+            raise InvalidSpec("resources.workers", "an eval job runs on one worker")
+        return resources
+    if gpus > 1 and workers > 1:
+        raise InvalidSpec(
+            "resources.gpus",
+            f"{gpus:g} GPUs per worker: each data-parallel worker trains on one GPU; ask for gpus <= 1 and workers",
+        )
+    if gpus > 1:
+        if not float(gpus).is_integer():
+            raise InvalidSpec(
+                "resources.gpus", f"{gpus:g} GPUs: more than one GPU is one worker per GPU, a whole number"
+            )
+        resources |= {"gpus": 1.0, "workers": int(gpus)}
+    return resources
+
+
+def _check_feasible(resources: dict[str, Any], cluster: ClusterView, *, forced: bool) -> None:
+    """Each worker must fit some node; whether the whole gang fits is the scheduler's call."""
     largest = cluster.largest_node()
-    if largest is None or body.force_queue:
+    if largest is None or forced:
         return
-    resources = body.resources
     for field, key, asked in (
-        ("gpus", "GPU", resources.gpus),
-        ("cpus", "CPU", resources.cpus),
-        ("memory_gb", "memory", (resources.memory_gb or 0.0) * 2**30),
+        ("gpus", "GPU", resources["gpus"]),
+        ("cpus", "CPU", resources["cpus"]),
+        ("memory_gb", "memory", (resources["memory_gb"] or 0.0) * 2**30),
     ):
         have = largest.get(key, 0.0)
         if asked > have:

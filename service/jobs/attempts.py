@@ -10,7 +10,15 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.contracts import AttemptOutcome, AttemptSpec, AttemptStatus, EvalTarget, Heartbeat, JobKind
+from service.contracts import (
+    AttemptOutcome,
+    AttemptSpec,
+    AttemptStatus,
+    EvalTarget,
+    Heartbeat,
+    JobKind,
+    WorkerResources,
+)
 from service.db.models import Attempt, Job
 from service.jobs.errors import InvalidSpec, StaleAttempt
 from service.jobs.status import ACTIVE, JobStatus
@@ -94,6 +102,10 @@ def attempt_spec(session: Session, job_id: str, attempt_no: int, token: str) -> 
         checkpoint_dir=attempt.checkpoint_dir,
         resume_checkpoint=job.resume_checkpoint,
         mlflow_run_id=job.mlflow_run_id,
+        workers=int(job.resources.get("workers") or 1),
+        per_worker=WorkerResources.model_validate(
+            {key: job.resources[key] for key in ("gpus", "cpus", "memory_gb") if job.resources.get(key) is not None}
+        ),
     )
 
 

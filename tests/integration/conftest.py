@@ -27,12 +27,19 @@ class Running:
 
 
 def start_service(
-    data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False, **settings_changes: Any
+    data_dir: Path,
+    database: str,
+    *,
+    dispatcher: bool = True,
+    mlflow_server: bool = False,
+    ray_cpus: int = 2,
+    **settings_changes: Any,
 ):
     """A context manager yielding Running; database is 'sqlite' or 'postgresql'. MLflow is a local
     store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP). The
-    standard evaluation of registered versions is off unless asked for (`auto_eval=True`): it would
-    compete for the two CPUs with what the other tests time."""
+    local Ray has `ray_cpus` logical CPUs (however many cores the machine has). The standard
+    evaluation of registered versions is off unless asked for (`auto_eval=True`): it would compete
+    for the two CPUs with what the other tests time."""
     import contextlib
 
     @contextlib.contextmanager
@@ -48,7 +55,7 @@ def start_service(
             database_url=url,
             mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
             port=free_port(),
-            local_ray_num_cpus=2,
+            local_ray_num_cpus=ray_cpus,
             local_ray_num_gpus=1,  # a logical GPU: jobs must see exactly the devices they reserved
             poll_interval_s=0.3,
             heartbeat_interval_s=1.0,

@@ -39,7 +39,10 @@ def submit(api, body, **kwargs):
         ({"experiment": {"attack": {"eps": "big"}}}, "experiment.attack.eps", "must be a number"),
         ({}, "preset", "exactly one"),
         ({"preset": "digits-ascl", "experiment": {}}, "preset", "exactly one"),
-        ({"preset": "digits-ascl", "resources": {"gpus": 4}}, "resources.gpus", "largest node has 2"),
+        ({"preset": "digits-ascl", "resources": {"gpus": 0.5, "cpus": 9}}, "resources.cpus", "largest node has 8"),
+        ({"preset": "digits-ascl", "resources": {"gpus": 2, "workers": 2}}, "resources.gpus", "trains on one GPU"),
+        ({"preset": "digits-ascl", "resources": {"gpus": 2.5}}, "resources.gpus", "a whole number"),
+        ({"kind": "eval", "model": "nope", "resources": {"workers": 2}}, "resources.workers", "one worker"),
         ({"preset": "digits-ascl", "resources": {"cpus": 64}}, "resources.cpus", "force_queue"),
         ({"preset": "digits-ascl", "resources": {"gpus": -1}}, "resources.gpus", "greater than or equal to 0"),
         ({"preset": "digits-ascl", "max_runtime_s": 0}, "max_runtime_s", "greater than 0"),
@@ -60,8 +63,24 @@ def test_bad_input_is_422_naming_the_field_and_nothing_is_stored(api, body, fiel
     assert api.get("/api/v1/jobs").json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("asked", "stored"),
+    [
+        ({"gpus": 4}, {"gpus": 1.0, "workers": 4}),  # N GPUs: N data-parallel workers, one GPU each
+        ({"gpus": 1, "workers": 3, "cpus": 2}, {"gpus": 1.0, "workers": 3, "cpus": 2.0}),
+        ({"gpus": 1}, {"gpus": 1.0, "workers": 1}),
+        ({"gpus": 0.5, "workers": 2}, {"gpus": 0.5, "workers": 2}),
+    ],
+)
+def test_several_gpus_are_stored_as_a_gang_of_one_gpu_workers(api, asked, stored):
+    response = submit(api, {"preset": "digits-ascl", "resources": asked})
+    assert response.status_code == 201, response.text
+    resources = api.get(f"/api/v1/jobs/{response.json()['id']}").json()["resources"]
+    assert {key: resources[key] for key in stored} == stored
+
+
 def test_force_queue_accepts_more_than_any_node_has(api):
-    response = submit(api, {"preset": "digits-ascl", "resources": {"gpus": 4}, "force_queue": True})
+    response = submit(api, {"preset": "digits-ascl", "resources": {"cpus": 64}, "force_queue": True})
     assert response.status_code == 201
 
 
