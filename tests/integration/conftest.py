@@ -25,9 +25,12 @@ class Running:
     settings: ServiceSettings
 
 
-def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False):
+def start_service(
+    data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False, **overrides: object
+):
     """A context manager yielding Running; database is 'sqlite' or 'postgresql'. MLflow is a local
-    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP)."""
+    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP).
+    `overrides` are further settings, e.g. ray_address to join a cluster instead of starting one."""
     import contextlib
 
     @contextlib.contextmanager
@@ -37,21 +40,22 @@ def start_service(data_dir: Path, database: str, *, dispatcher: bool = True, mlf
             url, drop = scratch_database("ascl_e2e")
         else:
             url = f"sqlite:///{data_dir / 'jobs.db'}"
-        settings = ServiceSettings(
-            data_dir=data_dir,
-            config_dir=data_dir / "client-config",
-            database_url=url,
-            mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
-            port=free_port(),
-            local_ray_num_cpus=2,
-            local_ray_num_gpus=1,  # a logical GPU: jobs must see exactly the devices they reserved
-            poll_interval_s=0.3,
-            heartbeat_interval_s=1.0,
-            heartbeat_timeout_s=120.0,
-            claim_lease_s=1.0,
-            repair_interval_s=5.0,
-            dispatcher=dispatcher,
-        )
+        defaults = {
+            "data_dir": data_dir,
+            "config_dir": data_dir / "client-config",
+            "database_url": url,
+            "mlflow_tracking_uri": None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
+            "port": free_port(),
+            "local_ray_num_cpus": 2,
+            "local_ray_num_gpus": 1,  # a logical GPU: jobs must see exactly the devices they reserved
+            "poll_interval_s": 0.3,
+            "heartbeat_interval_s": 1.0,
+            "heartbeat_timeout_s": 120.0,
+            "claim_lease_s": 1.0,
+            "repair_interval_s": 5.0,
+            "dispatcher": dispatcher,
+        }
+        settings = ServiceSettings(**(defaults | overrides))
         try:
             with running_stack(settings) as stack:
                 server = uvicorn.Server(
