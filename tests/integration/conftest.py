@@ -19,10 +19,35 @@ from service.settings import ServiceSettings
 
 
 @dataclass
+class ApiServer:
+    """The API under uvicorn in a thread; a test may stop it and serve a new one (an API restart)."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @classmethod
+    def start(cls, stack: Stack) -> ApiServer:
+        config = uvicorn.Config(stack.app(), host=stack.settings.host, port=stack.settings.port, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        return cls(server, thread)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
 class Running:
     stack: Stack
     client: AsclClient
     settings: ServiceSettings
+    api: ApiServer
 
 
 def start_service(
@@ -58,20 +83,13 @@ def start_service(
         settings = ServiceSettings(**(defaults | overrides))
         try:
             with running_stack(settings) as stack:
-                server = uvicorn.Server(
-                    uvicorn.Config(stack.app(), host=settings.host, port=settings.port, log_level="warning")
+                running = Running(
+                    stack, AsclClient(settings.api_url, token=stack.admin_token), settings, ApiServer.start(stack)
                 )
-                thread = threading.Thread(target=server.run, daemon=True)
-                thread.start()
-                deadline = time.monotonic() + 30
-                while not server.started:
-                    assert time.monotonic() < deadline, "the API did not start"
-                    time.sleep(0.05)
                 try:
-                    yield Running(stack, AsclClient(settings.api_url, token=stack.admin_token), settings)
+                    yield running
                 finally:
-                    server.should_exit = True
-                    thread.join(timeout=10)
+                    running.api.stop()
         finally:
             if drop is not None:
                 drop()

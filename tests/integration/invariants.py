@@ -19,26 +19,24 @@ from tests.integration.conftest import wait_for
 RUN_STATUS = {"SUCCEEDED": "FINISHED", "CANCELLED": "KILLED"}  # else FAILED
 
 
-def workers_alive(job_ids: set[str] | None = None) -> dict[str, set[int]]:
-    """{job id: its attempt numbers with a live worker process} from /proc (the worker's environment
-    names its job and attempt)."""
-    alive: dict[str, set[int]] = defaultdict(set)
+def workers_alive(job_ids: set[str] | None = None) -> dict[str, dict[int, int]]:
+    """{job id: {attempt number: pid}} of the live worker processes, from /proc (a worker's
+    environment names its job and attempt)."""
+    alive: dict[str, dict[int, int]] = defaultdict(dict)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if b"workers.entrypoint" not in (entry / "cmdline").read_bytes():
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"workers.entrypoint" not in argv or argv[0].endswith(b"sh"):  # the worker, not Ray's shell
                 continue
-            environ = dict(
-                item.split("=", 1)
-                for item in (entry / "environ").read_bytes().decode(errors="replace").split("\0")
-                if "=" in item
-            )
+            variables = (entry / "environ").read_bytes().decode(errors="replace").split("\0")
         except OSError:  # it ended meanwhile
             continue
+        environ = dict(item.split("=", 1) for item in variables if "=" in item)
         job = environ.get("ASCL_JOB_ID")
         if job and (job_ids is None or job in job_ids) and environ.get("ASCL_ATTEMPT", "").isdigit():
-            alive[job].add(int(environ["ASCL_ATTEMPT"]))
+            alive[job][int(environ["ASCL_ATTEMPT"])] = int(entry.name)
     return alive
 
 
@@ -65,7 +63,7 @@ class ProcessWatch:
         while not self._stop.wait(self.period_s):
             for job, live in workers_alive().items():
                 self.most[job] = max(self.most[job], len(live))
-                self.seen[job] |= live
+                self.seen[job] |= set(live)
 
 
 def check_invariants(sessions: sessionmaker[Session], tracker_uri: str, job_ids: list[str]) -> None:

@@ -5,16 +5,24 @@ its job retried on another node, resuming from the checkpoint on storage that ev
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.conftest import start_service, wait_for
-from tests.integration.invariants import ProcessWatch, check_invariants
+from control.dispatcher import Dispatcher
+from tests.integration.conftest import ApiServer, start_service, wait_for
+from tests.integration.invariants import ProcessWatch, check_invariants, workers_alive
 from tests.integration.ray_nodes import start_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CHAOS_JOBS = 4
+CHAOS_S = 30.0  # failures are injected for this long (or until every job has ended)
 
 
 def job(epochs: int, name: str) -> dict:
@@ -53,8 +61,11 @@ def service(cluster, shared, tmp_path_factory):
 
 
 def node_running(service, cluster, job_id: str, attempt: int) -> str | None:
-    info = service.stack.cluster.client.get_job_info(f"ascl-{job_id}-a{attempt}")
-    if str(info.status.value) != "RUNNING" or not info.driver_node_id:
+    submission = f"ascl-{job_id}-a{attempt}"
+    if service.stack.cluster.status(submission) != "RUNNING":
+        return None
+    info = service.stack.cluster.client.get_job_info(submission)
+    if not info.driver_node_id:
         return None
     return cluster.name_of(info.driver_node_id)
 
@@ -101,3 +112,108 @@ def test_jobs_spread_over_nodes_and_a_lost_node_s_job_resumes_on_another(service
         experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
     )
     assert len(models) == 1  # one model per job, whatever number of attempts ran
+
+
+class DispatcherProcess:
+    """The dispatcher loop in a thread of its own: kill() ends it, start() runs a new one that, like a
+    restarted process, remembers nothing (same database, Ray and MLflow)."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        self.starts = 0
+        self.stop, self.wake = threading.Event(), threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        old = self.service.stack.dispatcher
+        self.starts += 1
+        settings = old.settings.model_copy(update={"dispatcher_name": f"chaos-{self.starts}"})
+        dispatcher = Dispatcher(old.sessions, old.cluster, old.tracker, settings)
+        self.stop, self.wake = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=dispatcher.run, args=(self.stop, self.wake), kwargs={"interval_s": 0.3}, daemon=True
+        )
+        self.thread.start()
+
+    def kill(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout=60)
+
+
+class Chaos:
+    def __init__(self, service, cluster, dispatcher: DispatcherProcess, rng: random.Random) -> None:
+        self.service, self.cluster, self.dispatcher, self.rng = service, cluster, dispatcher, rng
+        self.nodes_added = 0
+
+    def strike(self, job_ids: set[str]) -> str:
+        what = self.rng.choice(["worker", "dispatcher", "api", "node"])
+        return getattr(self, f"kill_{what}")(job_ids)
+
+    def kill_worker(self, job_ids: set[str]) -> str:
+        pids = sorted(pid for attempts in workers_alive(job_ids).values() for pid in attempts.values())
+        if not pids:
+            return "worker: none running"
+        pid = self.rng.choice(pids)
+        os.kill(pid, signal.SIGKILL)
+        return f"worker {pid} SIGKILLed"
+
+    def kill_dispatcher(self, _job_ids: set[str]) -> str:
+        self.dispatcher.kill()
+        time.sleep(self.rng.uniform(0.5, 2))
+        self.dispatcher.start()
+        return "dispatcher restarted"
+
+    def kill_api(self, _job_ids: set[str]) -> str:
+        self.service.api.stop()
+        time.sleep(self.rng.uniform(0.5, 3))
+        self.service.api = ApiServer.start(self.service.stack)
+        return "API restarted"
+
+    def kill_node(self, _job_ids: set[str]) -> str:
+        live = sorted(name for name in self.cluster.nodes if self.cluster.node_id(name) is not None)
+        victim = self.rng.choice(live)
+        self.cluster.kill_raylet(victim)
+        self.nodes_added += 1
+        self.cluster.add_node(f"chaos_{self.nodes_added}")  # the cluster's autoscaler would, in production
+        return f"node {victim} lost (raylet SIGKILLed), chaos_{self.nodes_added} added"
+
+
+def test_chaos_keeps_the_invariants(service, cluster):
+    """N small jobs while random components die (a worker, the dispatcher, the API, a node), then: every
+    job in exactly one terminal state, never two live attempts of one job, no MLflow run open, no
+    worker left behind. ASCL_CHAOS_SEED reproduces a run's sequence of failures."""
+    seed = int(os.environ.get("ASCL_CHAOS_SEED", "20261127"))
+    print(f"chaos seed: {seed}")
+    rng = random.Random(seed)
+    while sum(cluster.node_id(name) is not None for name in cluster.nodes) < 2:
+        cluster.add_node(f"spare_{len(cluster.nodes)}")
+    service.stack.stop.set()  # the service's own dispatcher thread: this test kills and restarts its own
+    service.stack.wake.set()
+    if service.stack.thread is not None:
+        service.stack.thread.join(timeout=60)
+    dispatcher = DispatcherProcess(service)
+    dispatcher.start()
+    chaos = Chaos(service, cluster, dispatcher, rng)
+    try:
+        with ProcessWatch() as watch:
+            ids = [service.client.submit(job(rng.choice([1, 2]), f"chaos-{n}"))["id"] for n in range(CHAOS_JOBS)]
+            struck, ends = [], time.monotonic() + CHAOS_S
+            while time.monotonic() < ends and not all(ended(service, i) for i in ids):
+                time.sleep(rng.uniform(2, 5))
+                struck.append(chaos.strike(set(ids)))
+            print("chaos:", "; ".join(struck))
+            wait_for(lambda: all(ended(service, i) for i in ids), timeout_s=180, what="every job to end")
+    finally:
+        dispatcher.kill()
+    for job_id in ids:
+        done = service.client.get(job_id)
+        assert done["error_class"] in (None, "INFRA_LOST"), (job_id, done["error_class"], done["error_message"])
+    assert all(most <= 1 for most in watch.most.values()), f"two attempts of one job alive at once: {watch.most}"
+    check_invariants(service.stack.dispatcher.sessions, service.stack.tracker.tracking_uri, ids)
+    assert not service.stack.tracker.open_runs()
+
+
+def ended(service, job_id: str) -> bool:
+    return service.client.get(job_id)["status"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
