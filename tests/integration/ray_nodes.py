@@ -27,8 +27,8 @@ NODE_PORT_FLAGS = (
     "dashboard-agent-grpc-port",
 )
 # a node whose raylet dies fails its health checks at once (connection refused): declared dead after
-# 3 checks a second apart, not Ray's 5 checks 3 s apart; a slow (loaded) node keeps Ray's 10 s timeout
-FAST_FAILURE_DETECTION = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+# 5 checks a second apart, not Ray's 5 checks 3 s apart; a slow (loaded) node keeps Ray's 10 s timeout
+FAST_FAILURE_DETECTION = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5"}
 
 
 @dataclass
