@@ -87,7 +87,8 @@ class LocalCluster:
 
 def start_cluster(logs: Path, node_names: tuple[str, ...]) -> LocalCluster:
     """A head (0 CPUs: nothing is scheduled on it) and one 1-CPU node per name; this process becomes
-    a client of it (its token), as `ascl serve --ray-address` would."""
+    a client of it (its token), as `ascl serve --ray-address` would, and connects when the service
+    does (node_id and name_of use that connection)."""
     saved = {key: os.environ.get(key) for key in FAST_FAILURE_DETECTION}
     os.environ.update(FAST_FAILURE_DETECTION)  # inherited by the head and the nodes
     try:
@@ -107,4 +108,8 @@ def start_cluster(logs: Path, node_names: tuple[str, ...]) -> LocalCluster:
     except BaseException:
         cluster.stop()
         raise
+    finally:
+        # the service connects afresh: a connection made while the dashboard was still registering
+        # would keep reporting none
+        ray.shutdown()
     return cluster
