@@ -100,9 +100,9 @@ def start_cluster(logs: Path, node_names: tuple[str, ...]) -> LocalCluster:
             else:
                 os.environ[key] = value
     become_client(head)
-    ray.init(address=head.address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
     cluster = LocalCluster(head, logs)
     try:
+        ray.init(address=head.address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
         for name in node_names:
             cluster.add_node(name)
     except BaseException:
