@@ -21,7 +21,7 @@ from tests.integration.invariants import ProcessWatch, check_invariants, workers
 from tests.integration.ray_nodes import start_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CHAOS_JOBS = 4
+CHAOS_JOBS = 3
 CHAOS_S = 30.0  # failures are injected for this long (or until every job has ended)
 
 
@@ -197,13 +197,13 @@ def test_chaos_keeps_the_invariants(service, cluster):
     chaos = Chaos(service, cluster, dispatcher, rng)
     try:
         with ProcessWatch() as watch:
-            ids = [service.client.submit(job(rng.choice([1, 2]), f"chaos-{n}"))["id"] for n in range(CHAOS_JOBS)]
+            ids = [service.client.submit(job(1, f"chaos-{n}"))["id"] for n in range(CHAOS_JOBS)]
             struck, ends = [], time.monotonic() + CHAOS_S
             while time.monotonic() < ends and not all(ended(service, i) for i in ids):
                 time.sleep(rng.uniform(2, 5))
                 struck.append(chaos.strike(set(ids)))
             print("chaos:", "; ".join(struck))
-            wait_for(lambda: all(ended(service, i) for i in ids), timeout_s=180, what="every job to end")
+            wait_for(lambda: all(ended(service, i) for i in ids), timeout_s=240, what="every job to end")
     finally:
         dispatcher.kill()
     for job_id in ids:
