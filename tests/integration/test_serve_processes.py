@@ -56,6 +56,7 @@ def test_two_services_side_by_side_and_neither_leaves_a_process_behind_after_sig
     homes = [tmp_path / "one", tmp_path / "two"]
     started = [serve(home) for home in homes]
     processes: list[psutil.Process] = []
+    ray_dirs: set[Path] = set()
     try:
         for (process, url), home in zip(started, homes, strict=True):
             wait_for(
@@ -80,6 +81,10 @@ def test_two_services_side_by_side_and_neither_leaves_a_process_behind_after_sig
         processes = [p for process, _ in started for p in tree(process.pid)]
         assert any("mlflow" in " ".join(p.cmdline()) for p in processes)
         assert any(p.name() == "raylet" for p in processes)
+        ray_dirs = {
+            Path(arg.split("=", 1)[1]) for p in processes for arg in p.cmdline() if arg.startswith("--temp-dir=")
+        }
+        assert len(ray_dirs) == 2
     finally:
         for process, _ in started:
             os.kill(process.pid, signal.SIGKILL)
@@ -88,3 +93,6 @@ def test_two_services_side_by_side_and_neither_leaves_a_process_behind_after_sig
     while (left := [p for p in processes if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, [" ".join(p.cmdline())[:200] for p in left]
+    wait_for(
+        lambda: not any(d.exists() for d in ray_dirs), timeout_s=30, what="Ray's session files (and token) removed"
+    )
