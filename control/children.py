@@ -10,11 +10,15 @@ from pathlib import Path
 
 
 class FateShared:
-    def __init__(self, command: list[str], *, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, command: list[str], *, log: Path, env: dict[str, str] | None = None, remove: Path | None = None
+    ) -> None:
+        """`remove`: a directory of the command's own, deleted once it has ended however that came."""
         self.log = log
+        options = ["--remove", str(remove)] if remove is not None else []
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "control.fate", str(os.getpid()), "--", *command],
+                [sys.executable, "-m", "control.fate", str(os.getpid()), *options, "--", *command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, which control.fate kills as a whole

@@ -1,4 +1,5 @@
-"""`python -m control.fate PARENT_PID -- COMMAND...`: run COMMAND so that it dies with PARENT_PID.
+"""`python -m control.fate PARENT_PID [--remove DIR] -- COMMAND...`: run COMMAND so that it dies with
+PARENT_PID, and remove DIR (the command's scratch space, e.g. Ray's session files and token) after.
 
 This process leads its own process group (its parent starts it with start_new_session) and asks
 the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG), so even a SIGKILLed parent takes
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,8 @@ GRACE_S = 10.0
 
 
 def main(argv: list[str]) -> int:
-    parent, command = int(argv[0]), argv[2:]
+    parent, options, command = int(argv[0]), argv[1 : argv.index("--")], argv[argv.index("--") + 1 :]
+    remove = options[1] if options[:1] == ["--remove"] else None
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the death signal was armed
         return 1
@@ -40,6 +43,8 @@ def main(argv: list[str]) -> int:
         time.sleep(0.1)
     stop(signal.SIGTERM, None)  # the command ended by itself: take what it left behind with it
     time.sleep(0.5)
+    if remove is not None:
+        shutil.rmtree(remove, ignore_errors=True)
     os.killpg(os.getpgrp(), signal.SIGKILL)  # whatever is left, this process included
     return 1 if code is None else code
 

@@ -74,7 +74,7 @@ def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, ti
         command.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         command.append(f"--num-gpus={num_gpus}")
-    head = FateShared(command, log=log, env=auth_env)
+    head = FateShared(command, log=log, env=auth_env, remove=temp_dir)  # its token too, even after a SIGKILL
     dashboard_url = f"http://127.0.0.1:{ports['dashboard-port']}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

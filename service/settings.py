@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,10 @@ class ServiceSettings(BaseSettings):
     ray_address: str | None = None  # default: start a local Ray; else join this cluster (e.g. ray://head:10001)
     ray_dashboard_url: str | None = None  # the cluster's job server (default: the dashboard the cluster reports)
     mlflow_tracking_uri: str | None = None  # default: SQLite store in data_dir
+    # where attempts keep their checkpoints: a file:// URI (or a path) that every Ray node reaches at
+    # the same path, i.e. shared storage (NFS, a cluster filesystem) in a multi-node cluster;
+    # default: data_dir/checkpoints, enough for a single machine
+    checkpoint_uri: str | None = None
     host: str = "127.0.0.1"
     access_log: bool = False  # a line per request (polls, heartbeats); /metrics counts them either way
     port: int = 8000
@@ -79,6 +84,13 @@ class ServiceSettings(BaseSettings):
     oidc_roles_claim: str = "roles"
     oidc_groups_claim: str = "groups"
 
+    @field_validator("checkpoint_uri")
+    @classmethod
+    def _file_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            _checkpoint_path(value)  # a scheme workers cannot open stops the service at start
+        return value
+
     @field_validator("spec_limits")
     @classmethod
     def _known_limits(cls, value: dict[str, float]) -> dict[str, float]:
@@ -109,7 +121,9 @@ class ServiceSettings(BaseSettings):
 
     @property
     def checkpoint_root(self) -> Path:
-        return (self.data_dir / "checkpoints").resolve()
+        if self.checkpoint_uri is None:
+            return (self.data_dir / "checkpoints").resolve()
+        return _checkpoint_path(self.checkpoint_uri)
 
     @property
     def scheduling_policy(self) -> Policy:
@@ -128,3 +142,17 @@ class ServiceSettings(BaseSettings):
     @property
     def api_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _checkpoint_path(uri: str) -> Path:
+    """The local path of a checkpoint URI: workers read and write checkpoints as files, so shared
+    storage is mounted at the same path on every node and named by that path."""
+    parsed = urlsplit(uri)
+    if parsed.scheme in ("", "file") and parsed.netloc in ("", "localhost"):
+        path = Path(unquote(parsed.path))
+        if path.is_absolute():
+            return path
+    raise ValueError(
+        f"checkpoint_uri {uri[:200]!r}: give an absolute path or a file:// URI of storage that every Ray "
+        "node mounts at that path (e.g. file:///mnt/ascl/checkpoints on NFS)"
+    )

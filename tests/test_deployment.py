@@ -136,3 +136,11 @@ def test_the_api_image_needs_no_torch():
     ]
     assert any(".[service]" in line for line in runs)
     assert not any("torch" in line for line in runs)
+
+
+def test_checkpoints_live_on_the_volume_every_ray_node_and_the_dispatcher_mount():
+    services = compose()["services"]
+    uri = services["dispatcher"]["environment"]["ASCL_CHECKPOINT_URI"]
+    root = ServiceSettings(checkpoint_uri=uri).checkpoint_root
+    for name in ("ray-head", "ray-worker", "dispatcher"):
+        assert str(root) in [volume.split(":")[1] for volume in services[name]["volumes"]], name

@@ -64,6 +64,12 @@ class ServiceReporter:
     def should_stop(self) -> bool:
         return self.stop_requested.is_set()
 
+    def still_current(self) -> bool:
+        """Ask the API now (not at the next heartbeat) whether this attempt may go on: before a step
+        that must happen once per job, such as logging its model."""
+        self._send()
+        return not self.should_stop()
+
     def set_phase(self, phase: Phase) -> None:
         with self._lock:
             self.progress = self.progress.model_copy(update={"phase": phase})

@@ -68,6 +68,8 @@ def train(job: AttemptSpec, reporter: ServiceReporter) -> TrainResult | None:
     if result.stopped:
         return None
     reporter.set_phase(Phase.LOGGING_MODEL)
+    if not reporter.still_current():  # a superseded attempt (say, on a node declared lost) logs no model
+        return None
     test = result.test or {}
     final = {f"test_{k}": v for k, v in test.items() if isinstance(v, float)}
     if result.positive_fraction is not None and result.negative_fraction is not None:

@@ -20,26 +20,45 @@ from service.settings import ServiceSettings
 
 
 @dataclass
+class ApiServer:
+    """The API under uvicorn in a thread; a test may stop it and serve a new one (an API restart)."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @classmethod
+    def start(cls, stack: Stack) -> ApiServer:
+        config = uvicorn.Config(stack.app(), host=stack.settings.host, port=stack.settings.port, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        return cls(server, thread)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
 class Running:
     stack: Stack
     client: AsclClient
     settings: ServiceSettings
+    api: ApiServer
 
 
 def start_service(
-    data_dir: Path,
-    database: str,
-    *,
-    dispatcher: bool = True,
-    mlflow_server: bool = False,
-    ray_cpus: int = 2,
-    **settings_changes: Any,
+    data_dir: Path, database: str, *, dispatcher: bool = True, mlflow_server: bool = False, **overrides: object
 ):
     """A context manager yielding Running; database is 'sqlite' or 'postgresql'. MLflow is a local
-    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP). The
-    local Ray has `ray_cpus` logical CPUs (however many cores the machine has). The standard
-    evaluation of registered versions is off unless asked for (`auto_eval=True`): it would compete
-    for the two CPUs with what the other tests time."""
+    store, or with `mlflow_server` the embedded tracking server (workers then log over HTTP).
+    `overrides` are further settings, e.g. ray_address to join a cluster instead of starting one, or
+    local_ray_num_cpus. The standard evaluation of registered versions is off unless asked for
+    (`auto_eval=True`): it would compete for the two CPUs with what the other tests time."""
     import contextlib
 
     @contextlib.contextmanager
@@ -49,38 +68,32 @@ def start_service(
             url, drop = scratch_database("ascl_e2e")
         else:
             url = f"sqlite:///{data_dir / 'jobs.db'}"
-        settings = ServiceSettings(
-            data_dir=data_dir,
-            config_dir=data_dir / "client-config",
-            database_url=url,
-            mlflow_tracking_uri=None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
-            port=free_port(),
-            local_ray_num_cpus=ray_cpus,
-            local_ray_num_gpus=1,  # a logical GPU: jobs must see exactly the devices they reserved
-            poll_interval_s=0.3,
-            heartbeat_interval_s=1.0,
-            heartbeat_timeout_s=120.0,
-            claim_lease_s=1.0,
-            repair_interval_s=5.0,
-            dispatcher=dispatcher,
-            **({"auto_eval": False} | settings_changes),
-        )
+        defaults = {
+            "data_dir": data_dir,
+            "config_dir": data_dir / "client-config",
+            "database_url": url,
+            "mlflow_tracking_uri": None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
+            "port": free_port(),
+            "local_ray_num_cpus": 2,
+            "local_ray_num_gpus": 1,  # a logical GPU: jobs must see exactly the devices they reserved
+            "poll_interval_s": 0.3,
+            "heartbeat_interval_s": 1.0,
+            "heartbeat_timeout_s": 120.0,
+            "claim_lease_s": 1.0,
+            "repair_interval_s": 5.0,
+            "dispatcher": dispatcher,
+            "auto_eval": False,
+        }
+        settings = ServiceSettings(**(defaults | overrides))
         try:
             with running_stack(settings) as stack:
-                server = uvicorn.Server(
-                    uvicorn.Config(stack.app(), host=settings.host, port=settings.port, log_level="warning")
+                running = Running(
+                    stack, AsclClient(settings.api_url, token=stack.admin_token), settings, ApiServer.start(stack)
                 )
-                thread = threading.Thread(target=server.run, daemon=True)
-                thread.start()
-                deadline = time.monotonic() + 30
-                while not server.started:
-                    assert time.monotonic() < deadline, "the API did not start"
-                    time.sleep(0.05)
                 try:
-                    yield Running(stack, AsclClient(settings.api_url, token=stack.admin_token), settings)
+                    yield running
                 finally:
-                    server.should_exit = True
-                    thread.join(timeout=10)
+                    running.api.stop()
         finally:
             if drop is not None:
                 drop()

@@ -27,7 +27,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     # 4 logical CPUs: room to see that a gang of two 1-CPU workers reserves 2, not 3 (an entrypoint CPU)
-    with start_service(tmp_path_factory.mktemp("gang"), "sqlite", ray_cpus=4) as running:
+    with start_service(tmp_path_factory.mktemp("gang"), "sqlite", local_ray_num_cpus=4) as running:
         yield running
 
 

@@ -1,0 +1,98 @@
+"""`ascl serve` as a real process: two of them run side by side on one host (every port they start is
+free, none fixed), and a SIGKILLed `ascl serve` leaves no process behind (its MLflow server, its Ray
+head and whatever those started die with it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from control.ports import free_port
+from service.client import AsclClient
+from tests.integration.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def serve(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    home.mkdir()
+    port = free_port()
+    command = [sys.executable, "-m", "ascl.cli", "serve", "--data-dir", str(home / "data"), "--port", str(port)]
+    with (home / "serve.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def ready(process: subprocess.Popen[bytes], url: str, log: Path) -> bool:
+    assert process.poll() is None, log.read_text()[-3000:]
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_two_services_side_by_side_and_neither_leaves_a_process_behind_after_sigkill(tmp_path):
+    homes = [tmp_path / "one", tmp_path / "two"]
+    started = [serve(home) for home in homes]
+    processes: list[psutil.Process] = []
+    ray_dirs: set[Path] = set()
+    try:
+        for (process, url), home in zip(started, homes, strict=True):
+            wait_for(
+                lambda p=process, u=url, h=home: ready(p, u, h / "serve.log"), timeout_s=240, what=f"{url} to be ready"
+            )
+        logs = [(home / "serve.log").read_text() for home in homes]
+        ray_urls = {re.search(r"Ray jobs:\s+(\S+)", log)[1] for log in logs}  # type: ignore[index]
+        mlflow_urls = {re.search(r"MLflow UI:\s+(\S+)", log)[1] for log in logs}  # type: ignore[index]
+        assert len(ray_urls) == 2
+        assert len(mlflow_urls) == 2
+        # a job in each reaches its own Ray (through its own job agent) and runs there: a user error in
+        # the worker, not a refused submission, is the quickest proof
+        jobs = []
+        for (_, url), home in zip(started, homes, strict=True):
+            client = AsclClient(url, token=(home / "data" / "admin-token").read_text().strip())
+            missing = {"data.dataset": "mnist", "data.data_dir": str(home / "missing"), "train.epochs": 1}
+            jobs.append((client, client.submit({"preset": "digits-pgdat", "overrides": missing})["id"]))
+        for client, job_id in jobs:
+            done = client.wait(job_id, timeout_s=240)
+            assert done["status"] == "FAILED"
+            assert done["error_class"] == "USER_ERROR", done["error_message"]
+        processes = [p for process, _ in started for p in tree(process.pid)]
+        assert any("mlflow" in " ".join(p.cmdline()) for p in processes)
+        assert any(p.name() == "raylet" for p in processes)
+        ray_dirs = {
+            Path(arg.split("=", 1)[1]) for p in processes for arg in p.cmdline() if arg.startswith("--temp-dir=")
+        }
+        assert len(ray_dirs) == 2
+    finally:
+        for process, _ in started:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    deadline = time.monotonic() + 60
+    while (left := [p for p in processes if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, [" ".join(p.cmdline())[:200] for p in left]
+    wait_for(
+        lambda: not any(d.exists() for d in ray_dirs), timeout_s=30, what="Ray's session files (and token) removed"
+    )
