@@ -305,6 +305,7 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
         local_ray_num_cpus=2,
         poll_interval_s=0.2,
         heartbeat_interval_s=0.5,
+        auto_eval=False,  # the registered models' evaluations would compete with what is timed
     )
     import threading
 
