@@ -59,12 +59,3 @@ def make_token(sessions, subject: str = "admin", role: str = "admin", groups: tu
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs): a module's tests stay on one
-    worker (they share module fixtures), and every module that starts Ray runs on the same worker, one
-    after the other: two local Ray clusters at once on one small machine time out each other's GCS."""
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = "ray" if module.startswith("tests/integration/") else module
-        item.add_marker(pytest.mark.xdist_group(group))

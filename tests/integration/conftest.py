@@ -3,6 +3,7 @@ dispatcher and the API served by uvicorn on a local port (workers call it over r
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -110,7 +111,13 @@ def wait_for(predicate, *, timeout_s: float = 300, poll_s: float = 0.3, what: st
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+# The databases the shared-stack suites run on: both by default; scripts/test picks PostgreSQL alone to stay
+# within CI's time (SQLite, the embedded default, runs end to end in the demo, dashboard, model and
+# multi-GPU suites, and every database test below the stack runs on both).
+STACK_DATABASES = os.environ.get("ASCL_TEST_STACK_DATABASES", "sqlite,postgresql").split(",")
+
+
+@pytest.fixture(scope="module", params=STACK_DATABASES)
 def service(request, tmp_path_factory):
     if request.param == "postgresql":
         request.getfixturevalue("postgres_server")
