@@ -58,4 +58,3 @@ def make_token(sessions, subject: str = "admin", role: str = "admin", groups: tu
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
