@@ -124,9 +124,10 @@ def test_cancel_a_running_job_stops_ray_and_kills_the_mlflow_run(service):
 
 
 def test_job_that_cannot_be_placed_waits_queued_and_cancels_at_once(service):
-    with pytest.raises(ApiError) as info:
-        service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 2}})
-    assert (info.value.status, info.value.body["field"]) == (422, "resources.gpus")
+    with pytest.raises(ApiError) as info:  # one worker larger than any node: known at submission
+        service.client.submit({"preset": "digits-ascl", "resources": {"cpus": 8}})
+    assert (info.value.status, info.value.body["field"]) == (422, "resources.cpus")
+    # two workers of one GPU each on a one-GPU cluster: each fits a node, the gang fits none today
     job = service.client.submit({"preset": "digits-ascl", "resources": {"gpus": 2}, "force_queue": True})
     wait_for(lambda: service.stack.dispatcher.cycles > 2, what="dispatcher cycles")
     waiting = service.client.get(job["id"])

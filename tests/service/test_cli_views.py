@@ -9,8 +9,6 @@ from ascl.cli import build_parser, main
 from control.ports import free_port
 from service.cli.render import JOB_COLUMNS, job_rows, table
 
-NOW = datetime.now(UTC)
-
 
 def job(**fields):
     return {
@@ -22,7 +20,7 @@ def job(**fields):
         "queue_position": None,
         "pending_reason": None,
         "progress": None,
-        "created_at": (NOW - timedelta(minutes=5)).isoformat(),
+        "created_at": (datetime.now(UTC) - timedelta(minutes=5, seconds=1)).isoformat(),
         **fields,
     }
 
