@@ -5,11 +5,12 @@ snapshot, holds, dependencies and queue definitions. Never commits: the caller o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ascl.registry import unknown_name_message
@@ -48,6 +49,7 @@ def load(session: Session) -> QueueState:
         met = parent_status == JobStatus.SUCCEEDED or (condition == "any" and is_terminal(parent_status))
         if not met:
             blocked.setdefault(job_id, parent_id)
+    requests = _Requests()
     waiting = [
         Waiting(
             id=job_id,
@@ -55,14 +57,14 @@ def load(session: Session) -> QueueState:
             queue=queue,
             priority=priority,
             created_at=as_utc(created_at),
-            request=Request.of(resources),
+            request=requests.of(resources),
             held=held_at is not None,
             blocked_by=blocked.get(job_id),
         )
-        for job_id, owner, queue, priority, created_at, resources, held_at in session.execute(
-            select(Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, Job.resources, Job.held_at).where(
-                Job.status == JobStatus.QUEUED.value
-            )
+        for job_id, owner, queue, priority, created_at, resources, held_at in session.connection().execute(
+            select(
+                Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, cast(Job.resources, Text), Job.held_at
+            ).where(Job.status == JobStatus.QUEUED.value)
         ).tuples()
     ]
     running = [
@@ -95,6 +97,20 @@ def load(session: Session) -> QueueState:
         for row in session.execute(select(Usage)).scalars()
     }
     return QueueState(waiting=waiting, running=running, queues=queues, usage=usage)
+
+
+class _Requests:
+    """One `Request` per distinct resources text: a long queue holds a few shapes of request, so
+    each is parsed once (and the planner's per-request work can be shared by identity)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Request] = {}
+
+    def of(self, text: str) -> Request:
+        request = self._known.get(text)
+        if request is None:
+            request = self._known[text] = Request.of(json.loads(text))
+        return request
 
 
 def _eta(progress: dict[str, Any] | None) -> float | None:
