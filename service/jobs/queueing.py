@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, event, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ascl.registry import unknown_name_message
@@ -61,11 +61,13 @@ def load(session: Session) -> QueueState:
             held=held_at is not None,
             blocked_by=blocked.get(job_id),
         )
-        for job_id, owner, queue, priority, created_at, resources, held_at in session.connection().execute(
+        for job_id, owner, queue, priority, created_at, resources, held_at in session.connection()
+        .execute(
             select(
                 Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, cast(Job.resources, Text), Job.held_at
             ).where(Job.status == JobStatus.QUEUED.value)
-        ).tuples()
+        )
+        .tuples()
     ]
     running = [
         Running(
@@ -209,12 +211,28 @@ def parents_of(session: Session, job_ids: list[str]) -> dict[str, list[str]]:
 
 
 def queued_count(session: Session, owner: str) -> int:
-    """The owner's queued jobs, those added in this transaction and not yet flushed included."""
+    """The owner's queued jobs, those added in this transaction and not yet flushed included. The
+    stored count is read once per owner and transaction (a group commit asks it for each of its
+    submissions; its new rows are in `session.new` until a flush, after which it reads again)."""
     pending = sum(1 for row in session.new if isinstance(row, Job) and row.owner == owner)
-    stored = session.execute(
-        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
-    ).scalar_one()
+    counts = session.info.get(_QUEUED_COUNTS)
+    if counts is None:
+        counts = session.info[_QUEUED_COUNTS] = {}
+        for moment in ("after_flush", "after_commit", "after_rollback"):
+            event.listen(session, moment, _forget_counts)
+    stored = counts.get(owner)
+    if stored is None:
+        stored = counts[owner] = session.execute(
+            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
+        ).scalar_one()
     return int(stored) + pending
+
+
+_QUEUED_COUNTS = "queueing.queued_counts"
+
+
+def _forget_counts(session: Session, *_: object) -> None:
+    session.info[_QUEUED_COUNTS].clear()
 
 
 def resolve_eval_targets(session: Session) -> None:
