@@ -88,7 +88,7 @@ async def submit_job(
         parents = [d.job for d in body.depends_on]  # known: no query (and no flush) for a new job
         return read(session, job, request, principal, with_position=False, parents=parents), True
 
-    outcome: tuple[JobRead, bool] = await state.submissions.run(submit)
+    outcome: tuple[JobRead, bool] = await state.submissions.run(submit, hint=principal.subject)
     job, created = outcome
     if not created:
         response.status_code = 200

@@ -14,6 +14,7 @@ from sqlalchemy import Text, cast, event, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ascl.registry import unknown_name_message
+from service.db.group_commit import BATCH_HINTS
 from service.db.models import ClusterState, Job, JobDependency, JobEvent, Queue, Usage
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import ACTIVE, JobStatus, is_terminal
@@ -211,21 +212,26 @@ def parents_of(session: Session, job_ids: list[str]) -> dict[str, list[str]]:
 
 
 def queued_count(session: Session, owner: str) -> int:
-    """The owner's queued jobs, those added in this transaction and not yet flushed included. The
-    stored count is read once per owner and transaction (a group commit asks it for each of its
-    submissions; its new rows are in `session.new` until a flush, after which it reads again)."""
+    """The owner's queued jobs, those added in this transaction and not yet flushed included. In a
+    group commit whose units are hinted with their owners, one COUNT ... GROUP BY reads every
+    owner's count for the whole batch; its new rows are in `session.new` until a flush, after
+    which it reads again."""
     pending = sum(1 for row in session.new if isinstance(row, Job) and row.owner == owner)
-    counts = session.info.get(_QUEUED_COUNTS)
+    counts: dict[str, int] | None = session.info.get(_QUEUED_COUNTS)
     if counts is None:
         counts = session.info[_QUEUED_COUNTS] = {}
         for moment in ("after_flush", "after_commit", "after_rollback"):
             event.listen(session, moment, _forget_counts)
-    stored = counts.get(owner)
-    if stored is None:
-        stored = counts[owner] = session.execute(
-            select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
-        ).scalar_one()
-    return int(stored) + pending
+    if owner not in counts:
+        owners = {owner, *session.info.get(BATCH_HINTS, ())}
+        counts |= dict.fromkeys(owners, 0)
+        rows = session.execute(
+            select(Job.owner, func.count())
+            .where(Job.owner.in_(sorted(owners)), Job.status == JobStatus.QUEUED.value)
+            .group_by(Job.owner)
+        ).tuples()
+        counts |= {name: int(count) for name, count in rows}
+    return counts[owner] + pending
 
 
 _QUEUED_COUNTS = "queueing.queued_counts"
