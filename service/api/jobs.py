@@ -19,6 +19,7 @@ from service.api.submission import (
     Prepared,
     build_new_job,
     check_queued_limit,
+    default_model_name,
     prepare,
     resolve_registered,
     retried_job,
@@ -88,7 +89,10 @@ async def submit_job(
         parents = [d.job for d in body.depends_on]  # known: no query (and no flush) for a new job
         return read(session, job, request, principal, with_position=False, parents=parents), True
 
-    outcome: tuple[JobRead, bool] = await state.submissions.run(submit, hint=principal.subject)
+    hint = {"owner": principal.subject}  # lets the batch read what its units will ask in one query each
+    if body.kind == JobKind.TRAIN and prepared.config is not None:
+        hint["model_name"] = body.model_name or default_model_name(principal.subject, prepared.config.name)
+    outcome: tuple[JobRead, bool] = await state.submissions.run(submit, hint=hint)
     job, created = outcome
     if not created:
         response.status_code = 200

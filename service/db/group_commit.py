@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -41,7 +41,7 @@ BATCH_HINTS = "group_commit.hints"  # session.info: the hints of the batch's uni
 class _Request(Generic[T]):
     work: Callable[[Session], T]
     future: asyncio.Future[T]
-    hint: str | None
+    hint: Mapping[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +65,9 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def run(self, work: Callable[[Session], T], *, hint: str | None = None) -> T:
+    async def run(self, work: Callable[[Session], T], *, hint: Mapping[str, str] | None = None) -> T:
         """Run `work(session)` in the next shared transaction; its value once committed. The batch's
-        hints (such as whose requests it holds) are in `session.info[BATCH_HINTS]`, so that a unit
+        hints (such as whose request it is) are in `session.info[BATCH_HINTS]`, so that a unit
         of work may read for the whole batch at once what each unit would otherwise read alone."""
         self._start()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -223,7 +223,7 @@ def queued_count(session: Session, owner: str) -> int:
         for moment in ("after_flush", "after_commit", "after_rollback"):
             event.listen(session, moment, _forget_counts)
     if owner not in counts:
-        owners = {owner, *session.info.get(BATCH_HINTS, ())}
+        owners = {owner, *(hint["owner"] for hint in session.info.get(BATCH_HINTS, ()) if "owner" in hint)}
         counts |= dict.fromkeys(owners, 0)
         rows = session.execute(
             select(Job.owner, func.count())

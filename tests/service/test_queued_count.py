@@ -41,7 +41,7 @@ def test_a_batch_counts_its_owners_queued_jobs_in_one_statement(sessions):
     event.listen(engine, "before_cursor_execute", seen)
     try:
         with session_scope(sessions) as session, session.no_autoflush:
-            session.info[BATCH_HINTS] = ["alice", "bob", "carol"]
+            session.info[BATCH_HINTS] = [{"owner": name} for name in ("alice", "bob", "carol")]
             assert [queueing.queued_count(session, o) for o in ("alice", "bob", "carol")] == [2, 1, 0]
             assert len(counts) == 1
             store.add_job(session, new_job("bob"), idempotency_key=None, body_hash="h")
