@@ -7,7 +7,6 @@ from __future__ import annotations
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from service.auth.principal import Principal, may_read_model, may_write_model
 from service.db.group_commit import BATCH_HINTS
@@ -36,38 +35,42 @@ def check_writable(session: Session, name: str, principal: Principal, *, group: 
 
 def claim(session: Session, name: str, principal: Principal, *, group: str | None) -> None:
     """Record a new name as the principal's (and `group`'s)."""
+    row = ModelOwner(name=name, owner=principal.subject, group=group, created_at=now())
     try:
         with session.begin_nested():
-            session.add(ModelOwner(name=name, owner=principal.subject, group=group, created_at=now()))
+            session.add(row)
             session.flush()
     except IntegrityError as error:
         raise NameClaimRace(name) from error
+    known = session.info.get(_KNOWN)
+    if known is not None:
+        known[name] = row
 
 
 def _owner(session: Session, name: str) -> ModelOwner | None:
     """`session.get`, but in a group commit whose units are hinted with the model names they train,
-    one query reads the whole batch's names; a name absent then is only looked for in the session
-    (where a claim of this transaction puts it)."""
-    absent: set[str] | None = session.info.get(_ABSENT)
-    if absent is None:
-        if _ABSENT not in session.info:
+    one query reads the whole batch's names (kept here: the session holds its rows weakly); a name
+    absent then stays absent unless this transaction claims it."""
+    known: dict[str, ModelOwner | None] | None = session.info.get(_KNOWN)
+    if known is None:
+        if _KNOWN not in session.info:
             for moment in ("after_commit", "after_rollback"):
-                event.listen(session, moment, _forget_absent)
+                event.listen(session, moment, _forget_known)
         hinted = {hint["model_name"] for hint in session.info.get(BATCH_HINTS, ()) if "model_name" in hint}
         names = sorted({name, *hinted})
-        found = session.execute(select(ModelOwner).where(ModelOwner.name.in_(names))).scalars().all()
-        absent = session.info[_ABSENT] = set(names) - {row.name for row in found}  # found: now in the session
-    if name in absent:
-        row = session.identity_map.get(identity_key(ModelOwner, name))
-        return row if isinstance(row, ModelOwner) else None
-    return session.get(ModelOwner, name)
+        known = session.info[_KNOWN] = dict.fromkeys(names)
+        rows = session.execute(select(ModelOwner).where(ModelOwner.name.in_(names))).scalars()
+        known |= {row.name: row for row in rows}
+    if name not in known:
+        return session.get(ModelOwner, name)
+    return known[name]
 
 
-_ABSENT = "models.absent_names"
+_KNOWN = "models.known_owners"
 
 
-def _forget_absent(session: Session) -> None:
-    session.info[_ABSENT] = None
+def _forget_known(session: Session) -> None:
+    session.info[_KNOWN] = None
 
 
 def require_readable(session: Session, name: str, principal: Principal, *, shared: bool) -> None:
