@@ -127,13 +127,18 @@ def _fair_order(
     for key in lines:
         push(key)
     order = []
+    claimed: dict[int, float] = {}  # by request identity: what a pick adds to its owner's share
     while heads:
-        *_, key = heapq.heappop(heads)
-        _, job = lines[key][cursor[key]]
+        key = heapq.heappop(heads)[-1]
+        line, at = lines[key], cursor[key]
+        job = line[at][1]
         order.append(job)
-        shares[key] += rate(job.request, policy) * policy.claim_horizon_s
-        cursor[key] += 1
-        if cursor[key] < len(lines[key]):
+        added = claimed.get(id(job.request))
+        if added is None:
+            added = claimed[id(job.request)] = rate(job.request, policy) * policy.claim_horizon_s
+        shares[key] += added
+        cursor[key] = at + 1
+        if at + 1 < len(line):
             push(key)
     return order
 
