@@ -15,7 +15,15 @@ from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.params import USER_PATTERN, JobId
 from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest
-from service.api.submission import build_new_job, check_queued_limit, resolve_registered, retried_job
+from service.api.submission import (
+    Prepared,
+    build_new_job,
+    check_queued_limit,
+    default_model_name,
+    prepare,
+    resolve_registered,
+    retried_job,
+)
 from service.auth import models
 from service.auth.principal import Principal, may_read_details, require_details, require_owner
 from service.contracts import EvalTarget, JobKind
@@ -44,7 +52,7 @@ async def submit_job(
     """The hot path: submissions share transactions through the app's group commit. A registry
     look-up (eval jobs by models:/ URI) happens before, outside any transaction."""
     state = request.app.state
-    registered = await run_in_threadpool(resolve_registered, body, state.registry)
+    registered, prepared = await run_in_threadpool(_before_transaction, body, state)
 
     def submit(session: Session) -> tuple[JobRead, bool]:
         check_queued_limit(session, principal.subject, state.settings.max_queued_per_user)
@@ -55,6 +63,7 @@ async def submit_job(
             registered=registered,
             cluster=state.cluster,
             settings=state.settings,
+            prepared=prepared,
         )
         trains_model = new.kind == JobKind.TRAIN and new.model_name is not None
         new_name = trains_model and models.check_writable(
@@ -66,9 +75,7 @@ async def submit_job(
         cached = key and evaluation.cached_job(session, name=key[0], version=key[1], spec_hash=key[2])
         if cached:  # this very evaluation exists: link to it (200) instead of running it again
             return read(session, cached, request, principal, with_position=False), False
-        job, created = store.add_job(
-            session, new, idempotency_key=idempotency_key, body_hash=store.request_hash(body.model_dump(mode="json"))
-        )
+        job, created = store.add_job(session, new, idempotency_key=idempotency_key, body_hash=prepared.body_hash)
         if created and key:
             standard = _standard_hash(session, new, registered, state.settings) == key[2]
             evaluation.remember(
@@ -82,13 +89,21 @@ async def submit_job(
         parents = [d.job for d in body.depends_on]  # known: no query (and no flush) for a new job
         return read(session, job, request, principal, with_position=False, parents=parents), True
 
-    outcome: tuple[JobRead, bool] = await state.submissions.run(submit)
+    hint = {"owner": principal.subject}  # lets the batch read what its units will ask in one query each
+    if body.kind == JobKind.TRAIN and prepared.config is not None:
+        hint["model_name"] = body.model_name or default_model_name(principal.subject, prepared.config.name)
+    outcome: tuple[JobRead, bool] = await state.submissions.run(submit, hint=hint)
     job, created = outcome
     if not created:
         response.status_code = 200
     else:
         state.wake_dispatcher()
     return job
+
+
+def _before_transaction(body: JobCreate, state: Any) -> tuple[RegisteredVersion | None, Prepared]:
+    """The registry look-up (a network call) and the work that needs no database."""
+    return resolve_registered(body, state.registry), prepare(body, state.settings)
 
 
 def _standard_hash(

@@ -7,7 +7,7 @@ resources no node can hold."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,43 @@ def resolve_registered(body: JobCreate, registry: ModelRegistry) -> RegisteredVe
     return registry.resolve(ref)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a request yields without the database, worked out before its transaction so that the
+    group commit's one thread only reads and writes: the body's hash and a train job's config,
+    resolved and checked, or the error that met it. `build_new_job` raises that error where it
+    would have met it, so a request with several problems is answered as before."""
+
+    body_hash: str
+    config: ExperimentConfig | None = None
+    error: Exception | None = None
+
+    def checked_config(self) -> ExperimentConfig:
+        if self.error is not None:
+            raise self.error
+        if self.config is None:
+            raise ValueError("an eval job's config is resolved in its transaction")
+        return self.config
+
+
+def prepare(body: JobCreate, settings: ServiceSettings) -> Prepared:
+    """A train job's config (or the error it meets); an eval job's comes from its model."""
+    body_hash = store.request_hash(body.model_dump(mode="json"))
+    if body.kind == JobKind.EVAL or body.model is not None:
+        return Prepared(body_hash)
+    try:
+        config = resolve_experiment(preset=body.preset, experiment=body.experiment, overrides=body.overrides)
+        return Prepared(body_hash, config=_checked(config, body, settings))
+    except Exception as error:  # raised in the transaction, in the order the checks run there
+        return Prepared(body_hash, error=error)
+
+
+def _checked(config: ExperimentConfig, body: JobCreate, settings: ServiceSettings) -> ExperimentConfig:
+    config = resolve_data_dir(config, settings.data_root)
+    settings.spec_limits_checker.check(config, field_of=lambda path: _request_field(body, path))
+    return config
+
+
 def build_new_job(
     body: JobCreate,
     *,
@@ -51,8 +88,10 @@ def build_new_job(
     registered: RegisteredVersion | None,
     cluster: ClusterView,
     settings: ServiceSettings,
+    prepared: Prepared | None = None,
 ) -> store.NewJob:
-    """Raises before anything is written (the group commit relies on it)."""
+    """Raises before anything is written (the group commit relies on it). `prepared`: `prepare`'s
+    answer for this body, made before the transaction (made here without it)."""
     require_role(principal, Role.USER, "submit jobs")
     queue = queueing.require_queue(session, body.queue)
     priority = body.priority if "priority" in body.model_fields_set else (queue.default_priority or 0)
@@ -66,14 +105,12 @@ def build_new_job(
             source = store.get_job(session, target.job_id)
             require_details(principal, source.owner, shared=settings.share_job_details, what=f"job {source.id}")
         require_readable(session, target.model_name, principal, shared=settings.share_job_details)
-        config = _with_overrides(ExperimentConfig.from_dict(base), body.overrides)
+        config = _checked(_with_overrides(ExperimentConfig.from_dict(base), body.overrides), body, settings)
     else:
         if body.model is not None:
             raise InvalidSpec("model", "only eval jobs take 'model'")
         target = None
-        config = resolve_experiment(preset=body.preset, experiment=body.experiment, overrides=body.overrides)
-    config = resolve_data_dir(config, settings.data_root)
-    settings.spec_limits_checker.check(config, field_of=lambda path: _request_field(body, path))
+        config = (prepared or prepare(body, settings)).checked_config()
     name = body.name or (f"eval {body.model}" if body.kind == JobKind.EVAL else config.name)
     model_name = body.model_name or (
         default_model_name(principal.subject, config.name) if body.kind == JobKind.TRAIN else None

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -34,10 +34,14 @@ from service.db import session_scope
 T = TypeVar("T")
 
 
+BATCH_HINTS = "group_commit.hints"  # session.info: the hints of the batch's units of work, in order
+
+
 @dataclass(frozen=True, slots=True)
 class _Request(Generic[T]):
     work: Callable[[Session], T]
     future: asyncio.Future[T]
+    hint: Mapping[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +65,13 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def run(self, work: Callable[[Session], T]) -> T:
-        """Run `work(session)` in the next shared transaction; its value once committed."""
+    async def run(self, work: Callable[[Session], T], *, hint: Mapping[str, str] | None = None) -> T:
+        """Run `work(session)` in the next shared transaction; its value once committed. The batch's
+        hints (such as whose request it is) are in `session.info[BATCH_HINTS]`, so that a unit
+        of work may read for the whole batch at once what each unit would otherwise read alone."""
         self._start()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.put(_Request(work, future))
+        self._waiting.put(_Request(work, future, hint))
         return await future
 
     def close(self) -> None:
@@ -115,6 +121,7 @@ class GroupCommit:
     def _transaction(self, batch: list[_Request[Any]]) -> list[_Outcome]:
         outcomes = []
         with session_scope(self._sessions) as session, session.no_autoflush:
+            session.info[BATCH_HINTS] = [request.hint for request in batch if request.hint is not None]
             for request in batch:
                 try:
                     outcomes.append(_Outcome(value=request.work(session)))

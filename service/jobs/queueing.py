@@ -5,14 +5,16 @@ snapshot, holds, dependencies and queue definitions. Never commits: the caller o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, event, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ascl.registry import unknown_name_message
+from service.db.group_commit import BATCH_HINTS
 from service.db.models import ClusterState, Job, JobDependency, JobEvent, Queue, Usage
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import ACTIVE, JobStatus, is_terminal
@@ -48,6 +50,7 @@ def load(session: Session) -> QueueState:
         met = parent_status == JobStatus.SUCCEEDED or (condition == "any" and is_terminal(parent_status))
         if not met:
             blocked.setdefault(job_id, parent_id)
+    requests = _Requests()
     waiting = [
         Waiting(
             id=job_id,
@@ -55,15 +58,17 @@ def load(session: Session) -> QueueState:
             queue=queue,
             priority=priority,
             created_at=as_utc(created_at),
-            request=Request.of(resources),
+            request=requests.of(resources),
             held=held_at is not None,
             blocked_by=blocked.get(job_id),
         )
-        for job_id, owner, queue, priority, created_at, resources, held_at in session.execute(
-            select(Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, Job.resources, Job.held_at).where(
-                Job.status == JobStatus.QUEUED.value
-            )
-        ).tuples()
+        for job_id, owner, queue, priority, created_at, resources, held_at in session.connection()
+        .execute(
+            select(
+                Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, cast(Job.resources, Text), Job.held_at
+            ).where(Job.status == JobStatus.QUEUED.value)
+        )
+        .tuples()
     ]
     running = [
         Running(
@@ -95,6 +100,20 @@ def load(session: Session) -> QueueState:
         for row in session.execute(select(Usage)).scalars()
     }
     return QueueState(waiting=waiting, running=running, queues=queues, usage=usage)
+
+
+class _Requests:
+    """One `Request` per distinct resources text: a long queue holds a few shapes of request, so
+    each is parsed once (and the planner's per-request work can be shared by identity)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Request] = {}
+
+    def of(self, text: str) -> Request:
+        request = self._known.get(text)
+        if request is None:
+            request = self._known[text] = Request.of(json.loads(text))
+        return request
 
 
 def _eta(progress: dict[str, Any] | None) -> float | None:
@@ -193,12 +212,33 @@ def parents_of(session: Session, job_ids: list[str]) -> dict[str, list[str]]:
 
 
 def queued_count(session: Session, owner: str) -> int:
-    """The owner's queued jobs, those added in this transaction and not yet flushed included."""
+    """The owner's queued jobs, those added in this transaction and not yet flushed included. In a
+    group commit whose units are hinted with their owners, one COUNT ... GROUP BY reads every
+    owner's count for the whole batch; its new rows are in `session.new` until a flush, after
+    which it reads again."""
     pending = sum(1 for row in session.new if isinstance(row, Job) and row.owner == owner)
-    stored = session.execute(
-        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.QUEUED.value)
-    ).scalar_one()
-    return int(stored) + pending
+    counts: dict[str, int] | None = session.info.get(_QUEUED_COUNTS)
+    if counts is None:
+        counts = session.info[_QUEUED_COUNTS] = {}
+        for moment in ("after_flush", "after_commit", "after_rollback"):
+            event.listen(session, moment, _forget_counts)
+    if owner not in counts:
+        owners = {owner, *(hint["owner"] for hint in session.info.get(BATCH_HINTS, ()) if "owner" in hint)}
+        counts |= dict.fromkeys(owners, 0)
+        rows = session.execute(
+            select(Job.owner, func.count())
+            .where(Job.owner.in_(sorted(owners)), Job.status == JobStatus.QUEUED.value)
+            .group_by(Job.owner)
+        ).tuples()
+        counts |= {name: int(count) for name, count in rows}
+    return counts[owner] + pending
+
+
+_QUEUED_COUNTS = "queueing.queued_counts"
+
+
+def _forget_counts(session: Session, *_: object) -> None:
+    session.info[_QUEUED_COUNTS].clear()
 
 
 def resolve_eval_targets(session: Session) -> None:

@@ -6,6 +6,7 @@ for every sweep dimension's extremes too, and answered with a 422 naming the fie
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ DEFAULT_SPEC_LIMITS: dict[str, float] = {
 }
 
 
+@functools.cache  # the config's fields are fixed: read once, not per submission
 def numeric_fields() -> frozenset[str]:
     """Every dotted field of the experiment config that holds a number (or numbers)."""
     fields: set[str] = set()

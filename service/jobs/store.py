@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -119,7 +119,7 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
         gpu_seconds=0.0,
         version=0,
         tag_index=tag_index(new.tags),
-        **asdict(new),
+        **{name: getattr(new, name) for name in NewJob.__dataclass_fields__},  # shallow: asdict deep-copies the spec
     )
     if idempotency_key is None or not session.autoflush:
         # Flushed with the rest of the transaction (a group commit: many submissions, one INSERT).

@@ -73,19 +73,27 @@ def _set_aside(
     waiting: list[Waiting], cluster: Capacity, queues: dict[str, QueueLimits], result: Plan
 ) -> list[Waiting]:
     eligible = []
+    fits: dict[int, bool] = {}  # by request identity: jobs of one shape share their Request
     for job in waiting:
         reason = None
         if job.held:
             reason = Reason.HELD
         elif job.blocked_by is not None:
             reason = Reason.DEPENDENCY
-        elif not ever_fits(job.request, cluster.total) or _over_limit(job, queues, {}, {}):
+        elif not _ever_fits(job.request, cluster.total, fits) or _over_limit(job, queues, {}, {}):
             reason = Reason.INFEASIBLE
         if reason is None:
             eligible.append(job)
         else:
             result.explanations[job.id] = Explanation(None, reason, None)
     return eligible
+
+
+def _ever_fits(request: Request, totals: list[Amounts], known: dict[int, bool]) -> bool:
+    fits = known.get(id(request))
+    if fits is None:
+        fits = known[id(request)] = ever_fits(request, totals)
+    return fits
 
 
 def _effective_priority(job: Waiting, now: datetime, policy: Policy) -> int:
@@ -103,27 +111,34 @@ def _fair_order(
     for active in running:
         elapsed = (now - active.started_at).total_seconds() if active.started_at else 0.0
         shares[(active.queue, active.owner)] += rate(active.request, policy) * max(elapsed, 0.0)
-    lines: dict[Share, list[Waiting]] = defaultdict(list)  # each user's own jobs, best first
-    for job in sorted(eligible, key=lambda j: (-_effective_priority(j, now, policy), j.created_at, j.id)):
-        lines[(job.queue, job.owner)].append(job)
+    # each user's own jobs, best first, with their effective priority (computed once per job)
+    lines: dict[Share, list[tuple[int, Waiting]]] = defaultdict(list)
+    ranked = sorted((-_effective_priority(job, now, policy), job.created_at, job.id, job) for job in eligible)
+    for rank, _, _, job in ranked:  # ids are unique: the jobs themselves are never compared
+        lines[(job.queue, job.owner)].append((rank, job))
     heads: list[tuple[int, float, datetime, str, Share]] = []
     cursor = dict.fromkeys(lines, 0)
 
     def push(key: Share) -> None:
-        job = lines[key][cursor[key]]
+        rank, job = lines[key][cursor[key]]
         share = round(shares[key], 3)  # below a thousandth of a GPU-second, usage is forgotten: age decides
-        heapq.heappush(heads, (-_effective_priority(job, now, policy), share, job.created_at, job.id, key))
+        heapq.heappush(heads, (rank, share, job.created_at, job.id, key))
 
     for key in lines:
         push(key)
     order = []
+    claimed: dict[int, float] = {}  # by request identity: what a pick adds to its owner's share
     while heads:
-        *_, key = heapq.heappop(heads)
-        job = lines[key][cursor[key]]
+        key = heapq.heappop(heads)[-1]
+        line, at = lines[key], cursor[key]
+        job = line[at][1]
         order.append(job)
-        shares[key] += rate(job.request, policy) * policy.claim_horizon_s
-        cursor[key] += 1
-        if cursor[key] < len(lines[key]):
+        added = claimed.get(id(job.request))
+        if added is None:
+            added = claimed[id(job.request)] = rate(job.request, policy) * policy.claim_horizon_s
+        shares[key] += added
+        cursor[key] = at + 1
+        if at + 1 < len(line):
             push(key)
     return order
 
@@ -174,17 +189,31 @@ def _admit(
     reserved: Amounts = {}  # requests of long-waiting jobs, held back from the jobs behind them
     timeline = _Timeline(running, free, now)
     blocked = False  # some job ahead is waiting for capacity
+    # Requests (by identity) that could not start on `free` as it is: whether they would have
+    # been placed. Until a claim changes `free` they cannot start either (reservations only grow),
+    # so a long queue of a few request shapes is not placed job by job.
+    refused: dict[int, bool] = {}
     for position, job in enumerate(order, start=1):
         limit = _over_limit(job, queues, held.queue, held.user)
-        placed = place(job.request, free) if limit is None else None
+        placed: list[Amounts] | None = None
+        if limit is None and id(job.request) in refused:
+            fitted = refused[id(job.request)]
+        elif limit is None:
+            placed = place(job.request, free)
+            fitted = placed is not None
+        else:
+            fitted = False
         if placed is not None and _within(placed, reserved):
+            refused.clear()
             free = placed
             held.add(job.queue, job.owner, job.request)
             result.claims.append(job.id)
             result.explanations[job.id] = Explanation(position, Reason.STARTING, now)
             timeline.take_now(job.request)
             continue
-        reason = limit or (Reason.PRIORITY if blocked or placed is not None else Reason.RESOURCES)
+        if limit is None:
+            refused[id(job.request)] = fitted
+        reason = limit or (Reason.PRIORITY if blocked or fitted else Reason.RESOURCES)
         # a limit frees up on its owner's (or queue's) schedule, which resources alone do not tell
         start = timeline.start_of(job.request) if limit is None else None
         result.explanations[job.id] = Explanation(position, reason, start)
