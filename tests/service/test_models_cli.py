@@ -4,22 +4,18 @@ tables, --json, a refused promotion's exit status and reason, and the comparison
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from ascl.cli import main
-from control.ports import free_port
 from service.api.app import create_app
 from service.auth import models
 from service.auth.principal import Principal, Role
 from service.cluster import StaticCluster
 from service.db import session_scope
 from service.settings import ServiceSettings
-from tests.conftest import make_token
+from tests.conftest import make_token, serving
 from tests.service.test_models_api import VERSIONS, register_versions, store  # noqa: F401 (fixture)
 
 
@@ -30,17 +26,8 @@ def cli(sessions, store, tmp_path) -> Iterator[tuple[list[str], str]]:  # noqa: 
     with session_scope(sessions) as session:
         models.claim(session, name, Principal(subject="alice", role=Role.USER), group=None)
     app = create_app(sessions, settings=ServiceSettings(data_dir=tmp_path), cluster=StaticCluster(), registry=tracker)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield ["--api", f"http://127.0.0.1:{port}", "--token", make_token(sessions, "alice", "user")], name
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield ["--api", f"http://127.0.0.1:{port}", "--token", make_token(sessions, "alice", "user")], name
 
 
 def test_models_commands_print_tables_json_reasons_and_the_plot(cli, capsys, tmp_path):

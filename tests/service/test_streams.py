@@ -20,7 +20,7 @@ from service.db import session_scope
 from service.db.models import Job
 from service.jobs import attempts
 from service.settings import ServiceSettings
-from tests.conftest import bearer, make_token
+from tests.conftest import bearer, make_token, serving
 
 QUIET_STREAMS = 40
 
@@ -37,17 +37,8 @@ def server(sessions, tmp_path) -> Iterator[str]:
         data_dir=tmp_path, log_streams_per_user=QUIET_STREAMS + 5, log_streams_total=QUIET_STREAMS + 5
     )
     app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def running_attempt(sessions, job_id: str) -> str:
