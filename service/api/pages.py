@@ -63,9 +63,10 @@ File = Annotated[str, PathParam(max_length=100)]
 
 
 # The dashboard runs only its own scripts and talks only to this API: injected markup could neither
-# run a script nor send a token elsewhere. (Swagger UI and ReDoc start from inline scripts.)
+# run a script nor send a token elsewhere; blob: images are the plots the script fetched with the token.
+# (Swagger UI and ReDoc start from inline scripts.)
 DASHBOARD_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 

@@ -1,10 +1,12 @@
 """The dashboard in a real browser (headless Chromium) against a running service: a submitted job
 appears, its progress changes without a reload, the job page shows its log and curves, and cancel
-from the page cancels it; then the same pages behind a proxy's path prefix, and the offline docs.
-Each page's screenshot is written to docs/img/ for the README."""
+from the page cancels it; a model's versions side by side, sorted by a figure, with the comparison
+plot; then the same pages behind a proxy's path prefix, and the offline docs. Each page's
+screenshot is written to docs/img/ for the README."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +24,11 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from control.ports import free_port
+from service.auth import models
+from service.auth.principal import Principal, Role
+from service.db import session_scope
 from tests.integration.conftest import Running, start_service, wait_for
+from tests.service.test_models_api import VERSIONS, register_versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,6 +63,18 @@ def browser() -> Iterator[webdriver.Chrome]:
 def running(browser, tmp_path_factory) -> Iterator[Running]:  # after `browser`: no service without one
     with start_service(tmp_path_factory.mktemp("ui"), "sqlite") as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+def model(running) -> str:
+    """A model the admin owns, with versions evaluated to known figures (VERSIONS) and v1 as champion."""
+    tracker = running.stack.tracker
+    _, run_id = tracker.ensure_run(experiment="ascl", job_id="j" * 32, run_name="trained", tags={})
+    name = register_versions(tracker, run_id, itertools.count())
+    with session_scope(running.stack.dispatcher.sessions) as session:
+        models.claim(session, name, Principal(subject="admin", role=Role.ADMIN), group=None)
+    assert running.client.promote(name, "1")["promoted"]
+    return name
 
 
 class UnderPrefix:
@@ -150,6 +168,44 @@ def test_a_job_shows_live_progress_and_cancel_from_the_page_cancels_it(browser, 
     finished = running.client.wait(job["id"], timeout_s=60)
     assert finished["status"] == "CANCELLED"
     until(browser, lambda d: "CANCELLED" in (text(d, "#job h2") or ""), timeout_s=15)
+
+
+def versions_shown(driver: webdriver.Chrome) -> list[str]:
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('#versions tbody tr')].map((row) => row.dataset.version);"
+    )
+    return found
+
+
+def test_a_model_page_shows_its_versions_side_by_side_sorted_by_a_figure_with_the_plot(browser, running, model):
+    browser.get(f"{running.settings.api_url}/ui/#token={running.stack.admin_token}")
+    browser.execute_script("location.hash = '#/models';")
+    click(browser, f'#models tr[data-model="{model}"] a')
+    newest_first = [str(v) for v in range(len(VERSIONS), 0, -1)]
+    until(browser, lambda d: versions_shown(d) == newest_first, timeout_s=30)
+    assert text(browser, '#versions tr[data-version="1"] td:nth-child(2)') == "@champion"
+    assert text(browser, '#versions tr[data-version="2"] .evaluation') == "none"  # registered without figures
+
+    click(browser, '#versions th[data-sort="autoattack_acc"] button')
+    by_autoattack = sorted(
+        (str(i + 1) for i, f in enumerate(VERSIONS) if f is not None),
+        key=lambda v: -VERSIONS[int(v) - 1].autoattack_acc,  # type: ignore[union-attr]
+    )
+    until(browser, lambda d: versions_shown(d)[: len(by_autoattack)] == by_autoattack, timeout_s=15)
+    assert versions_shown(browser)[-1] == "2"  # a version without that figure comes last
+    assert "▼" in (text(browser, '#versions th[data-sort="autoattack_acc"]') or "")
+
+    # the comparison plot, fetched with the token and drawn (a blob: URL the page's policy allows)
+    until(
+        browser,
+        lambda d: d.execute_script(
+            "const i = document.querySelector('#comparison img');return i && i.complete && i.naturalWidth > 0;"
+        ),
+        timeout_s=30,
+    )
+    assert "champion" in (text(browser, "#alias-moves td") or "")
+    assert not text(browser, "#message")
+    assert browser.save_screenshot(str(SCREENSHOTS / "ui-model.png"))
 
 
 def test_the_dashboard_and_docs_work_behind_a_path_prefix(browser, running, prefixed):

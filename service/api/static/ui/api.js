@@ -52,6 +52,13 @@ export async function call(path, { method = "GET", body } = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+// An image the API serves behind the token, as a blob: URL for an <img> (the caller revokes it).
+export async function image(path) {
+  const response = await fetch(API + path, { headers: headers("image/png") });
+  if (!response.ok) throw await failure(response);
+  return URL.createObjectURL(await response.blob());
+}
+
 // Reads a text/event-stream response and calls onEvent(type, data) per event until it ends or
 // `signal` aborts it.
 export async function stream(path, onEvent, signal) {

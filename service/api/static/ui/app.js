@@ -1,10 +1,10 @@
-// The dashboard: a token prompt, then one page per route (#/, #/jobs/ID, #/models), each refreshed
+// The dashboard: a token prompt, then one page per route (#/, #/jobs/ID, #/models, #/models/NAME), each refreshed
 // every few seconds without reloading; the job page also follows the job's log stream.
 
 import { ApiError, call, setToken, signOut, takeTokenFromFragment, token } from "./api.js";
 import { el } from "./dom.js";
 import { jobPage } from "./job.js";
-import { modelsPage } from "./models.js";
+import { modelPage, modelsPage } from "./models.js";
 import { overview } from "./overview.js";
 
 const REFRESH_MS = 2000;
@@ -69,14 +69,18 @@ function route() {
   call("whoami").then((me) => { document.getElementById("who").textContent = me.subject; }).catch(showError);
   const hash = location.hash || "#/";
   const job = /^#\/jobs\/([A-Za-z0-9_-]+)$/.exec(hash);
+  const model = /^#\/models\/([^/]+)$/.exec(hash);
   const abort = new AbortController();
   let refresh = () => overview(view);
+  let release = () => {};
   if (job) refresh = jobPage(view, job[1], abort.signal);
   else if (hash === "#/models") refresh = () => modelsPage(view);
-  document.getElementById("nav-overview").classList.toggle("active", !job && hash !== "#/models");
-  document.getElementById("nav-models").classList.toggle("active", hash === "#/models");
+  else if (model) ({ refresh, stop: release } = modelPage(view, decodeURIComponent(model[1])));
+  const onModels = hash === "#/models" || Boolean(model);
+  document.getElementById("nav-overview").classList.toggle("active", !job && !onModels);
+  document.getElementById("nav-models").classList.toggle("active", onModels);
   const stop = every(refresh);
-  current = { stop: () => { stop(); abort.abort(); } };
+  current = { stop: () => { stop(); abort.abort(); release(); } };
 }
 
 takeTokenFromFragment();
