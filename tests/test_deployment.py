@@ -2,7 +2,9 @@
 start what exists, and nothing in them is reachable without authentication or has a default secret."""
 
 import importlib.util
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -144,3 +146,27 @@ def test_checkpoints_live_on_the_volume_every_ray_node_and_the_dispatcher_mount(
     root = ServiceSettings(checkpoint_uri=uri).checkpoint_root
     for name in ("ray-head", "ray-worker", "dispatcher"):
         assert str(root) in [volume.split(":")[1] for volume in services[name]["volumes"]], name
+
+
+def run_suites(pytest: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "scripts" / "run-suites"), *args],
+        env={**os.environ, "PYTEST": pytest},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_suite_runner_exits_with_the_suites_status(tmp_path):
+    """Both suites passing is exit 0 (a failing `kill` in its exit trap once made it 1), either failing
+    is that failure's status, and "nothing collected" passes with a message."""
+    assert run_suites("true").returncode == 0
+    assert run_suites("false").returncode == 1
+    assert run_suites("true", "tests/ascl").returncode == 0
+    collects_nothing = tmp_path / "collects-nothing"
+    collects_nothing.write_text("#!/bin/sh\nexit 5\n")
+    collects_nothing.chmod(0o755)
+    nothing = run_suites(str(collects_nothing), "-k", "no-such-test")
+    assert nothing.returncode == 0
+    assert "collected no tests" in nothing.stderr
