@@ -106,13 +106,21 @@ class Dispatcher:
     # claiming -----------------------------------------------------------------------------------
     def dispatch(self) -> None:
         """One plan over the whole queue (a fixed number of queries, whatever its length), then the
-        claims it makes; jobs whose dependencies can no longer be met are cancelled first."""
+        claims it makes; jobs whose dependencies can no longer be met are cancelled first.
+
+        A job is claimed only where its request fits what is free now, so when no queued request
+        fits, no plan can claim anything: the cycle stops there instead of reading and ordering the
+        whole queue (the usual case on a full cluster with a long queue)."""
         cluster = self._cluster()
         with session_scope(self.sessions) as session:
             self._cancel_unmeetable(session)
             queueing.resolve_eval_targets(session)
-            state = queueing.load(session)
-            cluster = _minus_pending(cluster, state.running)
+            running = queueing.running_jobs(session)
+            cluster = _minus_pending(cluster, running)
+            queueing.save_snapshot(session, cluster)
+            if not any(place(request, cluster.free) for request in queueing.waiting_requests(session)):
+                return
+            state = queueing.load(session, running)
             result = plan(
                 state.waiting,
                 state.running,
@@ -121,8 +129,8 @@ class Dispatcher:
                 usage=state.usage,
                 now=store.now(),
                 policy=self.settings.scheduling_policy,
+                explain=False,
             )
-            queueing.save_snapshot(session, cluster)
             claimed = []
             for job_id in result.claims:
                 job = store.get_job(session, job_id)

@@ -35,7 +35,8 @@ class QueueState:
     usage: dict[tuple[str, str], ShareUsage]
 
 
-def load(session: Session) -> QueueState:
+def load(session: Session, running: list[Running] | None = None) -> QueueState:
+    """`running`: the caller's `running_jobs` of this transaction, when it has read them already."""
     parent = aliased(Job)
     unmet = session.execute(  # dependencies of waiting jobs whose parent has not (satisfactorily) ended
         select(JobDependency.job_id, JobDependency.parent_id, JobDependency.condition, parent.status)
@@ -69,22 +70,10 @@ def load(session: Session) -> QueueState:
             ).where(Job.status == JobStatus.QUEUED.value)
         )
         .tuples()
+        .all()  # one fetch: row by row costs more than the rest of the read
     ]
-    running = [
-        Running(
-            id=job_id,
-            owner=owner,
-            queue=queue,
-            request=Request.of(resources),
-            started_at=as_utc(started_at),
-            eta_s=_eta(progress),
-        )
-        for job_id, owner, queue, resources, started_at, progress in session.execute(
-            select(Job.id, Job.owner, Job.queue, Job.resources, Job.started_at, Job.progress).where(
-                Job.status.in_([s.value for s in ACTIVE])
-            )
-        ).tuples()
-    ]
+    if running is None:
+        running = running_jobs(session)
     queues = {
         row.name: QueueLimits(
             name=row.name,
@@ -100,6 +89,33 @@ def load(session: Session) -> QueueState:
         for row in session.execute(select(Usage)).scalars()
     }
     return QueueState(waiting=waiting, running=running, queues=queues, usage=usage)
+
+
+def running_jobs(session: Session) -> list[Running]:
+    """The jobs holding (or about to hold) cluster resources: claimed, submitted or running."""
+    return [
+        Running(
+            id=job_id,
+            owner=owner,
+            queue=queue,
+            request=Request.of(resources),
+            started_at=as_utc(started_at),
+            eta_s=_eta(progress),
+        )
+        for job_id, owner, queue, resources, started_at, progress in session.execute(
+            select(Job.id, Job.owner, Job.queue, Job.resources, Job.started_at, Job.progress).where(
+                Job.status.in_([s.value for s in ACTIVE])
+            )
+        ).tuples()
+    ]
+
+
+def waiting_requests(session: Session) -> list[Request]:
+    """The distinct resource requests of the queued jobs that are not held: a long queue holds a few."""
+    shapes = session.execute(
+        select(cast(Job.resources, Text)).where(Job.status == JobStatus.QUEUED.value, Job.held_at.is_(None)).distinct()
+    ).scalars()
+    return [Request.of(json.loads(text)) for text in shapes]
 
 
 class _Requests:

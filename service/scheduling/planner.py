@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -61,12 +62,23 @@ def plan(
     usage: dict[Share, Usage],
     now: datetime,
     policy: Policy,
+    explain: bool = True,
 ) -> Plan:
+    """The claims, and with `explain` every waiting job's position, reason and estimated start.
+    Without it (the dispatcher's case) the plan stops at the first job after which no claim is
+    possible, so a long queue is ordered only as far as the free capacity reaches."""
     result = Plan()
+    queues = {name: limits for name, limits in queues.items() if _limited(limits)}  # the others need no checks
     eligible = _set_aside(waiting, cluster, queues, result)
     order = _fair_order(eligible, running, usage, now, policy)
-    _admit(order, running, cluster, queues, now, policy, result)
+    shapes = None if explain else len({id(job.request) for job in eligible})
+    _admit(order, running, cluster, queues, now, policy, result, stop_after_shapes=shapes)
     return result
+
+
+def _limited(limits: QueueLimits) -> bool:
+    caps = (limits.max_gpus, limits.max_cpus, limits.user_max_gpus, limits.user_max_cpus)
+    return any(cap is not None for cap in caps)
 
 
 def _set_aside(
@@ -103,8 +115,9 @@ def _effective_priority(job: Waiting, now: datetime, policy: Policy) -> int:
 
 def _fair_order(
     eligible: list[Waiting], running: list[Running], usage: dict[Share, Usage], now: datetime, policy: Policy
-) -> list[Waiting]:
-    """Deal jobs out by (effective priority, owner's share, age), re-sorting after every pick."""
+) -> Iterator[Waiting]:
+    """Deal jobs out by (effective priority, owner's share, age), re-sorting after every pick; lazily,
+    so that a caller who stops early does not pay for the rest of the order."""
     shares: dict[Share, float] = defaultdict(float)
     for key, used in usage.items():
         shares[key] += decayed(used.value, used.at, now, policy.half_life_s)
@@ -126,13 +139,12 @@ def _fair_order(
 
     for key in lines:
         push(key)
-    order = []
     claimed: dict[int, float] = {}  # by request identity: what a pick adds to its owner's share
     while heads:
         key = heapq.heappop(heads)[-1]
         line, at = lines[key], cursor[key]
         job = line[at][1]
-        order.append(job)
+        yield job
         added = claimed.get(id(job.request))
         if added is None:
             added = claimed[id(job.request)] = rate(job.request, policy) * policy.claim_horizon_s
@@ -140,7 +152,6 @@ def _fair_order(
         cursor[key] = at + 1
         if at + 1 < len(line):
             push(key)
-    return order
 
 
 @dataclass
@@ -174,14 +185,18 @@ def _over_limit(
 
 
 def _admit(
-    order: list[Waiting],
+    order: Iterator[Waiting],
     running: list[Running],
     cluster: Capacity,
     queues: dict[str, QueueLimits],
     now: datetime,
     policy: Policy,
     result: Plan,
+    *,
+    stop_after_shapes: int | None,
 ) -> None:
+    """`stop_after_shapes`: the number of distinct requests in `order`, to stop once each of them is
+    refused (none can start until a claim frees capacity, and no claim is left); None walks it all."""
     held = _Held()
     for active in running:
         held.add(active.queue, active.owner, active.request)
@@ -213,6 +228,8 @@ def _admit(
             continue
         if limit is None:
             refused[id(job.request)] = fitted
+            if len(refused) == stop_after_shapes:
+                return
         reason = limit or (Reason.PRIORITY if blocked or fitted else Reason.RESOURCES)
         # a limit frees up on its owner's (or queue's) schedule, which resources alone do not tell
         start = timeline.start_of(job.request) if limit is None else None

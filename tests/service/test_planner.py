@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import hypothesis
+from hypothesis import strategies as st
+
 from service.scheduling.model import Explanation, Policy, QueueLimits, Reason, Request, Running, Waiting
 from service.scheduling.planner import Capacity, Usage, plan
 
@@ -151,3 +154,38 @@ def test_positions_are_one_order_across_queues():
         Reason.PRIORITY,
         Reason.PRIORITY,
     ]
+
+
+SHAPES = (CPU1, GPU1, Request({"CPU": 2.0}), Request({"GPU": 1.0, "CPU": 1.0}, workers=2))
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    jobs=st.lists(
+        st.tuples(
+            st.sampled_from("abc"),  # owner
+            st.sampled_from(("default", "capped")),  # queue
+            st.integers(0, 2),  # priority
+            st.floats(0, 7200),  # age
+            st.integers(0, len(SHAPES) - 1),
+            st.booleans(),  # held
+        ),
+        max_size=25,
+    ),
+    free=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), min_size=1, max_size=3),
+    capped=st.none() | st.integers(0, 3),
+)
+def test_the_dispatchers_short_plan_claims_exactly_what_the_whole_plan_claims(jobs, free, capped):
+    """Without explanations the plan stops once no claim is left: it must claim the same jobs."""
+    queue = [
+        waiting(f"j{i}", owner=o, queue=q, priority=p, age_s=age, request=SHAPES[shape], held=held)
+        for i, (o, q, p, age, shape, held) in enumerate(jobs)
+    ]
+    cluster = Capacity(
+        free=[{"CPU": float(c), "GPU": float(g)} for c, g in free], total=[{"CPU": 4.0, "GPU": 2.0} for _ in free]
+    )
+    queues = {"capped": QueueLimits(name="capped", user_max_cpus=capped)}
+    policy = Policy(reserve_after_s=3600)
+    whole = plan(queue, [], cluster, queues=queues, usage={}, now=NOW, policy=policy)
+    short = plan(queue, [], cluster, queues=queues, usage={}, now=NOW, policy=policy, explain=False)
+    assert short.claims == whole.claims
