@@ -9,7 +9,6 @@ parent stops the group the same way: SIGTERM first, SIGKILL after a grace period
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -18,15 +17,15 @@ import sys
 import time
 from types import FrameType
 
-PR_SET_PDEATHSIG = 1
+from service.parent_death import die_with_parent
+
 GRACE_S = 10.0
 
 
 def main(argv: list[str]) -> int:
     parent, options, command = int(argv[0]), argv[1 : argv.index("--")], argv[argv.index("--") + 1 :]
     remove = options[1] if options[:1] == ["--remove"] else None
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before the death signal was armed
+    if not die_with_parent(signal.SIGTERM, parent=parent):  # it died before the signal was armed
         return 1
     child = subprocess.Popen(command)
     stopping: list[float] = []  # when the stop began

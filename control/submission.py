@@ -101,7 +101,8 @@ class Submitter:
             env["TRAIN_ENABLE_SHARE_CUDA_VISIBLE_DEVICES"] = "0"
         self.cluster.submit(
             submission,
-            entrypoint=f"{self.settings.worker_python} -m workers.entrypoint",
+            # exec: the attempt is the job supervisor's own child, so that it dies with it (a lost node)
+            entrypoint=f"exec {self.settings.worker_python} -m workers.entrypoint",
             env=env,
             resources=resources,
             metadata={"service": "ascl", "job_id": job_id, "attempt": str(attempt_no)},

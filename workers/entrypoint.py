@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -26,6 +27,7 @@ from service.contracts import (
     JobKind,
     Phase,
 )
+from service.parent_death import die_with_parent
 from workers.api_client import ApiClient, AttemptIdentity, Superseded
 from workers.reporting import ServiceReporter
 from workers.runs import evaluate, train
@@ -45,6 +47,11 @@ def identity_from_environment() -> AttemptIdentity:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Ray's job supervisor starts this process (`exec`: no shell in between) and dies with its node's
+    # raylet; the attempt must end with it at once, before the retry of the lost attempt starts.
+    if not die_with_parent(signal.SIGKILL):
+        logger.warning("attempt.orphaned: the job supervisor ended before the attempt started")
+        return 1
     identity = identity_from_environment()
     api = ApiClient(identity)
     try:
