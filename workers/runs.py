@@ -127,6 +127,12 @@ def _log_model_once(checkpoint: Path) -> str:
         input_example=example.numpy().astype(np.float32),
         export_model=False,
         tags={CHECKPOINT_TAG: digest},
+        # stated, not inferred: inference loads the model again in a fresh interpreter (seconds a job)
+        pip_requirements=[
+            *mlflow.pytorch.get_default_pip_requirements(),
+            f"numpy=={np.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
     )
     return str(info.model_uri)
 
