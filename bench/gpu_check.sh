@@ -107,7 +107,7 @@ part authors 45 "$PY" bench/bench_authors_step.py --device "$DEVICE" --model "$M
 part epoch 90 epoch_of_ascl_train
 part eval-pgd 110 "$PY" bench/bench_eval.py pgd --device "$DEVICE" --model "$MODEL" --examples "$EVAL_N" \
   --steps "$EVAL_STEPS" --precision tf32 bf16 --out "$RESULTS"
-part tests 220 "$PY" -m pytest --noconftest -p no:cacheprovider -q -rfEs tests/ascl/test_gpu.py \
+part tests 300 "$PY" -m pytest --noconftest -p no:cacheprovider -q -rfEs --durations=20 tests/ascl/test_gpu.py \
   --junit-xml="$OUT/pytest.xml"
 part precision 60 "$PY" bench/bench_eval.py precision --device "$DEVICE" --epochs "$PREC_EPOCHS" --examples "$PREC_N" \
   --out "$RESULTS"

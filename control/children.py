@@ -11,11 +11,19 @@ from pathlib import Path
 
 class FateShared:
     def __init__(
-        self, command: list[str], *, log: Path, env: dict[str, str] | None = None, remove: Path | None = None
+        self,
+        command: list[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        remove: Path | None = None,
+        grace_s: float | None = None,
     ) -> None:
-        """`remove`: a directory of the command's own, deleted once it has ended however that came."""
+        """`remove`: a directory of the command's own, deleted once it has ended however that came.
+        `grace_s`: how long a stop waits after SIGTERM before SIGKILL (control.fate's default)."""
         self.log = log
         options = ["--remove", str(remove)] if remove is not None else []
+        options += ["--grace", str(grace_s)] if grace_s is not None else []
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "control.fate", str(os.getpid()), *options, "--", *command],

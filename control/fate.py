@@ -1,11 +1,13 @@
-"""`python -m control.fate PARENT_PID [--remove DIR] -- COMMAND...`: run COMMAND so that it dies with
-PARENT_PID, and remove DIR (the command's scratch space, e.g. Ray's session files and token) after.
+"""`python -m control.fate PARENT_PID [--remove DIR] [--grace SECONDS] -- COMMAND...`: run COMMAND so
+that it dies with PARENT_PID, and remove DIR (the command's scratch space, e.g. Ray's session files
+and token) after.
 
 This process leads its own process group (its parent starts it with start_new_session) and asks
 the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG), so even a SIGKILLed parent takes
 the whole group with it: the command and every process it starts (MLflow's server workers, Ray's
 raylet, GCS and workers), unless one of them leaves the group on purpose. A SIGTERM from the
-parent stops the group the same way: SIGTERM first, SIGKILL after a grace period."""
+parent stops the group the same way: SIGTERM first, SIGKILL after a grace period (--grace, else
+GRACE_S)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ GRACE_S = 10.0
 
 def main(argv: list[str]) -> int:
     parent, options, command = int(argv[0]), argv[1 : argv.index("--")], argv[argv.index("--") + 1 :]
-    remove = options[1] if options[:1] == ["--remove"] else None
+    named = dict(zip(options[::2], options[1::2], strict=True))
+    remove, grace_s = named.get("--remove"), float(named.get("--grace", GRACE_S))
     if not die_with_parent(signal.SIGTERM, parent=parent):  # it died before the signal was armed
         return 1
     child = subprocess.Popen(command)
@@ -38,7 +41,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while (code := child.poll()) is None and not (stopping and time.monotonic() - stopping[0] > GRACE_S):
+    while (code := child.poll()) is None and not (stopping and time.monotonic() - stopping[0] > grace_s):
         time.sleep(0.1)
     stop(signal.SIGTERM, None)  # the command ended by itself: take what it left behind with it
     time.sleep(0.5)

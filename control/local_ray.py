@@ -34,6 +34,9 @@ PORT_FLAGS = (
 )
 
 
+RAY_GRACE_S = 2.0
+
+
 @dataclass
 class LocalRay:
     address: str  # the GCS address, for ray.init(address=...)
@@ -74,7 +77,9 @@ def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, ti
         command.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         command.append(f"--num-gpus={num_gpus}")
-    head = FateShared(command, log=log, env=auth_env, remove=temp_dir)  # its token too, even after a SIGKILL
+    # remove: its token too, even after a SIGKILL. grace: `ray start --block` and the raylet take ~10 s to
+    # honour SIGTERM, and a Ray head the service started keeps nothing worth a graceful end
+    head = FateShared(command, log=log, env=auth_env, remove=temp_dir, grace_s=RAY_GRACE_S)
     dashboard_url = f"http://127.0.0.1:{ports['dashboard-port']}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

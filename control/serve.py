@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -71,12 +72,14 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     with ExitStack() as cleanup:
+        # the MLflow server and the local Ray head start side by side (seconds each)
+        starting = cleanup.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-start"))
+        mlflow_started = None
         if settings.mlflow_tracking_uri is None:
-            mlflow = start_mlflow_server(settings, settings.mlflow_port or free_port())
-            cleanup.callback(mlflow.stop)
-        else:
-            mlflow = MlflowServer(settings.mlflow_tracking_uri, None)
+            mlflow_started = starting.submit(start_mlflow_server, settings, settings.mlflow_port or free_port())
+            cleanup.callback(_stop_once_started, mlflow_started)
         address, dashboard_url = settings.ray_address, settings.ray_dashboard_url
+        local = None
         if address is None:
             local = start_local_ray(
                 num_cpus=settings.local_ray_num_cpus,
@@ -84,8 +87,10 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
                 log=settings.data_dir / "ray-head.log",
             )
             cleanup.callback(local.stop)
-            become_client(local)
             address, dashboard_url = local.address, local.dashboard_url
+        mlflow = mlflow_started.result() if mlflow_started else MlflowServer(str(settings.mlflow_tracking_uri), None)
+        if local is not None:
+            become_client(local)  # it changes this process's environment: not while the other thread starts MLflow
         plane = build_control_plane(
             settings, ray_address=address, tracker=tracker_for(settings, mlflow.url), dashboard_url=dashboard_url
         )
@@ -109,6 +114,12 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
             stack.wake.set()
             if stack.thread is not None:
                 stack.thread.join(timeout=30)
+
+
+def _stop_once_started(started: Future[MlflowServer]) -> None:
+    """Stop the MLflow server if it started (a start that failed stopped what it had begun)."""
+    if started.exception() is None:
+        started.result().stop()
 
 
 def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = None) -> str:

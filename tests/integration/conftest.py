@@ -3,13 +3,11 @@ dispatcher and the API served by uvicorn on a local port (workers call it over r
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import uvicorn
 
 from control.ports import free_port
@@ -109,18 +107,3 @@ def wait_for(predicate, *, timeout_s: float = 300, poll_s: float = 0.3, what: st
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-# The databases the shared-stack suites run on: both by default; scripts/test picks PostgreSQL alone to stay
-# within CI's time (SQLite, the embedded default, runs end to end in the demo, dashboard, model and
-# multi-GPU suites, and every database test below the stack runs on both).
-STACK_DATABASES = os.environ.get("ASCL_TEST_STACK_DATABASES", "sqlite,postgresql").split(",")
-
-
-@pytest.fixture(scope="module", params=STACK_DATABASES)
-def service(request, tmp_path_factory):
-    if request.param == "postgresql":
-        request.getfixturevalue("postgres_server")
-    data_dir = tmp_path_factory.mktemp(f"service-{request.param}")
-    with start_service(data_dir, request.param, mlflow_server=True) as running:
-        yield running

@@ -15,7 +15,7 @@ import psutil
 import ray
 
 from control.children import FateShared
-from control.local_ray import LocalRay, become_client, start_local_ray
+from control.local_ray import RAY_GRACE_S, LocalRay, become_client, start_local_ray
 from control.ports import free_ports
 
 NODE_PORT_FLAGS = (
@@ -51,7 +51,9 @@ class LocalCluster:
         command += [f"--temp-dir={self.head.temp_dir}", *(f"--{flag}={port}" for flag, port in ports.items())]
         deadline = time.monotonic() + timeout_s
         for _ in range(tries):
-            self.nodes[name] = FateShared(command, log=self.logs / f"ray-{name}.log", env=self.head.auth_env)
+            self.nodes[name] = FateShared(
+                command, log=self.logs / f"ray-{name}.log", env=self.head.auth_env, grace_s=RAY_GRACE_S
+            )
             while self.node_id(name) is None and self.nodes[name].alive():
                 assert time.monotonic() < deadline, f"the Ray node {name} did not join within {timeout_s:.0f} s"
                 time.sleep(0.5)

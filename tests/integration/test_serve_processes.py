@@ -1,9 +1,12 @@
-"""`ascl serve` as a real process: two of them run side by side on one host (every port they start is
-free, none fixed), and a SIGKILLed `ascl serve` leaves no process behind (its MLflow server, its Ray
-head and whatever those started die with it)."""
+"""`ascl serve` as a real process: the README's first command (`ascl serve --demo`, after its install
+step) goes from a REST submission to a registered model on the embedded defaults while a second
+service runs beside it on the same host (every port they start is free, none fixed), and a SIGKILLed
+`ascl serve` leaves no process behind (its MLflow server, its Ray head and whatever those started
+die with it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,10 +26,20 @@ from tests.integration.conftest import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def serve(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+def serve(home: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
     home.mkdir()
     port = free_port()
-    command = [sys.executable, "-m", "ascl.cli", "serve", "--data-dir", str(home / "data"), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "ascl.cli",
+        "serve",
+        *options,
+        "--data-dir",
+        str(home / "data"),
+        "--port",
+        str(port),
+    ]
     with (home / "serve.log").open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home)
     return process, f"http://127.0.0.1:{port}"
@@ -52,9 +65,16 @@ def tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
-def test_two_services_side_by_side_and_neither_leaves_a_process_behind_after_sigkill(tmp_path):
-    homes = [tmp_path / "one", tmp_path / "two"]
-    started = [serve(home) for home in homes]
+def demo_summary(log: Path) -> dict | None:
+    """The JSON summary `ascl serve --demo` prints once its job has ended."""
+    text = log.read_text()
+    end = text.rfind("\n}")
+    return json.loads(text[text.rindex("\n{", 0, end) + 1 : end + 2]) if end >= 0 else None
+
+
+def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_after_sigkill(tmp_path):
+    homes = [tmp_path / "demo", tmp_path / "two"]
+    started = [serve(homes[0], "--demo"), serve(homes[1])]
     processes: list[psutil.Process] = []
     ray_dirs: set[Path] = set()
     try:
@@ -66,18 +86,24 @@ def test_two_services_side_by_side_and_neither_leaves_a_process_behind_after_sig
         ray_urls = {re.search(r"Ray jobs:\s+(\S+)", log)[1] for log in logs}  # type: ignore[index]
         mlflow_urls = {re.search(r"MLflow UI:\s+(\S+)", log)[1] for log in logs}  # type: ignore[index]
         assert len(ray_urls) == 2
+        assert all("API:" in log for log in logs)
         assert len(mlflow_urls) == 2
-        # a job in each reaches its own Ray (through its own job agent) and runs there: a user error in
-        # the worker, not a refused submission, is the quickest proof
-        jobs = []
-        for (_, url), home in zip(started, homes, strict=True):
-            client = AsclClient(url, token=(home / "data" / "admin-token").read_text().strip())
-            missing = {"data.dataset": "mnist", "data.data_dir": str(home / "missing"), "train.epochs": 1}
-            jobs.append((client, client.submit({"preset": "digits-pgdat", "overrides": missing})["id"]))
-        for client, job_id in jobs:
-            done = client.wait(job_id, timeout_s=240)
-            assert done["status"] == "FAILED"
-            assert done["error_class"] == "USER_ERROR", done["error_message"]
+        # a job in each reaches its own Ray (through its own job agent) and runs there: the demo's job,
+        # and in the second a user error in the worker (not a refused submission), the quickest proof
+        url, home = started[1][1], homes[1]
+        client = AsclClient(url, token=(home / "data" / "admin-token").read_text().strip())
+        missing = {"data.dataset": "mnist", "data.data_dir": str(home / "missing"), "train.epochs": 1}
+        done = client.wait(client.submit({"preset": "digits-pgdat", "overrides": missing})["id"], timeout_s=240)
+        assert done["status"] == "FAILED"
+        assert done["error_class"] == "USER_ERROR", done["error_message"]
+        demo_log = homes[0] / "serve.log"
+        summary = wait_for(lambda: demo_summary(demo_log), timeout_s=420, what="the demo's summary")
+        assert summary["status"] == "SUCCEEDED", demo_log.read_text()[-3000:]
+        assert summary["registered_model"] == "models:/digits-ascl-demo/1"
+        assert summary["pgd_acc"] > 0.1
+        assert "demo: " in demo_log.read_text()  # its progress, printed while it waits
+        assert (homes[0] / "data" / "jobs.db").exists()
+        assert (homes[0] / "data" / "mlflow.db").exists()
         processes = [p for process, _ in started for p in tree(process.pid)]
         assert any("mlflow" in " ".join(p.cmdline()) for p in processes)
         assert any(p.name() == "raylet" for p in processes)

@@ -10,7 +10,7 @@ import ray
 from mlflow import MlflowClient
 from ray.util.state import list_actors
 
-from tests.integration.conftest import start_service, wait_for
+from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,16 +25,17 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    # 4 logical CPUs: room to see that a gang of two 1-CPU workers reserves 2, not 3 (an entrypoint CPU)
-    with start_service(tmp_path_factory.mktemp("gang"), "sqlite", local_ray_num_cpus=4) as running:
-        yield running
+def service(embedded):
+    # its 4 logical CPUs: room to see that a gang of two 1-CPU workers reserves 2, not 3 (an entrypoint CPU)
+    assert embedded.settings.local_ray_num_cpus == 4
+    return embedded
 
 
 def test_two_worker_job_succeeds_with_its_run_and_model_and_frees_the_gang(service):
     body = {
         "preset": "digits-ascl",
         "model_name": "digits-gang",
+        "auto_evaluate": False,  # what this test counts is the gang's own reservation
         "overrides": {**TINY, "train.epochs": 2},
         "resources": GANG,
     }

@@ -27,7 +27,7 @@ from control.ports import free_port
 from service.auth import models
 from service.auth.principal import Principal, Role
 from service.db import session_scope
-from tests.integration.conftest import Running, start_service, wait_for
+from tests.integration.conftest import Running, wait_for
 from tests.service.test_models_api import VERSIONS, register_versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,9 +60,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture(scope="module")
-def running(browser, tmp_path_factory) -> Iterator[Running]:  # after `browser`: no service without one
-    with start_service(tmp_path_factory.mktemp("ui"), "sqlite") as service:
-        yield service
+def running(browser, embedded) -> Running:  # after `browser`: no service without one
+    return embedded
 
 
 @pytest.fixture(scope="module")
