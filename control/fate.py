@@ -11,6 +11,7 @@ GRACE_S)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -45,10 +46,20 @@ def main(argv: list[str]) -> int:
         time.sleep(0.1)
     stop(signal.SIGTERM, None)  # the command ended by itself: take what it left behind with it
     time.sleep(0.5)
+    _kill_the_rest_of_the_group()  # before the removal: nothing may still be writing into the directory
     if remove is not None:
         shutil.rmtree(remove, ignore_errors=True)
-    os.killpg(os.getpgrp(), signal.SIGKILL)  # whatever is left, this process included
     return 1 if code is None else code
+
+
+def _kill_the_rest_of_the_group() -> None:
+    group, me = os.getpgrp(), os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me:
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(int(entry)) == group:
+                    os.kill(int(entry), signal.SIGKILL)
+    time.sleep(0.2)  # SIGKILL is delivered at once; the processes' ends take a moment
 
 
 if __name__ == "__main__":

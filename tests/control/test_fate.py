@@ -3,6 +3,7 @@ directory it was given (a Ray head's session files and token) goes with it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,15 +11,19 @@ import sys
 import time
 
 import psutil
+import pytest
 
 PARENT = """
-import sys, time
+import json, sys, time
 from pathlib import Path
 from control.children import FateShared
-child = FateShared(["sleep", "300"], log=Path(sys.argv[1]), remove=Path(sys.argv[2]))
+command, grace = json.loads(sys.argv[3]), float(sys.argv[4])
+child = FateShared(command, log=Path(sys.argv[1]), remove=Path(sys.argv[2]), grace_s=grace)
 print(child.process.pid, flush=True)
 time.sleep(300)
 """
+# ignores SIGTERM and keeps writing into the directory that is to be removed (as Ray's processes do)
+STUBBORN_WRITER = "trap '' TERM; while true; do mkdir -p {0}/logs; for i in $(seq 300); do : > {0}/logs/$i; done; done"
 
 
 def gone(pid: int) -> bool:
@@ -28,17 +33,28 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_a_sigkilled_parent_takes_the_command_and_its_directory_along(tmp_path):
+@pytest.mark.parametrize(
+    ("command", "name", "grace_s"),
+    [
+        (["sleep", "300"], "sleep", 10.0),
+        (["sh", "-c", STUBBORN_WRITER], "sh", 1.0),
+    ],
+    ids=["obedient", "ignores-sigterm-and-writes"],
+)
+def test_a_sigkilled_parent_takes_the_command_and_its_directory_along(tmp_path, command, name, grace_s):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (scratch / "auth_token").write_text("secret")
+    command = [part.format(scratch) for part in command]
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, str(tmp_path / "child.log"), str(scratch)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", PARENT, str(tmp_path / "child.log"), str(scratch), json.dumps(command), str(grace_s)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         fate = psutil.Process(int(parent.stdout.readline()))
         deadline = time.monotonic() + 30
-        while not (command := [p for p in fate.children() if p.name() == "sleep"]):
+        while not (command := [p for p in fate.children() if p.name() == name]):
             assert time.monotonic() < deadline, "the command did not start"
             time.sleep(0.1)
     finally:

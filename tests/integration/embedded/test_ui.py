@@ -33,7 +33,7 @@ from tests.service.test_models_api import VERSIONS, register_versions
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "img"
 PREFIX = "/training"
 TRAIN = {
     "kind": "train",
