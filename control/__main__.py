@@ -30,7 +30,6 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut_down)
     plane.dispatcher.run(stop, wake, interval_s=settings.poll_interval_s)
-    plane.cluster.shutdown()
 
 
 if __name__ == "__main__":

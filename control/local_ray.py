@@ -39,7 +39,7 @@ RAY_GRACE_S = 2.0
 
 @dataclass
 class LocalRay:
-    address: str  # the GCS address, for ray.init(address=...)
+    address: str  # the GCS address (host:port)
     dashboard_url: str  # the job server
     auth_env: dict[str, str]  # what a client of this head needs in its environment (the token's file)
     head: FateShared
@@ -51,7 +51,7 @@ class LocalRay:
 
 
 def become_client(local: LocalRay) -> None:
-    """Point this process's Ray client (ray.init, the job server's client) at the head's token. Ray
+    """Point this process's Ray clients (the GCS client, the job server's client) at the head's token. Ray
     reads and caches its token once per process (at import, from ~/.ray/auth_token when that exists),
     so the cache is reset as Ray's own test utilities do (ray._private.authentication_test_utils)."""
     from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]

@@ -4,7 +4,13 @@ Dispatch uses the Ray Jobs API with a deterministic submission id per attempt, s
 outlives a dispatcher restart and is adopted by id, never started twice. Resources are reserved
 on the entrypoint (entrypoint_num_gpus/cpus/memory) when training runs in the entrypoint process;
 a data-parallel job's entrypoint reserves nothing, and Ray Train's placement group reserves its
-workers' gang (`workers` bundles of the per-worker resources: what the dispatcher counted)."""
+workers' gang (`workers` bundles of the per-worker resources: what the dispatcher counted).
+
+The control plane never joins the cluster as a driver (`ray.init`): a driver process aborts when
+its GCS goes away, so a head restart would take the whole service down with it (measured with Ray
+2.60: the process died within a second of its next `ray.nodes()`). It reads capacity from the GCS
+with a standalone client and talks to the job server over HTTP; both raise while the head is down
+and work again once it is back, at the same address."""
 
 from __future__ import annotations
 
@@ -12,24 +18,36 @@ import logging
 import time
 from typing import Any
 
-import ray
+from ray._private.ray_constants import KV_NAMESPACE_DASHBOARD
+from ray._raylet import GcsClient  # type: ignore[attr-defined]  # compiled, no stub
+from ray.autoscaler.v2.sdk import get_cluster_status
 from ray.job_submission import JobSubmissionClient
 
 logger = logging.getLogger(__name__)
 
 LARGEST_NODE_TTL_S = 5.0  # nodes join and leave on a scale of minutes
+GCS_TIMEOUT_S = 5  # a GCS call waits this long at most (the dispatcher's cycle must not hang)
 KEYS = ("GPU", "CPU", "memory")
 
 
 class RayCluster:
     def __init__(self, *, address: str, dashboard_url: str | None = None) -> None:
-        """Join the cluster at `address` (a GCS address or ray://); its job server is `dashboard_url`,
-        else the dashboard that cluster reports (never an assumed 127.0.0.1:8265)."""
-        context = ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
-        reported = str(getattr(context, "dashboard_url", None) or "")
-        if dashboard_url is None and not reported:
-            raise RuntimeError(f"the Ray cluster at {address} reports no dashboard; set ASCL_RAY_DASHBOARD_URL")
-        self.dashboard_url = dashboard_url or (reported if "://" in reported else f"http://{reported}")
+        """The cluster whose GCS is at `address` (host:port, e.g. head:6379); its job server is
+        `dashboard_url`, else the dashboard that cluster reports (never an assumed 127.0.0.1:8265)."""
+        if "://" in address:
+            raise ValueError(
+                f"ray_address {address!r}: give the head's GCS address (host:port, e.g. head:6379); "
+                "the service talks to the GCS and the job server directly, not through Ray Client"
+            )
+        self.address = address
+        if dashboard_url is None:
+            reported = GcsClient(address=address).internal_kv_get(
+                b"webui:url", namespace=KV_NAMESPACE_DASHBOARD, timeout=GCS_TIMEOUT_S
+            )
+            if not reported:
+                raise RuntimeError(f"the Ray cluster at {address} reports no dashboard; set ASCL_RAY_DASHBOARD_URL")
+            dashboard_url = reported.decode()
+        self.dashboard_url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
         self.client = JobSubmissionClient(self.dashboard_url)
         self._largest: tuple[float, dict[str, float] | None] = (float("-inf"), None)
 
@@ -38,26 +56,23 @@ class RayCluster:
         """Checked on every submission: a view up to LARGEST_NODE_TTL_S old spares a GCS call each."""
         read_at, largest = self._largest
         if time.monotonic() - read_at > LARGEST_NODE_TTL_S:
-            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-            largest = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0))) if nodes else None
+            totals = [total for _, total in self.nodes()]
+            largest = max(totals, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0))) if totals else None
             self._largest = (time.monotonic(), largest)
         return largest
 
-    def available(self) -> dict[str, float]:
-        return dict(ray.available_resources())
-
-    def total(self) -> dict[str, float]:
-        return dict(ray.cluster_resources())
-
     def nodes(self) -> list[tuple[dict[str, float], dict[str, float]]]:
         """(free, total) of each live node, in GPU, CPU and memory (bytes)."""
-        from ray._private.state import available_resources_per_node, total_resources_per_node
-
-        free, total = available_resources_per_node(), total_resources_per_node()
-        return [
-            ({k: float(free.get(n, {}).get(k, 0.0)) for k in KEYS}, {k: float(t.get(k, 0.0)) for k in KEYS})
-            for n, t in total.items()
-        ]
+        status = get_cluster_status(self.address, timeout=GCS_TIMEOUT_S)
+        found = []
+        for node in [*status.active_nodes, *status.idle_nodes]:
+            usage = {
+                u.resource_name: (u.used, u.total) for u in (node.resource_usage.usage if node.resource_usage else [])
+            }
+            used = {key: float(usage.get(key, (0.0, 0.0))[0]) for key in KEYS}
+            total = {key: float(usage.get(key, (0.0, 0.0))[1]) for key in KEYS}
+            found.append(({key: total[key] - used[key] for key in KEYS}, total))
+        return found
 
     def ready(self) -> bool:
         try:
@@ -136,9 +151,6 @@ class RayCluster:
             return self.client.get_job_logs(submission_id)
         except RuntimeError:
             return None
-
-    def shutdown(self) -> None:
-        ray.shutdown()
 
 
 def entrypoint_reservation(resources: dict[str, Any]) -> dict[str, Any]:

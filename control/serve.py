@@ -94,7 +94,6 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
         plane = build_control_plane(
             settings, ray_address=address, tracker=tracker_for(settings, mlflow.url), dashboard_url=dashboard_url
         )
-        cleanup.callback(plane.cluster.shutdown)
         apply_queues_file(settings, plane.sessions)
         admin_token = ensure_admin_token(plane.sessions, settings.admin_token_file)
         stack = Stack(settings, plane, mlflow, admin_token)

@@ -22,7 +22,7 @@ class ServiceSettings(BaseSettings):
 
     data_dir: Path = Path(".ascl")
     database_url: str | None = None  # default: SQLite file in data_dir; production: postgresql+psycopg://...
-    ray_address: str | None = None  # default: start a local Ray; else join this cluster (e.g. ray://head:10001)
+    ray_address: str | None = None  # default: start a local Ray; else this cluster's GCS (e.g. head:6379)
     ray_dashboard_url: str | None = None  # the cluster's job server (default: the dashboard the cluster reports)
     mlflow_tracking_uri: str | None = None  # default: SQLite store in data_dir
     # where attempts keep their checkpoints: a file:// URI (or a path) that every Ray node reaches at

@@ -99,6 +99,14 @@ def start_service(
     return manager()
 
 
+def summed(cluster) -> tuple[dict[str, float], dict[str, float]]:
+    """The cluster's free and total resources, summed over its nodes."""
+    nodes = cluster.nodes()
+    free = {key: sum(f.get(key, 0.0) for f, _ in nodes) for key in ("CPU", "GPU")}
+    total = {key: sum(t.get(key, 0.0) for _, t in nodes) for key in ("CPU", "GPU")}
+    return free, total
+
+
 def wait_for(predicate, *, timeout_s: float = 300, poll_s: float = 0.3, what: str = "condition"):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
-import ray
+from ray.util.state import list_nodes
+from ray.util.state.common import NodeState
 
 from control.children import FateShared
 from control.local_ray import RAY_GRACE_S, LocalRay, become_client, start_local_ray
@@ -61,15 +66,20 @@ class LocalCluster:
                 return
         raise AssertionError(f"the Ray node {name} exited {tries} times; see {self.logs}")
 
+    def _nodes(self) -> list[NodeState]:
+        # the state API over HTTP: this process never joins the cluster as a driver (a driver dies with
+        # the head, and the tests restart it)
+        return list_nodes(address=self.head.dashboard_url, detail=True, raise_on_missing_output=False)
+
     def node_id(self, name: str) -> str | None:
         """The live node carrying the resource `name`."""
-        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and name in n.get("Resources", {})]
+        alive = [n.node_id for n in self._nodes() if n.state == "ALIVE" and name in (n.resources_total or {})]
         return alive[0] if alive else None
 
     def name_of(self, node_id: str) -> str:
-        for node in ray.nodes():
-            if node["NodeID"] == node_id:
-                return next(key for key in node["Resources"] if key in self.nodes)
+        for node in self._nodes():
+            if node.node_id == node_id:
+                return next(key for key in node.resources_total if key in self.nodes)
         raise KeyError(node_id)
 
     def kill_raylet(self, name: str) -> int:
@@ -81,37 +91,68 @@ class LocalCluster:
         raylets[0].kill()
         return int(raylets[0].pid)
 
+    def restart_head(self, *, down_s: float = 5.0, timeout_s: float = 120) -> None:
+        """The head crashes (SIGKILL of its whole process tree) and comes back `down_s` later at the
+        same address with the same token, as a supervised head does. Its nodes cannot outlive the
+        GCS they registered with: they are restarted too, as their own supervisors would."""
+        fate = psutil.Process(self.head.head.process.pid)
+        command = fate.cmdline()[fate.cmdline().index("--") + 1 :]
+        os.killpg(fate.pid, signal.SIGKILL)
+        self.head.head.process.wait()
+        for node in self.nodes.values():
+            node.stop()
+        time.sleep(down_s)
+        with fast_failure_detection():
+            self.head.head = FateShared(
+                command, log=self.logs / "ray-head.log", env=self.head.auth_env, grace_s=RAY_GRACE_S
+            )
+        deadline = time.monotonic() + timeout_s
+        while not _answers(self.head.dashboard_url):
+            assert self.head.head.alive(), f"the restarted Ray head exited; see {self.logs}"
+            assert time.monotonic() < deadline, f"the restarted Ray head did not answer within {timeout_s:.0f} s"
+            time.sleep(0.5)
+        for name in list(self.nodes):
+            self.add_node(name)
+
     def stop(self) -> None:
         for node in self.nodes.values():
             node.stop()
         self.head.stop()
 
 
-def start_cluster(logs: Path, node_names: tuple[str, ...]) -> LocalCluster:
-    """A head (0 CPUs: nothing is scheduled on it) and one 1-CPU node per name; this process becomes
-    a client of it (its token), as `ascl serve --ray-address` would, and connects when the service
-    does (node_id and name_of use that connection)."""
+def _answers(dashboard_url: str) -> bool:
+    try:  # with Ray's token authentication any answer is a 401
+        return httpx.get(f"{dashboard_url}/api/version", timeout=2).status_code in (200, 401)
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def fast_failure_detection() -> Iterator[None]:
+    """FAST_FAILURE_DETECTION in this process's environment while a Ray process starts (it inherits it)."""
     saved = {key: os.environ.get(key) for key in FAST_FAILURE_DETECTION}
-    os.environ.update(FAST_FAILURE_DETECTION)  # inherited by the head and the nodes
+    os.environ.update(FAST_FAILURE_DETECTION)
     try:
-        head = start_local_ray(num_cpus=0, num_gpus=0, log=logs / "ray-head.log")
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def start_cluster(logs: Path, node_names: tuple[str, ...]) -> LocalCluster:
+    """A head (0 CPUs: nothing is scheduled on it) and one 1-CPU node per name; this process becomes
+    a client of it (its token), as `ascl serve --ray-address` would."""
+    with fast_failure_detection():
+        head = start_local_ray(num_cpus=0, num_gpus=0, log=logs / "ray-head.log")
     become_client(head)
     cluster = LocalCluster(head, logs)
     try:
-        ray.init(address=head.address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
         for name in node_names:
             cluster.add_node(name)
     except BaseException:
         cluster.stop()
         raise
-    finally:
-        # the service connects afresh: a connection made while the dashboard was still registering
-        # would keep reporting none
-        ray.shutdown()
     return cluster

@@ -1,7 +1,8 @@
 """The service on a Ray cluster of several nodes (a head and two 1-CPU worker nodes on this machine,
 each its own `ray start` with its own ports), joined by address as `ascl serve --ray-address` does:
-jobs spread over the nodes by their resources, and a node lost mid-training (its raylet killed) has
-its job retried on another node, resuming from the checkpoint on storage that every node reaches."""
+jobs spread over the nodes by their resources, a node lost mid-training (its raylet killed) has
+its job retried on another node, resuming from the checkpoint on storage that every node reaches,
+and a head restart while a job trains loses no job (nor the service)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,30 @@ def test_jobs_spread_over_nodes_and_a_lost_node_s_job_resumes_on_another(service
         experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
     )
     assert len(models) == 1  # one model per job, whatever number of attempts ran
+
+
+def test_a_head_restart_while_a_job_trains_loses_no_job(service, cluster, shared):
+    """The head crashes and comes back (its nodes with it): the service stays up throughout, its
+    control plane reconnects by itself, and the job Ray forgot is retried and resumes from its
+    checkpoint."""
+    client = service.client
+    job_id = client.submit(job(12, "head-restart"))["id"]
+    wait_for(
+        lambda: (client.get(job_id)["progress"] or {}).get("checkpoint_epoch", -1) >= 1,
+        timeout_s=120,
+        what="a checkpoint",
+    )
+    cluster.restart_head(down_s=5.0)
+    assert client.get(job_id)["id"] == job_id  # the API answered while Ray was away
+    done = client.wait(job_id, timeout_s=300)
+    assert done["status"] == "SUCCEEDED", done["error_message"]
+    assert done["attempts"] == 2
+    assert done["result"]["resumed_from_epoch"] >= 1
+    reasons = [e["reason"] for e in client.events(job_id)]
+    assert any(r.startswith("INFRA_LOST") and "retry 1/3" in r for r in reasons), reasons
+    assert service.stack.thread is not None
+    assert service.stack.thread.is_alive()  # the dispatcher too
+    check_invariants(service.stack.dispatcher.sessions, service.stack.tracker.tracking_uri, [job_id])
 
 
 class DispatcherProcess:

@@ -6,11 +6,10 @@ tests/ascl/test_distributed.py's, with the process group Ray Train would initial
 from __future__ import annotations
 
 import pytest
-import ray
 from mlflow import MlflowClient
-from ray.util.state import list_actors
+from ray.util.state import list_actors, list_placement_groups
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import summed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -70,7 +69,8 @@ def test_cancelling_a_running_two_worker_job_frees_every_resource(service):
         what="the gang training",
     )
     cluster = service.stack.cluster
-    assert cluster.available().get("CPU", 0.0) == cluster.total()["CPU"] - 2  # the gang's two bundles
+    free, total = summed(cluster)
+    assert free["CPU"] == total["CPU"] - 2  # the gang's two bundles
     service.client.cancel(job["id"])
     cancelled = service.client.wait(job["id"], timeout_s=120)
     assert cancelled["status"] == "CANCELLED"
@@ -82,11 +82,11 @@ def _wait_for_free_cluster(service):
     cluster = service.stack.cluster
 
     def free():
-        available, total = cluster.available(), cluster.total()
-        return all(available.get(key, 0.0) == total[key] for key in ("CPU", "GPU"))
+        available, total = summed(cluster)
+        return available == total
 
     wait_for(free, timeout_s=60, what="the gang's resources to come back")
-    groups = ray.util.placement_group_table().values()
-    assert all(group["state"] == "REMOVED" for group in groups)
+    groups = list_placement_groups(address=cluster.dashboard_url, detail=True)
+    assert all(group.state == "REMOVED" for group in groups)
     alive = list_actors(filters=[("state", "=", "ALIVE")], address=cluster.dashboard_url)
     assert [actor.class_name for actor in alive if "Train" in actor.class_name] == []
