@@ -15,6 +15,7 @@ and work again once it is back, at the same address."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -50,16 +51,31 @@ class RayCluster:
         self.dashboard_url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
         self.client = JobSubmissionClient(self.dashboard_url)
         self._largest: tuple[float, dict[str, float] | None] = (float("-inf"), None)
+        self._refreshing = threading.Lock()  # one background refresh at a time
+        self._refreshing.acquire()
+        self._refresh_largest()  # the first submissions are checked too (the cluster answers at start)
 
     # capacity -----------------------------------------------------------------------------------
     def largest_node(self) -> dict[str, float] | None:
-        """Checked on every submission: a view up to LARGEST_NODE_TTL_S old spares a GCS call each."""
+        """Checked on every submission, so it never waits on the GCS: a view up to LARGEST_NODE_TTL_S
+        old, refreshed in the background. A GCS that is away holds a call for tens of seconds (Ray
+        2.60's client retries its connection), and a submission must not wait for it; meanwhile the
+        last view stands (None, before any: the check is skipped, not failed)."""
         read_at, largest = self._largest
-        if time.monotonic() - read_at > LARGEST_NODE_TTL_S:
+        if time.monotonic() - read_at > LARGEST_NODE_TTL_S and self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._refresh_largest, name="ray-capacity", daemon=True).start()
+        return largest
+
+    def _refresh_largest(self) -> None:
+        """Runs holding `_refreshing`, which it releases."""
+        try:
             totals = [total for _, total in self.nodes()]
             largest = max(totals, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0))) if totals else None
-            self._largest = (time.monotonic(), largest)
-        return largest
+        except Exception as error:  # the head is away: the last view stands until it is back
+            logger.warning("ray.capacity_unknown address=%s error=%s", self.address, str(error)[:200])
+            largest = self._largest[1]
+        self._largest = (time.monotonic(), largest)
+        self._refreshing.release()
 
     def nodes(self) -> list[tuple[dict[str, float], dict[str, float]]]:
         """(free, total) of each live node, in GPU, CPU and memory (bytes)."""
