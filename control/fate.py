@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from service.parent_death import die_with_parent
@@ -46,20 +47,33 @@ def main(argv: list[str]) -> int:
         time.sleep(0.1)
     stop(signal.SIGTERM, None)  # the command ended by itself: take what it left behind with it
     time.sleep(0.5)
-    _kill_the_rest_of_the_group()  # before the removal: nothing may still be writing into the directory
+    _kill_what_is_left(remove)  # before the removal: nothing may still be writing into the directory
     if remove is not None:
-        shutil.rmtree(remove, ignore_errors=True)
+        _remove(remove)
     return 1 if code is None else code
 
 
-def _kill_the_rest_of_the_group() -> None:
+def _kill_what_is_left(directory: str | None) -> None:
+    """SIGKILL the rest of this process group, and every process whose command line names the
+    directory: Ray starts its workers in process groups of their own."""
     group, me = os.getpgrp(), os.getpid()
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            with contextlib.suppress(ProcessLookupError):
-                if os.getpgid(int(entry)) == group:
-                    os.kill(int(entry), signal.SIGKILL)
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        with contextlib.suppress(OSError):  # ProcessLookupError included: it ended meanwhile
+            named = directory is not None and directory.encode() in Path(f"/proc/{entry}/cmdline").read_bytes()
+            if named or os.getpgid(int(entry)) == group:
+                os.kill(int(entry), signal.SIGKILL)
     time.sleep(0.2)  # SIGKILL is delivered at once; the processes' ends take a moment
+
+
+def _remove(directory: str, tries: int = 10) -> None:
+    """Remove it, again if something that was still ending wrote into it meanwhile."""
+    for _ in range(tries):
+        shutil.rmtree(directory, ignore_errors=True)
+        time.sleep(0.2)
+        if not os.path.exists(directory):
+            return
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def start_mlflow_server(settings: ServiceSettings, port: int, *, timeout_s: floa
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.resolved_mlflow_uri]
     command += ["--artifacts-destination", artifacts.as_uri(), "--serve-artifacts"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    process = FateShared(command, log=log)
+    # its job runner serves GenAI features (scorers, trace roll-ups) the service never uses: one process less
+    process = FateShared(command, log=log, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

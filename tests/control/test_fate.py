@@ -24,6 +24,11 @@ time.sleep(300)
 """
 # ignores SIGTERM and keeps writing into the directory that is to be removed (as Ray's processes do)
 STUBBORN_WRITER = "trap '' TERM; while true; do mkdir -p {0}/logs; for i in $(seq 300); do : > {0}/logs/$i; done; done"
+# the same in a session (and process group) of its own, as Ray starts its workers, naming the directory
+WRITER_ELSEWHERE = (
+    "setsid sh -c \"trap '' TERM; while true; do mkdir -p {0}/logs; "
+    'for i in \\$(seq 300); do : > {0}/logs/\\$i; done; done" & sleep 300'
+)
 
 
 def gone(pid: int) -> bool:
@@ -38,8 +43,9 @@ def gone(pid: int) -> bool:
     [
         (["sleep", "300"], "sleep", 10.0),
         (["sh", "-c", STUBBORN_WRITER], "sh", 1.0),
+        (["sh", "-c", WRITER_ELSEWHERE], "sh", 1.0),
     ],
-    ids=["obedient", "ignores-sigterm-and-writes"],
+    ids=["obedient", "ignores-sigterm-and-writes", "writes-from-its-own-group"],
 )
 def test_a_sigkilled_parent_takes_the_command_and_its_directory_along(tmp_path, command, name, grace_s):
     scratch = tmp_path / "scratch"

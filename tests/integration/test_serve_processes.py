@@ -106,6 +106,7 @@ def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_af
         assert (homes[0] / "data" / "mlflow.db").exists()
         processes = [p for process, _ in started for p in tree(process.pid)]
         assert any("mlflow" in " ".join(p.cmdline()) for p in processes)
+        assert not any("mlflow.server.jobs" in " ".join(p.cmdline()) for p in processes)  # no job runner
         assert any(p.name() == "raylet" for p in processes)
         ray_dirs = {
             Path(arg.split("=", 1)[1]) for p in processes for arg in p.cmdline() if arg.startswith("--temp-dir=")
