@@ -61,6 +61,15 @@ def become_client(local: LocalRay) -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+def dashboard_answers(dashboard_url: str) -> bool:
+    """Is the head's dashboard up? Any answer means it is; with Ray's token authentication (its
+    default) it is a 401."""
+    try:
+        return httpx.get(f"{dashboard_url}/api/version", timeout=2).status_code in (200, 401)
+    except httpx.TransportError:
+        return False
+
+
 def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float = 120) -> LocalRay:
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
     temp_dir = Path(tempfile.mkdtemp(prefix="ascl-ray-"))  # short: Ray's socket paths must fit 107 bytes
@@ -85,12 +94,8 @@ def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, ti
     while time.monotonic() < deadline:
         if not head.alive():
             raise RuntimeError(f"the local Ray head exited; see {log}")
-        try:
-            # any answer means it is up; with Ray's token authentication (its default) it is a 401
-            if httpx.get(f"{dashboard_url}/api/version", timeout=2).status_code in (200, 401):
-                return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
-        except httpx.TransportError:
-            pass
+        if dashboard_answers(dashboard_url):
+            return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
         time.sleep(0.5)
     head.stop()
     raise RuntimeError(f"the local Ray head did not start within {timeout_s:.0f} s; see {log}")

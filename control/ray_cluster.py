@@ -27,7 +27,7 @@ from ray.job_submission import JobSubmissionClient
 logger = logging.getLogger(__name__)
 
 LARGEST_NODE_TTL_S = 5.0  # nodes join and leave on a scale of minutes
-GCS_TIMEOUT_S = 5  # a GCS call waits this long at most (the dispatcher's cycle must not hang)
+GCS_TIMEOUT_S = 5  # asked of every GCS call; a GCS that is away can still hold one longer (see largest_node)
 KEYS = ("GPU", "CPU", "memory")
 
 

@@ -115,7 +115,8 @@ def waiting_requests(session: Session) -> list[Request]:
     shapes = session.execute(
         select(cast(Job.resources, Text)).where(Job.status == JobStatus.QUEUED.value, Job.held_at.is_(None)).distinct()
     ).scalars()
-    return [Request.of(json.loads(text)) for text in shapes]
+    requests = _Requests()
+    return [requests.of(text) for text in shapes]
 
 
 class _Requests:

@@ -14,13 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 from ray.util.state import list_nodes
 from ray.util.state.common import NodeState
 
 from control.children import FateShared
-from control.local_ray import RAY_GRACE_S, LocalRay, become_client, start_local_ray
+from control.local_ray import RAY_GRACE_S, LocalRay, become_client, dashboard_answers, start_local_ray
 from control.ports import free_ports
 
 NODE_PORT_FLAGS = (
@@ -107,7 +106,7 @@ class LocalCluster:
                 command, log=self.logs / "ray-head.log", env=self.head.auth_env, grace_s=RAY_GRACE_S
             )
         deadline = time.monotonic() + timeout_s
-        while not _answers(self.head.dashboard_url):
+        while not dashboard_answers(self.head.dashboard_url):
             assert self.head.head.alive(), f"the restarted Ray head exited; see {self.logs}"
             assert time.monotonic() < deadline, f"the restarted Ray head did not answer within {timeout_s:.0f} s"
             time.sleep(0.5)
@@ -118,13 +117,6 @@ class LocalCluster:
         for node in self.nodes.values():
             node.stop()
         self.head.stop()
-
-
-def _answers(dashboard_url: str) -> bool:
-    try:  # with Ray's token authentication any answer is a 401
-        return httpx.get(f"{dashboard_url}/api/version", timeout=2).status_code in (200, 401)
-    except httpx.TransportError:
-        return False
 
 
 @contextmanager
