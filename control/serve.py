@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from control.dispatcher import Dispatcher
+from control.heap import freeze_startup_heap
 from control.local_ray import become_client, start_local_ray
 from control.mlflow_server import MlflowServer, start_mlflow_server
 from control.ports import free_port
@@ -140,6 +141,7 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
             if not thread.is_alive():
                 return 1
             time.sleep(0.1)
+        freeze_startup_heap()
         remember_token_file(settings.config_dir, settings.api_url, settings.admin_token_file)
         print(f"API:        {settings.api_url}/docs", flush=True)
         print(f"Dashboard:  {dashboard_url(settings.api_url, stack.admin_token)}", flush=True)

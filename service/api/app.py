@@ -63,7 +63,9 @@ def create_app(
     app.state.dispatcher_metrics = dispatcher_metrics
     app.state.stream_slots = logs.StreamSlots(per_user=settings.log_streams_per_user, total=settings.log_streams_total)
     app.state.queue_view = QueueView(settings.scheduling_policy)
-    app.state.authenticator = Authenticator(TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings))
+    app.state.authenticator = Authenticator(
+        TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings), writer=submissions
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.request_counts = RequestCounts()

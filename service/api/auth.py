@@ -1,9 +1,12 @@
 """Authentication for the routes: `Authorization: Bearer <token>`, either one of our API tokens or,
 where configured, a JWT of the site's identity provider. Cached token checks cost no thread-pool
-hop, so the async submission path stays async."""
+hop, so the async submission path stays async. A token's last use is written by the app's one writer
+(the group commit), never by the request's thread: on SQLite that thread would queue for the write
+lock behind the submissions."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -11,14 +14,16 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.auth.oidc import OidcVerifier
 from service.auth.principal import Principal
-from service.auth.tokens import TOKEN_PATTERN, TokenVerifier
+from service.auth.tokens import TOKEN_PATTERN, TokenVerifier, note_use
+from service.db.group_commit import GroupCommit
 from service.jobs.errors import Unauthenticated
 
 
 class Authenticator:
-    def __init__(self, tokens: TokenVerifier, oidc: OidcVerifier | None) -> None:
+    def __init__(self, tokens: TokenVerifier, oidc: OidcVerifier | None, *, writer: GroupCommit) -> None:
         self.tokens = tokens
         self.oidc = oidc
+        self.writer = writer
 
     async def principal(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
@@ -27,7 +32,12 @@ class Authenticator:
         token = token.strip()
         if TOKEN_PATTERN.match(token):
             cached = self.tokens.cached(token)
-            return cached if cached is not None else await run_in_threadpool(self.tokens.principal, token)
+            if cached is not None:
+                return cached
+            verified = await run_in_threadpool(self.tokens.verified, token)
+            if verified.use_due is not None:
+                await self.writer.run(partial(note_use, token_id=verified.token_id, moment=verified.use_due))
+            return verified.principal
         if self.oidc is None:
             raise Unauthenticated("the token is not an API token of this service")
         return await run_in_threadpool(self.oidc.principal, token)

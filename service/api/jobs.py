@@ -50,9 +50,13 @@ async def submit_job(
     dry_run: bool = False,
 ) -> JobRead:
     """The hot path: submissions share transactions through the app's group commit. A registry
-    look-up (eval jobs by models:/ URI) happens before, outside any transaction."""
+    look-up (eval jobs by models:/ URI) and a dataset's file check (with a data root) happen before,
+    in the thread pool, outside any transaction."""
     state = request.app.state
-    registered, prepared = await run_in_threadpool(_before_transaction, body, state)
+    if body.kind == JobKind.EVAL or state.settings.data_root is not None:
+        registered, prepared = await run_in_threadpool(_before_transaction, body, state)
+    else:  # neither the registry nor the file system: CPU work that a thread-pool hop would outweigh
+        registered, prepared = None, prepare(body, state.settings)
 
     def submit(session: Session) -> tuple[JobRead, bool]:
         check_queued_limit(session, principal.subject, state.settings.max_queued_per_user)
@@ -89,7 +93,10 @@ async def submit_job(
         parents = [d.job for d in body.depends_on]  # known: no query (and no flush) for a new job
         return read(session, job, request, principal, with_position=False, parents=parents), True
 
-    hint = {"owner": principal.subject}  # lets the batch read what its units will ask in one query each
+    # lets the batch read what its units will ask in one query each
+    hint = {"owner": principal.subject, "queue": body.queue}
+    if idempotency_key is not None:
+        hint["owner_key"] = store.owner_key(principal.subject, idempotency_key)
     if body.kind == JobKind.TRAIN and prepared.config is not None:
         hint["model_name"] = body.model_name or default_model_name(principal.subject, prepared.config.name)
     outcome: tuple[JobRead, bool] = await state.submissions.run(submit, hint=hint)

@@ -4,12 +4,12 @@ reads its checkpoint) needs the same right unless the operator shares models."""
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal, may_read_model, may_write_model
-from service.db.group_commit import BATCH_HINTS
+from service.db.group_commit import batch_read
 from service.db.models import ModelOwner
 from service.jobs.errors import Forbidden, InvalidSpec
 from service.jobs.store import now
@@ -42,35 +42,21 @@ def claim(session: Session, name: str, principal: Principal, *, group: str | Non
             session.flush()
     except IntegrityError as error:
         raise NameClaimRace(name) from error
-    known = session.info.get(_KNOWN)
-    if known is not None:
-        known[name] = row
+    if _KNOWN in session.info:
+        session.info[_KNOWN][name] = row
 
 
 def _owner(session: Session, name: str) -> ModelOwner | None:
-    """`session.get`, but in a group commit whose units are hinted with the model names they train,
-    one query reads the whole batch's names (kept here: the session holds its rows weakly); a name
-    absent then stays absent unless this transaction claims it."""
-    known: dict[str, ModelOwner | None] | None = session.info.get(_KNOWN)
-    if known is None:
-        if _KNOWN not in session.info:
-            for moment in ("after_commit", "after_rollback"):
-                event.listen(session, moment, _forget_known)
-        hinted = {hint["model_name"] for hint in session.info.get(BATCH_HINTS, ()) if "model_name" in hint}
-        names = sorted({name, *hinted})
-        known = session.info[_KNOWN] = dict.fromkeys(names)
-        rows = session.execute(select(ModelOwner).where(ModelOwner.name.in_(names))).scalars()
-        known |= {row.name: row for row in rows}
-    if name not in known:
-        return session.get(ModelOwner, name)
-    return known[name]
+    """`session.get`, read once for the whole batch of a group commit whose units are hinted with the
+    model names they train; a name absent then stays absent unless this transaction claims it."""
+    return batch_read(session, _KNOWN, name, hint="model_name", read=lambda names: _owners(session, names))
+
+
+def _owners(session: Session, names: list[str]) -> dict[str, ModelOwner]:
+    return {row.name: row for row in session.execute(select(ModelOwner).where(ModelOwner.name.in_(names))).scalars()}
 
 
 _KNOWN = "models.known_owners"
-
-
-def _forget_known(session: Session) -> None:
-    session.info[_KNOWN] = None
 
 
 def require_readable(session: Session, name: str, principal: Principal, *, shared: bool) -> None:

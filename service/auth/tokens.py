@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Lock
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.principal import Principal, Role
-from service.db import session_scope
+from service.db import read_scope
 from service.db.models import ApiToken
 from service.jobs.errors import NotFound, Unauthenticated
 from service.jobs.store import as_utc, now
@@ -72,9 +72,11 @@ def verify(session: Session, token: str) -> Principal:
         raise Unauthenticated(f"token {row.id} was revoked")
     if row.expires_at is not None and as_utc(row.expires_at) <= moment:
         raise Unauthenticated(f"token {row.id} expired at {as_utc(row.expires_at).isoformat()}")
-    if row.last_used_at is None or moment - as_utc(row.last_used_at) > LAST_USED_EVERY:
-        row.last_used_at = moment
     return Principal(subject=row.subject, role=Role(row.role), groups=tuple(row.groups or ()), kind=row.kind)
+
+
+def note_use(session: Session, token_id: str, moment: datetime) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=moment))
 
 
 def listed(session: Session, *, subject: str | None) -> list[ApiToken]:
@@ -98,9 +100,19 @@ def revoke(session: Session, token_id: str) -> ApiToken:
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    principal: Principal
+    token_id: str
+    use_due: datetime | None  # the moment to record as the token's last use, when that is due
+
+
 class TokenVerifier:
     """Verifies tokens with a short cache, so a request costs no database round trip most of the
-    time; a revocation made through this process takes effect at once, elsewhere within `ttl_s`."""
+    time; a revocation made through this process takes effect at once, elsewhere within `ttl_s`.
+    Verifying only reads (on SQLite it never waits for the writers: measured, a re-verification
+    that took the write lock queued for seconds behind a stream of submissions); recording the
+    token's last use, every `LAST_USED_EVERY`, is left to the caller's writer."""
 
     def __init__(self, sessions: sessionmaker[Session], *, ttl_s: float) -> None:
         self.sessions = sessions
@@ -117,19 +129,23 @@ class TokenVerifier:
             return cached[1]
         return None
 
-    def principal(self, token: str) -> Principal:
-        if (known := self.cached(token)) is not None:
-            return known
-        with session_scope(self.sessions) as session:
+    def verified(self, token: str) -> Verified:
+        """Checks the token against the database (whether or not it is cached)."""
+        match = TOKEN_PATTERN.match(token)
+        if match is None:
+            raise Unauthenticated("the token is not valid")
+        with read_scope(self.sessions) as session:
             found = verify(session, token)
-            match = TOKEN_PATTERN.match(token)
-            assert match is not None
-            expires = session.get(ApiToken, match["id"]).expires_at  # type: ignore[union-attr]
+            row = session.get(ApiToken, match["id"])
+            assert row is not None
+            expires, last_used = as_utc(row.expires_at), as_utc(row.last_used_at)
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: a flood of distinct valid tokens cannot grow it
                 self._cache.clear()
-            self._cache[token] = (time.monotonic(), found, as_utc(expires))
-        return found
+            self._cache[token] = (time.monotonic(), found, expires)
+        moment = now()
+        due = last_used is None or moment - last_used > LAST_USED_EVERY
+        return Verified(found, match["id"], moment if due else None)
 
     def forget(self, token_id: str) -> None:
         with self._lock:

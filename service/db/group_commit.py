@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +36,27 @@ T = TypeVar("T")
 
 
 BATCH_HINTS = "group_commit.hints"  # session.info: the hints of the batch's units of work, in order
+V = TypeVar("V")
+
+
+def batch_read(
+    session: Session, slot: str, key: str, *, hint: str, read: Callable[[list[str]], Mapping[str, V]]
+) -> V | None:
+    """`read(keys)[key]`, read once for every key the batch's units were hinted with under `hint`
+    (one query for the batch instead of one per unit) and kept in `session.info[slot]` until the
+    transaction ends: the rows are held there, as the session holds its rows only weakly (a unit's
+    `session.get` of a row the previous unit dropped went to the database again). None: no row."""
+    known: dict[str, V | None] | None = session.info.get(slot)
+    if known is None:
+        known = session.info[slot] = {}
+        for moment in ("after_commit", "after_rollback"):
+            event.listen(session, moment, lambda ended, *_: ended.info[slot].clear())
+    if key not in known:
+        hinted = {h[hint] for h in session.info.get(BATCH_HINTS, ()) if hint in h}
+        keys = sorted({key, *hinted} - known.keys())
+        known |= dict.fromkeys(keys)
+        known |= read(keys)
+    return known[key]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from sqlalchemy import Text, cast, event, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ascl.registry import unknown_name_message
-from service.db.group_commit import BATCH_HINTS
+from service.db.group_commit import BATCH_HINTS, batch_read
 from service.db.models import ClusterState, Job, JobDependency, JobEvent, Queue, Usage
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import ACTIVE, JobStatus, is_terminal
@@ -210,11 +210,19 @@ def add_dependencies(session: Session, job_id: str, parents: list[tuple[str, str
 
 
 def require_queue(session: Session, name: str) -> Queue:
-    row = session.get(Queue, name)
+    """The queue row, read once for a group commit's whole batch (its units hinted with their queues)."""
+    row = batch_read(session, _QUEUES, name, hint="queue", read=lambda names: _queues(session, names))
     if row is None:
         known = list(session.execute(select(Queue.name).order_by(Queue.name)).scalars())
         raise InvalidSpec("queue", unknown_name_message("queue", name, known))
     return row
+
+
+def _queues(session: Session, names: list[str]) -> dict[str, Queue]:
+    return {row.name: row for row in session.execute(select(Queue).where(Queue.name.in_(names))).scalars()}
+
+
+_QUEUES = "queueing.queues"
 
 
 def parents_of(session: Session, job_ids: list[str]) -> dict[str, list[str]]:

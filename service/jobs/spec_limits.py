@@ -72,11 +72,11 @@ class SpecLimits:
     def check(self, config: ExperimentConfig, *, field_of: Callable[[str], str] = str) -> None:
         """Raises InvalidSpec naming the first field above its limit, as `field_of` names the config
         path in the request (an override, the experiment body...)."""
-        data = config.to_dict()
         for path, maximum in self.maxima.items():
-            section, _, name = path.rpartition(".")
-            value = (data[section] if section else data).get(name)
-            values = value if isinstance(value, list) else [value]
+            value: Any = config
+            for name in path.split("."):
+                value = getattr(value, name, None)
+            values = value if isinstance(value, tuple) else (value,)
             largest = max((v for v in values if isinstance(v, int | float)), default=None)
             if largest is not None and largest > maximum:
                 raise InvalidSpec(field_of(path), f"{path} = {largest:g} is above this service's limit of {maximum:g}")

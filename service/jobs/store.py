@@ -18,6 +18,7 @@ from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.db.group_commit import batch_read
 from service.db.models import Job, JobEvent
 from service.jobs.errors import IdempotencyConflict, InvalidTransition, JobNotFound
 from service.jobs.status import TERMINAL, JobStatus, sources_of
@@ -156,11 +157,27 @@ def tag_index(tags: list[str]) -> str:
 
 def _by_key(session: Session, owner: str, key: str) -> Job | None:
     """The job submitted with this key, also one added earlier in this transaction (a twin in the
-    same group commit) and not yet flushed."""
+    same group commit) and not yet flushed. In a group commit whose units are hinted with their
+    `owner_key`, one query reads the whole batch's."""
     for row in session.new:
         if isinstance(row, Job) and row.owner == owner and row.idempotency_key == key:
             return row
-    return session.execute(select(Job).where(Job.owner == owner, Job.idempotency_key == key)).scalar_one_or_none()
+    return batch_read(session, _KEYED, owner_key(owner, key), hint="owner_key", read=lambda keys: _keyed(session, keys))
+
+
+def owner_key(owner: str, key: str) -> str:
+    """An (owner, Idempotency-Key) pair as one batch hint."""
+    return json.dumps([owner, key])
+
+
+def _keyed(session: Session, pairs: list[str]) -> dict[str, Job]:
+    owners, keys = zip(*(json.loads(pair) for pair in pairs), strict=True)
+    # both columns constrained: the unique (owner, key) index serves the query
+    query = select(Job).where(Job.owner.in_(set(owners)), Job.idempotency_key.in_(set(keys)))
+    return {owner_key(job.owner, str(job.idempotency_key)): job for job in session.execute(query).scalars()}
+
+
+_KEYED = "store.keyed_jobs"
 
 
 def _same_request(existing: Job, body_hash: str) -> Job:

@@ -23,7 +23,8 @@ from service.auth.bootstrap import ensure_admin_token
 from service.auth.principal import Role
 from service.cluster import StaticCluster
 from service.credentials import remember_token_file, token_for
-from service.db import session_scope
+from service.db import make_engine, make_sessionmaker, session_scope
+from service.db.migrate import upgrade
 from service.db.models import ApiToken, JobEvent
 from service.settings import ServiceSettings
 from tests.conftest import bearer, make_token
@@ -84,6 +85,38 @@ def test_tokens_are_stored_hashed_and_stop_working_when_revoked_or_expired(api, 
     revoked = as_(api, token, "DELETE", f"/api/v1/tokens/{row.id}")
     assert revoked.json()["revoked_at"] is not None
     assert as_(api, token, "GET", "/api/v1/whoami").status_code == 401  # at once: the cache forgets it
+
+
+def test_a_tokens_last_use_is_recorded_and_not_rewritten_on_every_request(api, sessions):
+    token = make_token(sessions, "erin", "user")
+    first = as_(api, token, "GET", "/api/v1/tokens").json()[0]["last_used_at"]  # written before it is answered
+    assert first is not None
+    api.app.state.authenticator.tokens.forget(tokens.TOKEN_PATTERN.match(token)["id"])  # verified again, not due
+    assert as_(api, token, "GET", "/api/v1/tokens").json()[0]["last_used_at"] == first
+
+
+def test_verifying_a_token_never_waits_for_sqlites_write_lock(tmp_path):
+    """A writer holds SQLite's lock (as the submissions do back to back under load): a token that
+    must be checked against the database again is checked at once (it waited in the busy handler,
+    for seconds under load, before)."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    token = make_token(make_sessionmaker(engine), "frank", "user")
+    verifier = tokens.TokenVerifier(make_sessionmaker(engine), ttl_s=10)
+    outcome = []
+    with engine.connect() as writer:
+        writer.exec_driver_sql("UPDATE api_token SET name = 'held'")  # BEGIN IMMEDIATE: the write lock
+        checking = threading.Thread(target=lambda: outcome.append(verifier.verified(token)))
+        checking.start()
+        checking.join(timeout=5)
+        finished = not checking.is_alive()
+        writer.rollback()
+    checking.join()
+    engine.dispose()
+    assert finished, "the check waited for the writer"
+    assert outcome[0].principal.subject == "frank"
+    assert outcome[0].use_due is not None
 
 
 def test_only_the_owner_or_an_admin_changes_a_job_and_events_name_the_identity(api, people):

@@ -205,3 +205,43 @@ def test_a_batch_of_submissions_is_one_insert_per_table(writer, sessions):
     asyncio.run(scenario())
     inserts = [s for s in statements if s.startswith("INSERT INTO job ")]
     assert len(inserts) <= 2  # the gate's batch and the ten keyed submissions' (not one per request)
+
+
+def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessions):
+    """Units hinted with their (owner, key) and queue: one query each for the batch, the rows held for
+    every unit (the session keeps rows weakly: each unit's own look-up went to the database), and a
+    key used before still answers with its job."""
+    from sqlalchemy import event
+
+    from service.jobs import queueing, store
+    from tests.service.test_store import new_job
+
+    with session_scope(sessions) as session:
+        earlier, _ = store.add_job(session, new_job(owner="bob"), idempotency_key="k0", body_hash="h")
+
+    def submit(owner: str, key: str):
+        def work(session: Session) -> str:
+            queueing.require_queue(session, "default")
+            return store.add_job(session, new_job(owner=owner), idempotency_key=key, body_hash="h")[0].id
+
+        return writer.run(work, hint={"owner": owner, "owner_key": store.owner_key(owner, key), "queue": "default"})
+
+    statements: list[str] = []
+    event.listen(sessions.kw["bind"], "before_cursor_execute", lambda *args: statements.append(args[2]))
+    gate = _Gate()
+
+    async def scenario() -> list[str]:
+        first = await gate.hold(writer)
+        units = [asyncio.ensure_future(submit(("bob", "alice")[i % 2], f"k{i}")) for i in range(10)]
+        await asyncio.sleep(0.1)
+        statements.clear()
+        gate.opened.set()
+        await first
+        return await asyncio.gather(*units)
+
+    ids = asyncio.run(scenario())
+    assert ids[0] == earlier.id  # bob's k0 was his job already
+    assert len(set(ids)) == 10  # the rest are new
+    key_reads = [s for s in statements if s.startswith("SELECT") and "idempotency_key IN" in s]
+    queue_reads = [s for s in statements if s.startswith("SELECT") and "FROM queue" in s]
+    assert (len(key_reads), len(queue_reads)) == (1, 1)
