@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from ascl.config_fields import check_fields, fail, from_dict, knob, parse_override, set_path, to_jsonable
+from ascl.config_fields import check_fields, fail, from_dict, knob, parse_override, to_jsonable, with_paths
 
 __all__ = ["ExperimentConfig", "parse_override"]
 
@@ -259,7 +259,4 @@ class ExperimentConfig:
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
         """A copy with dotted-path overrides applied, e.g. {"train.epochs": 3}."""
-        data = self.to_dict()
-        for path, value in overrides.items():
-            set_path(data, path, value)
-        return ExperimentConfig.from_dict(data)
+        return cast(ExperimentConfig, with_paths(self, overrides))

@@ -188,6 +188,21 @@ def _checked(accepts: typing.Callable[[Any], bool], problem: str) -> Converter:
     return convert
 
 
+def with_paths(config: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of a config with dotted-path values set. Only the sections a path enters are rebuilt
+    from JSON and checked again; the others are kept as they are (frozen, checked when made), which
+    makes an override of one field a fraction of a whole rebuild. The top level is checked again."""
+    data = {name: getattr(config, name) for name in _dataclass_fields(type(config)) or ()}
+    touched = {path.split(".", 1)[0] for path in overrides} & data.keys()
+    for name in touched:
+        data[name] = to_jsonable(data[name])
+    for path, value in overrides.items():
+        set_path(data, path, value)
+    converters = _converters_of(type(config))
+    kwargs = {name: converters[name](value, name) if name in touched else value for name, value in data.items()}
+    return type(config)(**kwargs)
+
+
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     *sections, leaf = path.split(".")
     node = data

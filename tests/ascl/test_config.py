@@ -5,6 +5,7 @@ import json
 import pytest
 
 from ascl.config import SPEC_VERSION, ExperimentConfig, parse_override
+from ascl.config_fields import set_path
 from ascl.errors import ConfigError
 from ascl.presets import PRESETS, get_preset
 
@@ -32,6 +33,34 @@ def test_invalid_values_name_the_field(overrides, field, fragment):
         get_preset("digits-ascl").with_overrides(overrides)
     assert info.value.field == field
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"train.epochs": 3, "seed": 7},
+        {"attack.eps": 0.05, "attack.steps": 3, "objective.temperature": 0.2},
+        {"optim.milestones": [2, 4], "eval.eps_sweep": [0.01, 0.02], "name": "x"},
+        {"train": {"epochs": 2}},  # a whole section: its other fields take their defaults
+    ],
+)
+def test_overrides_rebuild_only_what_they_touch_with_the_same_result(name, overrides):
+    """Only the sections a path enters are rebuilt: the result is the config a whole rebuild from
+    JSON makes."""
+    config = get_preset(name)
+    data = config.to_dict()
+    for path, value in overrides.items():
+        set_path(data, path, value)
+    assert config.with_overrides(overrides) == ExperimentConfig.from_dict(data)
+
+
+def test_the_whole_configs_rules_are_checked_when_one_section_changes():
+    two_views = get_preset("digits-ascl").with_overrides({"objective.views": 2})
+    with pytest.raises(ConfigError) as info:
+        two_views.with_overrides({"objective.kind": "pgd_at"})
+    assert info.value.field == "objective.views"
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
