@@ -93,7 +93,8 @@ def _choice(name: str, value: str, options: tuple[str, ...], kind: str) -> None:
 
 
 def to_jsonable(value: Any) -> Any:
-    names = _dataclass_fields(type(value))  # type: ignore[arg-type]  # a type is hashable
+    cls: Any = type(value)  # hashable: its field names are cached
+    names = _dataclass_fields(cls)
     if names is not None:
         return {name: to_jsonable(getattr(value, name)) for name in names}
     if isinstance(value, tuple):
@@ -192,15 +193,16 @@ def with_paths(config: Any, overrides: dict[str, Any]) -> Any:
     """A copy of a config with dotted-path values set. Only the sections a path enters are rebuilt
     from JSON and checked again; the others are kept as they are (frozen, checked when made), which
     makes an override of one field a fraction of a whole rebuild. The top level is checked again."""
-    data = {name: getattr(config, name) for name in _dataclass_fields(type(config)) or ()}
+    cls: Any = type(config)  # a config class (hashable: its converters are cached)
+    data = {name: getattr(config, name) for name in _dataclass_fields(cls) or ()}
     touched = {path.split(".", 1)[0] for path in overrides} & data.keys()
     for name in touched:
         data[name] = to_jsonable(data[name])
     for path, value in overrides.items():
         set_path(data, path, value)
-    converters = _converters_of(type(config))
+    converters = _converters_of(cls)
     kwargs = {name: converters[name](value, name) if name in touched else value for name, value in data.items()}
-    return type(config)(**kwargs)
+    return cls(**kwargs)
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
