@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control.reconciler import Reconciler
 from control.repair import Repairer
+from control.repeated_failures import RepeatedFailures
 from control.seams import Cluster, Tracking
 from control.submission import Submitter
 from control.sweeps import SweepController
@@ -42,6 +43,7 @@ class Dispatcher:
         self.cycles = 0
         self.last_cycle_s = 0.0
         self.last_repair = float("-inf")
+        self.failures = RepeatedFailures(logger, "dispatcher.cycle_failed")
         self.reconciler = Reconciler(sessions, cluster, tracker, settings)
         self.repairer = Repairer(
             sessions,
@@ -58,8 +60,10 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self.cycle()
-            except Exception:  # the loop survives any single failure; the next cycle reconciles
-                logger.exception("dispatcher.cycle_failed")
+            except Exception as error:  # the loop survives any failure; the next cycle reconciles
+                self.failures.failed(error)
+            else:
+                self.failures.succeeded()
             wake.wait(interval_s)
             wake.clear()
 
@@ -88,6 +92,9 @@ class Dispatcher:
                 "gauge",
                 "Duration of the last dispatcher cycle.",
                 self.last_cycle_s,
+            ),
+            Metric.single(
+                "ascl_dispatcher_cycle_failures_total", "counter", "Dispatcher cycles that failed.", self.failures.total
             ),
             Metric.single(
                 "ascl_dispatch_latency_seconds",
