@@ -141,6 +141,8 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
             if not thread.is_alive():
                 return 1
             time.sleep(0.1)
+        # Late (the dispatcher and the server run already): what is in flight then is kept for good,
+        # a bounded, one-off cost; earlier, the server's own start-up objects would not be frozen.
         freeze_startup_heap()
         remember_token_file(settings.config_dir, settings.api_url, settings.admin_token_file)
         print(f"API:        {settings.api_url}/docs", flush=True)

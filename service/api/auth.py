@@ -6,6 +6,8 @@ lock behind the submissions."""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -17,6 +19,8 @@ from service.auth.principal import Principal
 from service.auth.tokens import TOKEN_PATTERN, TokenVerifier, note_use
 from service.db.group_commit import GroupCommit
 from service.jobs.errors import Unauthenticated
+
+logger = logging.getLogger(__name__)
 
 
 class Authenticator:
@@ -36,11 +40,18 @@ class Authenticator:
                 return cached
             verified = await run_in_threadpool(self.tokens.verified, token)
             if verified.use_due is not None:
-                await self.writer.run(partial(note_use, token_id=verified.token_id, moment=verified.use_due))
+                await self._note_use(verified.token_id, verified.use_due)
             return verified.principal
         if self.oidc is None:
             raise Unauthenticated("the token is not an API token of this service")
         return await run_in_threadpool(self.oidc.principal, token)
+
+    async def _note_use(self, token_id: str, moment: datetime) -> None:
+        """A hint for the token's owner: failing to write it never refuses a valid token."""
+        try:
+            await self.writer.run(partial(note_use, token_id=token_id, moment=moment))
+        except Exception:
+            logger.warning("auth.last_use_not_recorded token_id=%s", token_id, exc_info=True)
 
 
 async def current_principal(

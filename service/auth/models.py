@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal, may_read_model, may_write_model
-from service.db.group_commit import batch_read
+from service.db.group_commit import batch_added, batch_read
 from service.db.models import ModelOwner
 from service.jobs.errors import Forbidden, InvalidSpec
 from service.jobs.store import now
@@ -42,8 +42,7 @@ def claim(session: Session, name: str, principal: Principal, *, group: str | Non
             session.flush()
     except IntegrityError as error:
         raise NameClaimRace(name) from error
-    if _KNOWN in session.info:
-        session.info[_KNOWN][name] = row
+    batch_added(session, _KNOWN, name, row)
 
 
 def _owner(session: Session, name: str) -> ModelOwner | None:

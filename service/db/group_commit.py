@@ -24,11 +24,12 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from service.db import session_scope
 
@@ -44,19 +45,32 @@ def batch_read(
 ) -> V | None:
     """`read(keys)[key]`, read once for every key the batch's units were hinted with under `hint`
     (one query for the batch instead of one per unit) and kept in `session.info[slot]` until the
-    transaction ends: the rows are held there, as the session holds its rows only weakly (a unit's
-    `session.get` of a row the previous unit dropped went to the database again). None: no row."""
+    outer transaction ends (savepoints keep it): the rows are held there, as the session holds its
+    rows only weakly (a unit's `session.get` of a row the previous unit dropped went to the database
+    again). None: no row. A unit that adds a row under a key says so with `batch_added`."""
     known: dict[str, V | None] | None = session.info.get(slot)
     if known is None:
         known = session.info[slot] = {}
-        for moment in ("after_commit", "after_rollback"):
-            event.listen(session, moment, lambda ended, *_: ended.info[slot].clear())
+        event.listen(session, "after_transaction_end", partial(_forget_at_the_end, slot))
     if key not in known:
         hinted = {h[hint] for h in session.info.get(BATCH_HINTS, ()) if hint in h}
         keys = sorted({key, *hinted} - known.keys())
+        found = read(keys)  # merged only once read: a failed read leaves nothing cached as absent
         known |= dict.fromkeys(keys)
-        known |= read(keys)
+        known |= found
     return known[key]
+
+
+def batch_added(session: Session, slot: str, key: str, row: object) -> None:
+    """A row this transaction added under `key`: later `batch_read`s of the slot see it."""
+    known = session.info.get(slot)
+    if known is not None:
+        known[key] = row
+
+
+def _forget_at_the_end(slot: str, session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outer transaction (also on close), not a savepoint
+        session.info[slot].clear()
 
 
 @dataclass(frozen=True, slots=True)

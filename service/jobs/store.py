@@ -18,7 +18,7 @@ from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.group_commit import batch_read
+from service.db.group_commit import batch_added, batch_read
 from service.db.models import Job, JobEvent
 from service.jobs.errors import IdempotencyConflict, InvalidTransition, JobNotFound
 from service.jobs.status import TERMINAL, JobStatus, sources_of
@@ -132,11 +132,15 @@ def add_job(session: Session, new: NewJob, *, idempotency_key: str | None, body_
             with session.begin_nested():  # alone: a concurrent twin may win the unique (owner, key) insert
                 session.add(job)
                 session.flush()
-        except IntegrityError:
-            existing = _by_key(session, new.owner, idempotency_key)
+        except IntegrityError:  # a twin committed since the look-up above: read it, not the cache
+            existing = session.execute(
+                select(Job).where(Job.owner == new.owner, Job.idempotency_key == idempotency_key)
+            ).scalar_one_or_none()
             if existing is None:
                 raise
             return _same_request(existing, body_hash), False
+    if idempotency_key is not None:
+        batch_added(session, _KEYED, owner_key(new.owner, idempotency_key), job)
     session.add(
         JobEvent(
             job_id=job.id,

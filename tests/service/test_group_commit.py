@@ -209,8 +209,9 @@ def test_a_batch_of_submissions_is_one_insert_per_table(writer, sessions):
 
 def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessions):
     """Units hinted with their (owner, key) and queue: one query each for the batch, the rows held for
-    every unit (the session keeps rows weakly: each unit's own look-up went to the database), and a
-    key used before still answers with its job."""
+    every unit (the session keeps rows weakly: each unit's own look-up went to the database), also
+    across the savepoints units open (as claiming a model name does, flushing what came before), a
+    key used before still answers with its job, and a twin later in the batch with its sibling's."""
     from sqlalchemy import event
 
     from service.jobs import queueing, store
@@ -222,7 +223,10 @@ def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessio
     def submit(owner: str, key: str):
         def work(session: Session) -> str:
             queueing.require_queue(session, "default")
-            return store.add_job(session, new_job(owner=owner), idempotency_key=key, body_hash="h")[0].id
+            job_id = store.add_job(session, new_job(owner=owner), idempotency_key=key, body_hash="h")[0].id
+            with session.begin_nested():
+                session.flush()
+            return job_id
 
         return writer.run(work, hint={"owner": owner, "owner_key": store.owner_key(owner, key), "queue": "default"})
 
@@ -233,6 +237,7 @@ def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessio
     async def scenario() -> list[str]:
         first = await gate.hold(writer)
         units = [asyncio.ensure_future(submit(("bob", "alice")[i % 2], f"k{i}")) for i in range(10)]
+        units.append(asyncio.ensure_future(submit("bob", "k2")))  # bob's k2 again: a twin
         await asyncio.sleep(0.1)
         statements.clear()
         gate.opened.set()
@@ -241,6 +246,7 @@ def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessio
 
     ids = asyncio.run(scenario())
     assert ids[0] == earlier.id  # bob's k0 was his job already
+    assert ids[10] == ids[2]
     assert len(set(ids)) == 10  # the rest are new
     key_reads = [s for s in statements if s.startswith("SELECT") and "idempotency_key IN" in s]
     queue_reads = [s for s in statements if s.startswith("SELECT") and "FROM queue" in s]
