@@ -1,9 +1,13 @@
 """A standalone API process (`uvicorn --factory control.asgi:create_app_from_env`), configured from
 ASCL_* environment variables: the production shape, where the dispatcher runs in its own process
 (`python -m control`). The API needs neither Ray nor torch; it reads the model registry (MLflow) to
-resolve eval jobs at submission. It runs pending migrations first."""
+resolve eval jobs at submission. It runs pending migrations first: one process at a time on a host
+(`uvicorn --workers N` starts N at once, and two creating the same tables fail, measured with the
+embedded MLflow store's); across hosts, run `python -m service.db.migrate` once before the API."""
 
 from __future__ import annotations
+
+import fcntl
 
 from fastapi import FastAPI
 
@@ -16,8 +20,10 @@ from service.settings import ServiceSettings
 def create_app_from_env() -> FastAPI:
     settings = ServiceSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
-    tracker = tracker_for(settings, settings.resolved_mlflow_uri)
+    with open(settings.data_dir / ".api-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        upgrade(settings.resolved_database_url)
+        tracker = tracker_for(settings, settings.resolved_mlflow_uri)  # a local store creates its tables
     app = api_app(settings, tracker=tracker, mlflow_ui_url=ui_url(settings, settings.resolved_mlflow_uri))
     freeze_startup_heap()
     return app
