@@ -161,11 +161,8 @@ def tag_index(tags: list[str]) -> str:
 
 def _by_key(session: Session, owner: str, key: str) -> Job | None:
     """The job submitted with this key, also one added earlier in this transaction (a twin in the
-    same group commit) and not yet flushed. In a group commit whose units are hinted with their
-    `owner_key`, one query reads the whole batch's."""
-    for row in session.new:
-        if isinstance(row, Job) and row.owner == owner and row.idempotency_key == key:
-            return row
+    same group commit, not yet flushed: `add_job` adds it to the batch's keys). In a group commit
+    whose units are hinted with their `owner_key`, one query reads the whole batch's."""
     return batch_read(session, _KEYED, owner_key(owner, key), hint="owner_key", read=lambda keys: _keyed(session, keys))
 
 
