@@ -121,13 +121,13 @@ class Dispatcher:
         cluster = self._cluster()
         with session_scope(self.sessions) as session:
             self._cancel_unmeetable(session)
-            queueing.resolve_eval_targets(session)
             running = queueing.running_jobs(session)
             cluster = _minus_pending(cluster, running)
             queueing.save_snapshot(session, cluster)
             if not any(place(request, cluster.free) for request in queueing.waiting_requests(session)):
                 return
             state = queueing.load(session, running)
+            queueing.resolve_eval_targets(session)  # after `load`: see its docstring
             result = plan(
                 state.waiting,
                 state.running,

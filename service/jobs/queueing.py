@@ -268,14 +268,28 @@ def _forget_counts(session: Session, *_: object) -> None:
 
 def resolve_eval_targets(session: Session) -> None:
     """Queued evals of a train job they depend on learn its model version once it has one (until
-    then their dependency keeps them waiting)."""
-    rows = session.execute(
-        select(Job.id, Job.target).where(Job.status == JobStatus.QUEUED.value, Job.kind == "eval")
-    ).tuples()
-    for job_id, target in rows:
-        if not target or target.get("model_version") is not None or not target.get("job_id"):
-            continue
-        parent = session.get(Job, target["job_id"])
-        if parent is not None and parent.status == JobStatus.SUCCEEDED and parent.registered_model_version:
-            job = get_job(session, job_id)
-            job.target = {**target, "model_version": parent.registered_model_version, "run_id": parent.mlflow_run_id}
+    then their dependency keeps them waiting). Call it after `load`, in the same transaction: on
+    PostgreSQL each statement sees what committed before it, so every train job that `load` saw
+    succeed is seen here with its version (committed with the success), and no eval the plan may
+    claim is left without one. Parents are read by column, never from the session's stale rows."""
+    pending = {
+        job_id: target
+        for job_id, target in session.execute(
+            select(Job.id, Job.target).where(Job.status == JobStatus.QUEUED.value, Job.kind == "eval")
+        ).tuples()
+        if target and target.get("model_version") is None and target.get("job_id")
+    }
+    if not pending:
+        return
+    parents = {
+        parent_id: (status, version, run_id)
+        for parent_id, status, version, run_id in session.execute(
+            select(Job.id, Job.status, Job.registered_model_version, Job.mlflow_run_id).where(
+                Job.id.in_(sorted({target["job_id"] for target in pending.values()}))
+            )
+        ).tuples()
+    }
+    for job_id, target in pending.items():
+        status, version, run_id = parents.get(target["job_id"], (None, None, None))
+        if status == JobStatus.SUCCEEDED and version:
+            get_job(session, job_id).target = {**target, "model_version": version, "run_id": run_id}
