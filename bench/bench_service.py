@@ -291,7 +291,7 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
     settings = ServiceSettings(
         data_dir=workdir / "ray",
         mlflow_tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-        port=free_port(),
+        port=0,
         local_ray_num_cpus=2,
         poll_interval_s=0.2,
         heartbeat_interval_s=0.5,
@@ -302,11 +302,11 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
     import uvicorn
 
     with running_stack(settings) as stack:
-        server = uvicorn.Server(uvicorn.Config(stack.app(), port=settings.port, log_level="warning"))
-        threading.Thread(target=server.run, daemon=True).start()
+        server = uvicorn.Server(uvicorn.Config(stack.app(), log_level="warning"))
+        threading.Thread(target=server.run, kwargs={"sockets": [stack.listener]}, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
-        client = AsclClient(settings.api_url, token=stack.admin_token)
+        client = AsclClient(stack.settings.api_url, token=stack.admin_token)
         latencies = []
         for _ in range(jobs):
             started = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = commands.add_parser("serve", help="run the API, dispatcher, local Ray and the MLflow UI")
     serve.add_argument("--host", default=None, help="the API's address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="the API's port (default 8000)")
+    serve.add_argument("--port", type=int, default=None, help="the API's port (default 8000; 0: any free port)")
     serve.add_argument(
         "--data-dir", type=Path, default=None, help="SQLite DB, MLflow store, checkpoints (default .ascl)"
     )
@@ -25,6 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from control.ports import PortInUse
     from control.serve import serve
     from service.settings import ServiceSettings
 
@@ -38,4 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": args.access_log,
     }
     settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
-    return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
+    try:
+        return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
+    except PortInUse as error:  # `ascl` prints a ValueError as "error: ..." and exits with 2
+        raise ValueError(f"{error}; choose another with --port (0: any free port)") from error

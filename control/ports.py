@@ -6,6 +6,10 @@ from __future__ import annotations
 import socket
 
 
+class PortInUse(Exception):
+    """The API's port is taken (or not this host's to bind)."""
+
+
 def free_port(preferred: int = 0) -> int:
     """`preferred` if it is free (0: none preferred), else any free port."""
     with socket.socket() as probe:
@@ -26,3 +30,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for probe in sockets:
             probe.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port (0: any free port), held from before anything else starts, so
+    that no child this process starts (Ray, MLflow) nor another service takes the port meanwhile
+    (listening, not only bound: another SO_REUSEADDR socket could bind it too). Connections made
+    before the server serves wait in the backlog."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart reuses its port
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as error:  # OverflowError: a port outside 0-65535
+        sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from error
+    sock.listen(2048)  # uvicorn's default backlog
+    return sock

@@ -6,6 +6,7 @@ the MLflow server are children that die with this process, however it ends."""
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from control.dispatcher import Dispatcher
 from control.heap import freeze_startup_heap
 from control.local_ray import become_client, start_local_ray
 from control.mlflow_server import MlflowServer, start_mlflow_server
-from control.ports import free_port
+from control.ports import free_port, listening_socket
 from control.ray_cluster import RayCluster
 from control.tracking import Tracker
 from control.wiring import ControlPlane, api_app, apply_queues_file, build_control_plane, tracker_for, ui_url
@@ -37,10 +38,11 @@ logger = logging.getLogger(__name__)
 class Stack:
     """Everything `serve` starts, for the CLI and for end-to-end tests."""
 
-    settings: ServiceSettings
+    settings: ServiceSettings  # with the API's actual port
     plane: ControlPlane
     mlflow: MlflowServer
     admin_token: str
+    listener: socket.socket  # the API's bound socket, for the first server to serve on
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -70,9 +72,12 @@ class Stack:
 
 @contextmanager
 def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
+    """Raises PortInUse at once, before anything starts, if the API's port is taken."""
     with ExitStack() as cleanup:
+        listener = cleanup.enter_context(listening_socket(settings.host, settings.port))
+        settings = settings.model_copy(update={"port": listener.getsockname()[1]})  # port 0: the one bound
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.resolved_database_url)
         # the MLflow server and the local Ray head start side by side (seconds each)
         starting = cleanup.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-start"))
         mlflow_started = None
@@ -97,7 +102,7 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
         )
         apply_queues_file(settings, plane.sessions)
         admin_token = ensure_admin_token(plane.sessions, settings.admin_token_file)
-        stack = Stack(settings, plane, mlflow, admin_token)
+        stack = Stack(settings, plane, mlflow, admin_token, listener)
         if settings.dispatcher:
             stack.thread = threading.Thread(
                 target=plane.dispatcher.run,
@@ -131,11 +136,10 @@ def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = Non
 
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
     with running_stack(settings) as stack:
-        config = uvicorn.Config(
-            stack.app(), host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log
-        )
+        settings = stack.settings
+        config = uvicorn.Config(stack.app(), log_level="info", access_log=settings.access_log)
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [stack.listener]}, name="api", daemon=True)
         thread.start()
         while not server.started:
             if not thread.is_alive():

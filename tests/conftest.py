@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +37,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield url
     finally:
         drop()
+
+
+@pytest.fixture(scope="session")
+def new_mlflow_store(tmp_path_factory) -> Callable[[Path], str]:
+    """Makes an empty MLflow tracking store (SQLite) in a directory, with its default experiment's
+    artifacts in directory/artifacts, and returns its URI: a copy of one created once per session
+    (MLflow creating its tables takes about a second, and dozens of tests each want a new store)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    template = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{template}", (template.parent / "artifacts").as_uri()).engine.dispose()
+
+    def new(directory: Path) -> str:
+        path = directory / "mlflow.db"
+        shutil.copyfile(template, path)
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE experiments SET artifact_location = ?", ((directory / "artifacts").as_uri(),))
+        return f"sqlite:///{path}"
+
+    return new
 
 
 @pytest.fixture

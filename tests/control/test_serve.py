@@ -1,7 +1,15 @@
-"""What `ascl serve` prints about the dashboard: the admin token only where a person reads it."""
+"""What `ascl serve` prints about the dashboard (the admin token only where a person reads it), and its
+API port: taken, it stops at once saying so; 0, any free one, held from the start."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from control.ports import PortInUse, listening_socket
 from control.serve import dashboard_url
 
 TOKEN = "ascl_0123456789abcdef01234567_" + "x" * 43
@@ -16,3 +24,24 @@ def test_printed_to_a_file_the_dashboard_link_carries_no_token():
     url = dashboard_url("http://127.0.0.1:8000", TOKEN, terminal=False)
     assert url.startswith("http://127.0.0.1:8000/ui/ ")
     assert TOKEN not in url
+
+
+def test_a_taken_port_stops_serve_at_once_saying_so_before_anything_starts(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "ascl.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "--port (0: any free port)" in done.stderr
+    assert not (tmp_path / "d").exists()  # no database, no Ray, no MLflow was started
+
+
+def test_port_zero_binds_a_free_port_that_no_one_else_gets_meanwhile():
+    with listening_socket("127.0.0.1", 0) as held:
+        port = held.getsockname()[1]
+        assert port > 0
+        with pytest.raises(PortInUse, match=f"cannot listen on 127.0.0.1:{port}"):
+            listening_socket("127.0.0.1", port)  # SO_REUSEADDR as uvicorn's own: still refused
+    with pytest.raises(PortInUse, match="70000"):
+        listening_socket("127.0.0.1", 70000)

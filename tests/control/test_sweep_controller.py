@@ -35,9 +35,9 @@ GRID = {
 
 
 @pytest.fixture
-def world(sessions, database_url, tmp_path):
+def world(sessions, database_url, tmp_path, new_mlflow_store):
     settings = ServiceSettings(data_dir=tmp_path, database_url=database_url)
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "artifacts").as_uri())
+    tracker = Tracker(new_mlflow_store(tmp_path), artifact_root=(tmp_path / "artifacts").as_uri())
     app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
     with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as api:
         yield api, SweepController(sessions, tracker, settings), tracker

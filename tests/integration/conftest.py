@@ -10,7 +10,6 @@ from pathlib import Path
 
 import uvicorn
 
-from control.ports import free_port
 from control.serve import Stack, running_stack
 from service.client import AsclClient
 from service.db.scratch import scratch_database
@@ -25,10 +24,12 @@ class ApiServer:
     thread: threading.Thread
 
     @classmethod
-    def start(cls, stack: Stack) -> ApiServer:
+    def start(cls, stack: Stack, *, restart: bool = False) -> ApiServer:
+        """On the stack's bound socket; a restart binds its port again (the first server closed it)."""
         config = uvicorn.Config(stack.app(), host=stack.settings.host, port=stack.settings.port, log_level="warning")
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
+        sockets = None if restart else [stack.listener]
+        thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
         while not server.started:
@@ -71,7 +72,7 @@ def start_service(
             "config_dir": data_dir / "client-config",
             "database_url": url,
             "mlflow_tracking_uri": None if mlflow_server else f"sqlite:///{data_dir / 'mlflow.db'}",
-            "port": free_port(),
+            "port": 0,
             "local_ray_num_cpus": 2,
             "local_ray_num_gpus": 1,  # a logical GPU: jobs must see exactly the devices they reserved
             "poll_interval_s": 0.3,
@@ -86,7 +87,10 @@ def start_service(
         try:
             with running_stack(settings) as stack:
                 running = Running(
-                    stack, AsclClient(settings.api_url, token=stack.admin_token), settings, ApiServer.start(stack)
+                    stack,
+                    AsclClient(stack.settings.api_url, token=stack.admin_token),
+                    stack.settings,
+                    ApiServer.start(stack),
                 )
                 try:
                     yield running

@@ -192,7 +192,7 @@ class Chaos:
     def kill_api(self, _job_ids: set[str]) -> str:
         self.service.api.stop()
         time.sleep(self.rng.uniform(0.5, 3))
-        self.service.api = ApiServer.start(self.service.stack)
+        self.service.api = ApiServer.start(self.service.stack, restart=True)
         return "API restarted"
 
     def kill_node(self, _job_ids: set[str]) -> str:

@@ -7,9 +7,7 @@ die with it)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,38 +17,29 @@ import httpx
 import psutil
 import pytest
 
-from control.ports import free_port
 from service.client import AsclClient
 from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def serve(home: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+def serve(home: Path, *options: str) -> subprocess.Popen[bytes]:
+    """`ascl serve` on any free port (chosen and held by the process itself: none to race for)."""
     home.mkdir()
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "ascl.cli",
-        "serve",
-        *options,
-        "--data-dir",
-        str(home / "data"),
-        "--port",
-        str(port),
-    ]
+    command = [sys.executable, "-m", "ascl.cli", "serve", *options, "--data-dir", str(home / "data"), "--port", "0"]
     with (home / "serve.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home)
-    return process, f"http://127.0.0.1:{port}"
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=home)
 
 
-def ready(process: subprocess.Popen[bytes], url: str, log: Path) -> bool:
-    assert process.poll() is None, log.read_text()[-3000:]
+def ready_url(process: subprocess.Popen[bytes], log: Path) -> str | None:
+    """The API's address, once the service says it and answers /readyz there."""
+    text = log.read_text()
+    assert process.poll() is None, text[-3000:]
+    found = re.search(r"API:\s+(\S+)/docs", text)
     try:
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        return found[1] if found and httpx.get(f"{found[1]}/readyz", timeout=5).status_code == 200 else None
     except httpx.TransportError:
-        return False
+        return None
 
 
 def alive(process: psutil.Process) -> bool:
@@ -78,10 +67,11 @@ def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_af
     processes: list[psutil.Process] = []
     ray_dirs: set[Path] = set()
     try:
-        for (process, url), home in zip(started, homes, strict=True):
-            wait_for(
-                lambda p=process, u=url, h=home: ready(p, u, h / "serve.log"), timeout_s=240, what=f"{url} to be ready"
-            )
+        urls = [
+            wait_for(lambda p=process, h=home: ready_url(p, h / "serve.log"), timeout_s=240, what=f"{home.name} ready")
+            for process, home in zip(started, homes, strict=True)
+        ]
+        assert len(set(urls)) == 2
         logs = [(home / "serve.log").read_text() for home in homes]
         ray_urls = {re.search(r"Ray jobs:\s+(\S+)", log)[1] for log in logs}  # type: ignore[index]
         mlflow_urls = {re.search(r"MLflow UI:\s+(\S+)", log)[1] for log in logs}  # type: ignore[index]
@@ -90,7 +80,7 @@ def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_af
         assert len(mlflow_urls) == 2
         # a job in each reaches its own Ray (through its own job agent) and runs there: the demo's job,
         # and in the second a user error in the worker (not a refused submission), the quickest proof
-        url, home = started[1][1], homes[1]
+        url, home = urls[1], homes[1]
         client = AsclClient(url, token=(home / "data" / "admin-token").read_text().strip())
         missing = {"data.dataset": "mnist", "data.data_dir": str(home / "missing"), "train.epochs": 1}
         done = client.wait(client.submit({"preset": "digits-pgdat", "overrides": missing})["id"], timeout_s=240)
@@ -104,7 +94,7 @@ def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_af
         assert "demo: " in demo_log.read_text()  # its progress, printed while it waits
         assert (homes[0] / "data" / "jobs.db").exists()
         assert (homes[0] / "data" / "mlflow.db").exists()
-        processes = [p for process, _ in started for p in tree(process.pid)]
+        processes = [p for process in started for p in tree(process.pid)]
         assert any("mlflow" in " ".join(p.cmdline()) for p in processes)
         assert not any("mlflow.server.jobs" in " ".join(p.cmdline()) for p in processes)  # no job runner
         assert any(p.name() == "raylet" for p in processes)
@@ -113,8 +103,8 @@ def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_af
         }
         assert len(ray_dirs) == 2
     finally:
-        for process, _ in started:
-            os.kill(process.pid, signal.SIGKILL)
+        for process in started:
+            process.kill()  # SIGKILL, and nothing if it has ended already
             process.wait()
     deadline = time.monotonic() + 60
     while (left := [p for p in processes if alive(p)]) and time.monotonic() < deadline:

@@ -23,8 +23,8 @@ TRAINED = get_preset("digits-ascl").with_overrides({"train.epochs": 2, "eval.pgd
 
 
 @pytest.fixture
-def tracker(tmp_path):
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "artifacts").as_uri())
+def tracker(tmp_path, new_mlflow_store):
+    tracker = Tracker(new_mlflow_store(tmp_path), artifact_root=(tmp_path / "artifacts").as_uri())
     _, run_id = tracker.ensure_run(experiment="ascl", job_id="j" * 32, run_name="trained", tags={})
     client = MlflowClient(tracker.tracking_uri)
     client.log_text(run_id, TRAINED.to_json(), "config.json")
