@@ -303,7 +303,7 @@ def bench_submit_to_running(workdir: Path, *, jobs: int) -> list[dict[str, objec
 
     with running_stack(settings) as stack:
         server = uvicorn.Server(uvicorn.Config(stack.app(), log_level="warning"))
-        threading.Thread(target=server.run, kwargs={"sockets": [stack.listener]}, daemon=True).start()
+        threading.Thread(target=server.run, kwargs={"sockets": stack.listeners}, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
         client = AsclClient(stack.settings.api_url, token=stack.admin_token)

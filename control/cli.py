@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from control.ports import PortInUse
+    from control.ports import CannotListen
     from control.serve import serve
     from service.settings import ServiceSettings
 
@@ -41,5 +41,5 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
     try:
         return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
-    except PortInUse as error:  # `ascl` prints a ValueError as "error: ..." and exits with 2
-        raise ValueError(f"{error}; choose another with --port (0: any free port)") from error
+    except CannotListen as error:  # `ascl` prints a ValueError as "error: ..." and exits with 2
+        raise ValueError(str(error)) from error

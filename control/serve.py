@@ -22,7 +22,7 @@ from control.dispatcher import Dispatcher
 from control.heap import freeze_startup_heap
 from control.local_ray import become_client, start_local_ray
 from control.mlflow_server import MlflowServer, start_mlflow_server
-from control.ports import free_port, listening_socket
+from control.ports import free_port, listening_sockets
 from control.ray_cluster import RayCluster
 from control.tracking import Tracker
 from control.wiring import ControlPlane, api_app, apply_queues_file, build_control_plane, tracker_for, ui_url
@@ -42,7 +42,7 @@ class Stack:
     plane: ControlPlane
     mlflow: MlflowServer
     admin_token: str
-    listener: socket.socket  # the API's bound socket, for the first server to serve on
+    listeners: list[socket.socket]  # the API's listening sockets, for the first server to serve on
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -72,10 +72,12 @@ class Stack:
 
 @contextmanager
 def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
-    """Raises PortInUse at once, before anything starts, if the API's port is taken."""
+    """Raises CannotListen at once, before anything starts, if the API cannot have its port."""
     with ExitStack() as cleanup:
-        listener = cleanup.enter_context(listening_socket(settings.host, settings.port))
-        settings = settings.model_copy(update={"port": listener.getsockname()[1]})  # port 0: the one bound
+        listeners = listening_sockets(settings.host, settings.port)
+        for listener in listeners:
+            cleanup.callback(listener.close)
+        settings = settings.model_copy(update={"port": listeners[0].getsockname()[1]})  # port 0: the one bound
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.resolved_database_url)
         # the MLflow server and the local Ray head start side by side (seconds each)
@@ -102,7 +104,7 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
         )
         apply_queues_file(settings, plane.sessions)
         admin_token = ensure_admin_token(plane.sessions, settings.admin_token_file)
-        stack = Stack(settings, plane, mlflow, admin_token, listener)
+        stack = Stack(settings, plane, mlflow, admin_token, listeners)
         if settings.dispatcher:
             stack.thread = threading.Thread(
                 target=plane.dispatcher.run,
@@ -139,7 +141,7 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
         settings = stack.settings
         config = uvicorn.Config(stack.app(), log_level="info", access_log=settings.access_log)
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [stack.listener]}, name="api", daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": stack.listeners}, name="api", daemon=True)
         thread.start()
         while not server.started:
             if not thread.is_alive():

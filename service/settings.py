@@ -31,7 +31,7 @@ class ServiceSettings(BaseSettings):
     checkpoint_uri: str | None = None
     host: str = "127.0.0.1"
     access_log: bool = False  # a line per request (polls, heartbeats); /metrics counts them either way
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)  # 0: any free port
     mlflow_port: int | None = None  # the embedded MLflow server's port (default: a free one)
     mlflow_ui_url: str | None = None  # where users open MLflow (default: the tracking URI when it is http)
     public_url: str | None = None  # how workers reach the API; default http://host:port
@@ -141,7 +141,8 @@ class ServiceSettings(BaseSettings):
 
     @property
     def api_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address is bracketed in a URL
+        return self.public_url or f"http://{host}:{self.port}"
 
 
 def _checkpoint_path(uri: str) -> Path:

@@ -42,7 +42,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def new_mlflow_store(tmp_path_factory) -> Callable[[Path], str]:
     """Makes an empty MLflow tracking store (SQLite) in a directory, with its default experiment's
-    artifacts in directory/artifacts, and returns its URI: a copy of one created once per session
+    artifacts in directory/artifacts/0 (as MLflow would), and returns its URI: a copy of one created once per session
     (MLflow creating its tables takes about a second, and dozens of tests each want a new store)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -53,7 +53,7 @@ def new_mlflow_store(tmp_path_factory) -> Callable[[Path], str]:
         path = directory / "mlflow.db"
         shutil.copyfile(template, path)
         with contextlib.closing(sqlite3.connect(path)) as db, db:
-            db.execute("UPDATE experiments SET artifact_location = ?", ((directory / "artifacts").as_uri(),))
+            db.execute("UPDATE experiments SET artifact_location = ?", ((directory / "artifacts" / "0").as_uri(),))
         return f"sqlite:///{path}"
 
     return new

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from service.api.submission import (
     prepare,
     resolve_registered,
     retried_job,
+    retried_target,
 )
 from service.auth import models
 from service.auth.principal import Principal, may_read_details, require_details, require_owner
@@ -240,9 +242,15 @@ def retry_job(
             resume_checkpoint=resume,
             limits=request.app.state.settings.spec_limits_checker,
         )
+        target, wait_for = retried_target(session, new.target)
         job, _ = store.add_job(
-            session, new, idempotency_key=None, body_hash=store.request_hash(body.model_dump(mode="json"))
+            session,
+            replace(new, target=target),
+            idempotency_key=None,
+            body_hash=store.request_hash(body.model_dump(mode="json")),
         )
+        if wait_for is not None:
+            queueing.add_dependencies(session, job.id, [(wait_for, "success")])
         request.app.state.wake_dispatcher()
         return read(session, job, request, principal, with_position=False)
 

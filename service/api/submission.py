@@ -20,6 +20,7 @@ from service.auth.models import require_readable
 from service.auth.principal import Principal, Role, require_details, require_role
 from service.cluster import ClusterView
 from service.contracts import EvalTarget, JobKind, ModelRef
+from service.db.models import Job
 from service.jobs import queueing, store
 from service.jobs.errors import InvalidSpec, JobNotFound
 from service.jobs.spec import resolve_experiment
@@ -150,6 +151,22 @@ def retried_job(
         trial_number=None,
         held_by=None,
     )
+
+
+def retried_target(session: Session, target: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """A retried eval's target, and the train job the retry must wait for (None: none). An eval of
+    a train job that had no model yet (cancelled while it waited) is resolved from that job if it
+    has registered one since, waits for it again if it has not ended, and is refused (422) if it
+    ended without one: started without a version, it would fail at once."""
+    if target is None or target.get("model_version") is not None or not target.get("job_id"):
+        return target, None
+    source = session.get(Job, target["job_id"])
+    if source is None or (is_terminal(source.status) and not source.registered_model_version):
+        ended = f"ended {source.status}" if source is not None else "no longer exists"
+        raise InvalidSpec("model", f"job {target['job_id']} {ended} with no registered model: nothing to evaluate")
+    if source.registered_model_version is None:
+        return target, source.id
+    return {**target, "model_version": source.registered_model_version, "run_id": source.mlflow_run_id}, None
 
 
 def _request_field(body: JobCreate, path: str) -> str:

@@ -37,6 +37,18 @@ class QueueState:
 
 def load(session: Session, running: list[Running] | None = None) -> QueueState:
     """`running`: the caller's `running_jobs` of this transaction, when it has read them already."""
+    queued = (
+        session.connection()
+        .execute(
+            select(
+                Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, cast(Job.resources, Text), Job.held_at
+            ).where(Job.status == JobStatus.QUEUED.value)
+        )
+        .tuples()
+        .all()  # one fetch: row by row costs more than the rest of the read
+    )
+    # Read after the jobs: a job and its dependencies commit together, so on PostgreSQL (each
+    # statement sees what committed before it) every job read above has its dependencies read here.
     parent = aliased(Job)
     unmet = session.execute(  # dependencies of waiting jobs whose parent has not (satisfactorily) ended
         select(JobDependency.job_id, JobDependency.parent_id, JobDependency.condition, parent.status)
@@ -63,14 +75,7 @@ def load(session: Session, running: list[Running] | None = None) -> QueueState:
             held=held_at is not None,
             blocked_by=blocked.get(job_id),
         )
-        for job_id, owner, queue, priority, created_at, resources, held_at in session.connection()
-        .execute(
-            select(
-                Job.id, Job.owner, Job.queue, Job.priority, Job.created_at, cast(Job.resources, Text), Job.held_at
-            ).where(Job.status == JobStatus.QUEUED.value)
-        )
-        .tuples()
-        .all()  # one fetch: row by row costs more than the rest of the read
+        for job_id, owner, queue, priority, created_at, resources, held_at in queued
     ]
     if running is None:
         running = running_jobs(session)

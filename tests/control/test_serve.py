@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from control.ports import PortInUse, listening_socket
+from control.ports import CannotListen, listening_sockets
 from control.serve import dashboard_url
 
 TOKEN = "ascl_0123456789abcdef01234567_" + "x" * 43
@@ -32,16 +32,23 @@ def test_a_taken_port_stops_serve_at_once_saying_so_before_anything_starts(tmp_p
         command = [sys.executable, "-m", "ascl.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")]
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr[-2000:]
-    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
-    assert "--port (0: any free port)" in done.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "choose another port (0: any free one)" in done.stderr
     assert not (tmp_path / "d").exists()  # no database, no Ray, no MLflow was started
 
 
-def test_port_zero_binds_a_free_port_that_no_one_else_gets_meanwhile():
-    with listening_socket("127.0.0.1", 0) as held:
-        port = held.getsockname()[1]
+def test_port_zero_listens_on_a_free_port_on_every_address_of_the_host():
+    held = listening_sockets("localhost", 0)
+    try:
+        (port,) = {sock.getsockname()[1] for sock in held}  # one port, on 127.0.0.1 (and ::1 where there is one)
         assert port > 0
-        with pytest.raises(PortInUse, match=f"cannot listen on 127.0.0.1:{port}"):
-            listening_socket("127.0.0.1", port)  # SO_REUSEADDR as uvicorn's own: still refused
-    with pytest.raises(PortInUse, match="70000"):
-        listening_socket("127.0.0.1", 70000)
+        assert ("127.0.0.1", port) in [sock.getsockname()[:2] for sock in held]
+        with pytest.raises(CannotListen, match=f"cannot listen on 127.0.0.1:{port}: .*choose another port"):
+            listening_sockets("127.0.0.1", port)  # SO_REUSEADDR as uvicorn's own: still refused
+    finally:
+        for sock in held:
+            sock.close()
+    for host, port, reason in (("127.0.0.1", 70000, "70000"), ("no-such-host.invalid", 0, "no-such-host.invalid")):
+        with pytest.raises(CannotListen, match=reason) as refused:
+            listening_sockets(host, port)
+        assert "choose another port" not in str(refused.value)  # not a port in use: no such advice

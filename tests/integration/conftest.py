@@ -28,7 +28,7 @@ class ApiServer:
         """On the stack's bound socket; a restart binds its port again (the first server closed it)."""
         config = uvicorn.Config(stack.app(), host=stack.settings.host, port=stack.settings.port, log_level="warning")
         server = uvicorn.Server(config)
-        sockets = None if restart else [stack.listener]
+        sockets = None if restart else stack.listeners
         thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30

@@ -9,6 +9,9 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.cluster import StaticCluster
+from service.db import session_scope
+from service.jobs import store
+from service.jobs.status import JobStatus
 from tests.conftest import bearer, make_token
 
 
@@ -115,6 +118,32 @@ def test_retry_creates_a_linked_job_with_overrides(api):
     assert (body["retried_from"], body["priority"], body["spec"]["train"]["epochs"]) == (job["id"], 3, 4)
     bad = api.post(f"/api/v1/jobs/{job['id']}/retry", json={"overrides": {"attack.eps": -1}})
     assert (bad.status_code, bad.json()["field"]) == (422, "overrides.attack.eps")
+
+
+def test_a_retried_eval_of_a_train_job_waits_for_its_model_or_is_refused_without_one(api, sessions):
+    """The eval was cancelled while its train job ran: its retry waits for that job again, starts
+    with the version it registered, and is refused once the job has ended without one."""
+    train = submit(api, {"preset": "digits-ascl", "model_name": "retried-eval"}).json()["id"]
+    body = {"kind": "eval", "model": train, "depends_on": [{"job": train}]}
+    evaluation = submit(api, body).json()["id"]
+    api.post(f"/api/v1/jobs/{evaluation}/cancel")
+    waiting = api.get(f"/api/v1/jobs/{api.post(f'/api/v1/jobs/{evaluation}/retry', json={}).json()['id']}").json()
+    assert (waiting["pending_reason"], waiting["target"]["model_version"]) == ("DEPENDENCY", None)
+
+    with session_scope(sessions) as session:
+        values = {"registered_model_version": "3", "mlflow_run_id": "f" * 32}
+        for status in (JobStatus.CLAIMED, JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SUCCEEDED):
+            store.transition(session, train, status, actor="test", reason="driven", values=values)
+    resolved = api.post(f"/api/v1/jobs/{evaluation}/retry", json={}).json()
+    assert (resolved["target"]["model_version"], resolved["target"]["run_id"]) == ("3", "f" * 32)
+
+    failed = submit(api, {"preset": "digits-ascl", "model_name": "retried-eval"}).json()["id"]
+    evaluation = submit(api, {**body, "model": failed, "depends_on": [{"job": failed}]}).json()["id"]
+    for job_id in (failed, evaluation):
+        api.post(f"/api/v1/jobs/{job_id}/cancel")
+    refused = api.post(f"/api/v1/jobs/{evaluation}/retry", json={})
+    assert (refused.status_code, refused.json()["field"]) == (422, "model")
+    assert f"job {failed} ended CANCELLED with no registered model" in refused.json()["detail"]
 
 
 def test_idempotency_key_over_http_including_concurrent_clients(api):

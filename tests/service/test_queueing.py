@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from service.api.app import create_app
 from service.cluster import StaticCluster
@@ -17,6 +18,7 @@ from service.jobs.status import JobStatus
 from service.scheduling.model import Policy
 from service.scheduling.planner import Capacity
 from tests.conftest import bearer, make_token
+from tests.service.test_store import new_job
 
 JOB = {"preset": "digits-ascl"}
 
@@ -119,3 +121,32 @@ def test_the_api_explains_each_waiting_job_with_the_dispatchers_plan(api, sessio
     assert api.get(f"/api/v1/jobs/{limited}").json()["queue_position"] == 2
     assert shown["queue_position"] == 3
     assert shown["estimated_start"] is None  # the running job reports no ETA: unknown, not invented
+
+
+def test_a_job_committed_while_the_queue_is_read_is_never_seen_without_its_dependencies(sessions, database_url):
+    """On PostgreSQL each statement of the read sees what committed before it. A job and its
+    dependencies commit together; one committed between the read of the jobs and that of the
+    dependencies must not look free to start (it once did, and an eval started without its model)."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite's transaction reads one snapshot: no commit lands between its statements")
+    with session_scope(sessions) as session:
+        parent, _ = store.add_job(session, new_job(), idempotency_key=None, body_hash="p")
+        parent_id = parent.id
+    added: list[str] = []
+
+    def commit_a_dependent_job(*args):  # once, after the read's first statement
+        if added:
+            return
+        with session_scope(sessions) as other:
+            child, _ = store.add_job(other, new_job(), idempotency_key=None, body_hash="c")
+            queueing.add_dependencies(other, child.id, [(parent_id, "success")])
+            added.append(child.id)
+
+    session = sessions()
+    try:
+        event.listen(session.connection(), "after_cursor_execute", commit_a_dependent_job)
+        waiting = {w.id: w for w in queueing.load(session).waiting}
+    finally:
+        session.close()
+    assert added
+    assert added[0] not in waiting or waiting[added[0]].blocked_by == parent_id

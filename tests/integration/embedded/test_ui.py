@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from control.ports import listening_socket
+from control.ports import listening_sockets
 from service.auth import models
 from service.auth.principal import Principal, Role
 from service.db import session_scope
@@ -94,10 +94,10 @@ class UnderPrefix:
 
 @pytest.fixture(scope="module")
 def prefixed(running) -> Iterator[str]:
-    listener = listening_socket("127.0.0.1", 0)
-    port = listener.getsockname()[1]
+    listeners = listening_sockets("127.0.0.1", 0)
+    port = listeners[0].getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(UnderPrefix(running.stack.app()), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": listeners}, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout_s=30, poll_s=0.05, what="the proxied API")
     try:
