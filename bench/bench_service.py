@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import platform
@@ -31,7 +30,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -70,6 +70,18 @@ def fresh_database(kind: str, workdir: Path) -> tuple[str, Callable[[], None]]:
     if kind == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}", lambda: None
     return scratch_database("ascl_bench")
+
+
+@contextmanager
+def migrated_database(kind: str) -> Iterator[tuple[str, Path]]:
+    """A new, migrated database and a scratch directory, both gone afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url, drop = fresh_database(kind, Path(tmp))
+        try:
+            upgrade(url)
+            yield url, Path(tmp)
+        finally:
+            drop()
 
 
 def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -112,26 +124,22 @@ def user_tokens(url: str, count: int, *, role: Role = Role.USER) -> list[str]:
 
 
 def bench_submit(
-    kind: str, url: str, workdir: Path, *, clients: int, requests: int, rate: float
+    kind: str, url: str, workdir: Path, *, keyed: bool, clients: int, requests: int, rate: float
 ) -> list[dict[str, object]]:
+    """Saturated, then paced, on a fresh database: keyed and key-less runs each start from the same
+    (empty) queue, since every queued job adds to what a submission's per-user count reads."""
     users = user_tokens(url, clients)
     process, base = start_api(url, workdir)
     port = int(base.rsplit(":", 1)[1])
     rows = []
     try:
-        asyncio.run(closed_loop(port, users, keyed=False, requests=200))  # warm-up: connections, caches
-        for keyed, (mode, run) in itertools.product(
-            (False, True),
-            (
-                ("saturated", lambda keyed: closed_loop(port, users, keyed=keyed, requests=requests)),
-                (
-                    f"offered {rate:g}/s",
-                    lambda keyed: open_loop(port, users, keyed=keyed, rate=rate, seconds=requests / rate),
-                ),
-            ),
+        asyncio.run(closed_loop(port, users, keyed=keyed, requests=200))  # warm-up: connections, caches
+        for mode, run in (
+            ("saturated", lambda: closed_loop(port, users, keyed=keyed, requests=requests)),
+            (f"offered {rate:g}/s", lambda: open_loop(port, users, keyed=keyed, rate=rate, seconds=requests / rate)),
         ):
             cpu_before = time.process_time()
-            seconds, latencies = asyncio.run(run(keyed))
+            seconds, latencies = asyncio.run(run())
             rows.append(
                 {
                     "bench": "post_jobs",
@@ -367,19 +375,15 @@ def main() -> None:
                 handle.write(line + "\n")
 
     for kind in args.database or ["sqlite"]:
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            url, drop = fresh_database(kind, workdir)
-            try:
-                upgrade(url)
+        for keyed in (False, True):
+            with migrated_database(kind) as (url, workdir):
                 for row in bench_submit(
-                    kind, url, workdir, clients=args.clients, requests=args.requests, rate=args.rate
+                    kind, url, workdir, keyed=keyed, clients=args.clients, requests=args.requests, rate=args.rate
                 ):
                     emit(row)
-                for row in bench_queue(kind, url, workdir, queued=args.queued, samples=args.samples):
-                    emit(row)
-            finally:
-                drop()
+        with migrated_database(kind) as (url, workdir):
+            for row in bench_queue(kind, url, workdir, queued=args.queued, samples=args.samples):
+                emit(row)
     if args.ray:
         with tempfile.TemporaryDirectory() as tmp:
             for row in bench_submit_to_running(Path(tmp), jobs=3):
