@@ -42,8 +42,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def new_mlflow_store(tmp_path_factory) -> Callable[[Path], str]:
     """Makes an empty MLflow tracking store (SQLite) in a directory, with its default experiment's
-    artifacts in directory/artifacts/0 (as MLflow would), and returns its URI: a copy of one created once per session
-    (MLflow creating its tables takes about a second, and dozens of tests each want a new store)."""
+    artifacts in directory/artifacts/0 (as MLflow would), and returns its URI: a copy of one
+    created once per session (MLflow creating its tables takes about a second, and dozens of tests
+    each want a new store)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     template = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
