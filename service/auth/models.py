@@ -4,7 +4,7 @@ reads its checkpoint) needs the same right unless the operator shares models."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,7 +52,10 @@ def _owner(session: Session, name: str) -> ModelOwner | None:
 
 
 def _owners(session: Session, names: list[str]) -> dict[str, ModelOwner]:
-    return {row.name: row for row in session.execute(select(ModelOwner).where(ModelOwner.name.in_(names))).scalars()}
+    return {row.name: row for row in session.execute(_OWNERS_NAMED, {"names": names}).scalars()}
+
+
+_OWNERS_NAMED = select(ModelOwner).where(ModelOwner.name.in_(bindparam("names", expanding=True)))
 
 
 _KNOWN = "models.known_owners"

@@ -24,7 +24,6 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
@@ -48,10 +47,7 @@ def batch_read(
     outer transaction ends (savepoints keep it): the rows are held there, as the session holds its
     rows only weakly (a unit's `session.get` of a row the previous unit dropped went to the database
     again). None: no row. A unit that adds a row under a key says so with `batch_added`."""
-    known: dict[str, V | None] | None = session.info.get(slot)
-    if known is None:
-        known = session.info[slot] = {}
-        event.listen(session, "after_transaction_end", partial(_forget_at_the_end, slot))
+    known: dict[str, V | None] = session.info.setdefault(_BATCH_SLOTS, {}).setdefault(slot, {})
     if key not in known:
         hinted = {h[hint] for h in session.info.get(BATCH_HINTS, ()) if hint in h}
         keys = sorted({key, *hinted} - known.keys())
@@ -63,14 +59,20 @@ def batch_read(
 
 def batch_added(session: Session, slot: str, key: str, row: object) -> None:
     """A row this transaction added under `key`: later `batch_read`s of the slot see it."""
-    known = session.info.get(slot)
+    known = session.info.get(_BATCH_SLOTS, {}).get(slot)
     if known is not None:
         known[key] = row
 
 
-def _forget_at_the_end(slot: str, session: Session, transaction: SessionTransaction) -> None:
+_BATCH_SLOTS = "group_commit.slots"  # session.info: slot -> what batch_read read under it
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_at_the_end(session: Session, transaction: SessionTransaction) -> None:
+    """Registered once for every session (a listener per session cost a fifth of a lone
+    submission's transaction): what a transaction read is forgotten when it ends."""
     if transaction.parent is None:  # the outer transaction (also on close), not a savepoint
-        session.info[slot].clear()
+        session.info.pop(_BATCH_SLOTS, None)
 
 
 @dataclass(frozen=True, slots=True)

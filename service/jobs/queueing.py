@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, event, func, select
+from sqlalchemy import Text, bindparam, cast, event, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ascl.registry import unknown_name_message
@@ -224,7 +224,11 @@ def require_queue(session: Session, name: str) -> Queue:
 
 
 def _queues(session: Session, names: list[str]) -> dict[str, Queue]:
-    return {row.name: row for row in session.execute(select(Queue).where(Queue.name.in_(names))).scalars()}
+    return {row.name: row for row in session.execute(_QUEUES_NAMED, {"names": names}).scalars()}
+
+
+# built once, like the batch's other reads: constructing a statement cost more CPU than running it
+_QUEUES_NAMED = select(Queue).where(Queue.name.in_(bindparam("names", expanding=True)))
 
 
 _QUEUES = "queueing.queues"
@@ -247,28 +251,28 @@ def queued_count(session: Session, owner: str) -> int:
     owner's count for the whole batch; its new rows are in `session.new` until a flush, after
     which it reads again."""
     pending = sum(1 for row in session.new if isinstance(row, Job) and row.owner == owner)
-    counts: dict[str, int] | None = session.info.get(_QUEUED_COUNTS)
-    if counts is None:
-        counts = session.info[_QUEUED_COUNTS] = {}
-        for moment in ("after_flush", "after_commit", "after_rollback"):
-            event.listen(session, moment, _forget_counts)
+    counts: dict[str, int] = session.info.setdefault(_QUEUED_COUNTS, {})
     if owner not in counts:
         owners = {owner, *(hint["owner"] for hint in session.info.get(BATCH_HINTS, ()) if "owner" in hint)}
-        counts |= dict.fromkeys(owners, 0)
-        rows = session.execute(
-            select(Job.owner, func.count())
-            .where(Job.owner.in_(sorted(owners)), Job.status == JobStatus.QUEUED.value)
-            .group_by(Job.owner)
-        ).tuples()
-        counts |= {name: int(count) for name, count in rows}
+        rows = session.connection().execute(_COUNT_QUEUED, {"owners": sorted(owners)}).tuples()
+        counts |= dict.fromkeys(owners, 0) | {name: int(count) for name, count in rows}
     return counts[owner] + pending
 
 
 _QUEUED_COUNTS = "queueing.queued_counts"
+_COUNT_QUEUED = (
+    select(Job.owner, func.count())
+    .where(Job.owner.in_(bindparam("owners", expanding=True)), Job.status == JobStatus.QUEUED.value)
+    .group_by(Job.owner)
+)
 
 
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
 def _forget_counts(session: Session, *_: object) -> None:
-    session.info[_QUEUED_COUNTS].clear()
+    """Once for every session: flushed rows leave `session.new`, so the counts are read again."""
+    session.info.pop(_QUEUED_COUNTS, None)
 
 
 def resolve_eval_targets(session: Session) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -173,9 +173,14 @@ def owner_key(owner: str, key: str) -> str:
 
 def _keyed(session: Session, pairs: list[str]) -> dict[str, Job]:
     owners, keys = zip(*(json.loads(pair) for pair in pairs), strict=True)
-    # both columns constrained: the unique (owner, key) index serves the query
-    query = select(Job).where(Job.owner.in_(set(owners)), Job.idempotency_key.in_(set(keys)))
-    return {owner_key(job.owner, str(job.idempotency_key)): job for job in session.execute(query).scalars()}
+    found = session.execute(_KEYED_JOBS, {"owners": sorted(set(owners)), "keys": sorted(set(keys))}).scalars()
+    return {owner_key(job.owner, str(job.idempotency_key)): job for job in found}
+
+
+# both columns constrained: the unique (owner, key) index serves the query; built once (see queueing)
+_KEYED_JOBS = select(Job).where(
+    Job.owner.in_(bindparam("owners", expanding=True)), Job.idempotency_key.in_(bindparam("keys", expanding=True))
+)
 
 
 _KEYED = "store.keyed_jobs"

@@ -251,3 +251,24 @@ def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessio
     key_reads = [s for s in statements if s.startswith("SELECT") and "idempotency_key IN" in s]
     queue_reads = [s for s in statements if s.startswith("SELECT") and "FROM queue" in s]
     assert (len(key_reads), len(queue_reads)) == (1, 1)
+
+
+def test_what_a_batch_read_is_forgotten_when_its_transaction_ends(sessions):
+    """A session used for two transactions reads a row again in the second (another writer may have
+    changed it meanwhile), but keeps it across a savepoint of the first."""
+    from service.db.models import Queue
+    from service.jobs import queueing
+
+    session = sessions()
+    try:
+        with session.begin():
+            first = queueing.require_queue(session, "default")
+            with session.begin_nested():
+                assert queueing.require_queue(session, "default") is first
+        session.expunge_all()  # the identity map would hand back the same object after a new read
+        with session_scope(sessions) as other:
+            other.get(Queue, "default").default_priority = 7
+        with session.begin():
+            assert queueing.require_queue(session, "default").default_priority == 7
+    finally:
+        session.close()
