@@ -172,13 +172,18 @@ def owner_key(owner: str, key: str) -> str:
 
 
 def _keyed(session: Session, pairs: list[str]) -> dict[str, Job]:
+    """Keys are looked up narrow (a key is nearly always new: the whole row's columns cost more
+    CPU to describe than the empty answer to read); the jobs of keys in use are then loaded."""
     owners, keys = zip(*(json.loads(pair) for pair in pairs), strict=True)
-    found = session.execute(_KEYED_JOBS, {"owners": sorted(set(owners)), "keys": sorted(set(keys))}).scalars()
-    return {owner_key(job.owner, str(job.idempotency_key)): job for job in found}
+    used = session.connection().execute(_KEYS_IN_USE, {"owners": sorted(set(owners)), "keys": sorted(set(keys))})
+    ids = {job_id: owner_key(owner, str(key)) for owner, key, job_id in used.tuples()}
+    if not ids:
+        return {}
+    return {ids[job.id]: job for job in session.execute(select(Job).where(Job.id.in_(ids))).scalars()}
 
 
 # both columns constrained: the unique (owner, key) index serves the query; built once (see queueing)
-_KEYED_JOBS = select(Job).where(
+_KEYS_IN_USE = select(Job.owner, Job.idempotency_key, Job.id).where(
     Job.owner.in_(bindparam("owners", expanding=True)), Job.idempotency_key.in_(bindparam("keys", expanding=True))
 )
 
