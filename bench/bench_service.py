@@ -15,6 +15,9 @@ The API runs as its own uvicorn process (`control.asgi`), like production, and t
 from another process over loopback HTTP.
 
     python bench/bench_service.py --database sqlite --database postgresql --ray --out bench/results/service.jsonl
+
+On a shared machine whose speed moves between minutes, `--repeat 5 --skip-queue` measures the
+submissions five times (key-less and keyed interleaved, each on a fresh database): compare medians.
 """
 
 from __future__ import annotations
@@ -362,6 +365,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="offered submissions/s for the paced run")
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure submissions this many times, each on a fresh database"
+    )
+    parser.add_argument("--skip-queue", action="store_true", help="submissions only: no queue, sweep, dispatch figures")
     parser.add_argument("--ray", action="store_true", help="also measure submit → RUNNING with a local Ray")
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -375,12 +382,15 @@ def main() -> None:
                 handle.write(line + "\n")
 
     for kind in args.database or ["sqlite"]:
-        for keyed in (False, True):
-            with migrated_database(kind) as (url, workdir):
-                for row in bench_submit(
-                    kind, url, workdir, keyed=keyed, clients=args.clients, requests=args.requests, rate=args.rate
-                ):
-                    emit(row)
+        for repeat in range(args.repeat):  # interleaved: a slow spell of the machine meets both key modes
+            for keyed in (False, True):
+                with migrated_database(kind) as (url, workdir):
+                    for row in bench_submit(
+                        kind, url, workdir, keyed=keyed, clients=args.clients, requests=args.requests, rate=args.rate
+                    ):
+                        emit({**row, "repeat": repeat} if args.repeat > 1 else row)
+        if args.skip_queue:
+            continue
         with migrated_database(kind) as (url, workdir):
             for row in bench_queue(kind, url, workdir, queued=args.queued, samples=args.samples):
                 emit(row)
