@@ -1,5 +1,6 @@
-"""The summary table of bench/gpu_check.sh, from the files it wrote: status.txt, pytest.xml and
-results.jsonl in the directory given as the only argument."""
+"""The summary table of bench/gpu_check.sh, from the files it wrote: status.txt, pytest-tests.xml and
+pytest-compile.xml (the GPU tests without and with torch.compile) and results.jsonl in the directory
+given as the only argument."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-def tests_line(path: Path) -> str:
+def tests_line(name: str, path: Path) -> str:
     if not path.is_file():
-        return "tests: no report (the part did not run or did not finish)"
+        return f"{name}: no report (the part did not run or did not finish)"
     root = ET.parse(path).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     if suite is None:
-        return "tests: unreadable report"
+        return f"{name}: unreadable report"
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     failed = [
         case.get("name", "?")
         for case in suite.iter("testcase")
         if case.find("failure") is not None or case.find("error") is not None
     ]
-    line = "tests: {tests} run, {failures} failed, {errors} errors, {skipped} skipped".format(**counts)
+    line = name + ": {tests} run, {failures} failed, {errors} errors, {skipped} skipped".format(**counts)
     return line + ("\n  failed: " + ", ".join(failed) if failed else "")
 
 
@@ -39,7 +40,8 @@ def main() -> None:
     print("GPU check summary")
     status = (out / "status.txt").read_text().split("\n") if (out / "status.txt").is_file() else []
     print("parts: " + " | ".join(line for line in status if line))
-    print(tests_line(out / "pytest.xml"))
+    for name, report in (("GPU tests", "pytest-tests.xml"), ("GPU tests that compile", "pytest-compile.xml")):
+        print(tests_line(name, out / report))
     train = [r for r in figures if r["bench"] == "train_step"]
     if train:
         device = train[0]["device"]

@@ -87,7 +87,12 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("speed", sorted(SPEEDS))
+def _marked(speed):
+    """Fast paths that compile are marked: compilation takes minutes on a GPU."""
+    return pytest.param(speed, marks=[pytest.mark.compiles] if SPEEDS[speed][0] != "none" else [])
+
+
+@pytest.mark.parametrize("speed", [_marked(speed) for speed in sorted(SPEEDS)])
 def test_every_objective_trains_under_every_fast_path(speed):
     """Each objective calls the model its own way (no-grad natural pass, KL target, two views,
     post-step forwards); one model serves them all so that each mode compiles once."""
@@ -129,6 +134,7 @@ def test_captured_step_equals_eager_step(precision, deterministic_cudnn):
             torch.testing.assert_close(captured_state[name], value, rtol=tolerance, atol=tolerance, msg=name)
 
 
+@pytest.mark.compiles
 def test_pgd_at_at_batch_512_under_reduce_overhead_does_not_reuse_overwritten_outputs():
     """The reported crash: ResNet-18, PGD-AT, batch 512, compile reduce-overhead."""
     losses, _ = losses_of(config_for("pgd_at", "compile-reduce-overhead", arch="resnet18", batch_size=512), steps=4)
