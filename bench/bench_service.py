@@ -372,6 +372,8 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="also measure submit → RUNNING with a local Ray")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
     machine = f"{platform.machine()} {os.cpu_count()} cores"
 
     def emit(row: dict[str, object]) -> None:

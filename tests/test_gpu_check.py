@@ -18,19 +18,21 @@ QUICK_PARTS = ["env", "train-eager", "train-graph", "authors", "epoch", "eval-pg
 
 
 def test_the_quick_gpu_check_runs_every_part_on_a_cpu(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    """Without OUT, as documented: the files go to a new directory that the last line names."""
+    env = {name: value for name, value in os.environ.items() if name != "OUT"}
+    env |= {"PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp_path)}
     run = subprocess.run(
         ["bash", "bench/gpu_check.sh", "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    status = [line.split() for line in (tmp_path / "status.txt").read_text().splitlines()]
-    assert [(part, state) for part, state, _ in status] == [(part, "ok") for part in QUICK_PARTS], (
-        tmp_path / "gpu_check.log"
-    ).read_text()[-4000:]
-    figures = {json.loads(line)["bench"] for line in (tmp_path / "results.jsonl").read_text().splitlines()}
+    out = Path(run.stdout.strip().splitlines()[-1].removeprefix("files: "))
+    assert out.parent == tmp_path
+    status = [line.split()[:2] for line in (out / "status.txt").read_text().splitlines()]
+    assert status == [[part, "ok"] for part in QUICK_PARTS], (out / "gpu_check.log").read_text()[-4000:]
+    figures = {json.loads(line)["bench"] for line in (out / "results.jsonl").read_text().splitlines()}
     assert {"train_step", "authors_step_emulation", "ascl_train_epoch", "eval_pgd", "eval_precision"} <= figures
     assert any(name.startswith("eval_autoattack") for name in figures)
-    summary = (tmp_path / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
     # no CUDA here: the GPU tests without compilation are collected and skipped; the compiling ones
     # belong to a part the CPU fall-back leaves out
     assert "GPU tests: 9 run, 0 failed, 0 errors, 9 skipped" in summary

@@ -176,10 +176,11 @@ def _keyed(session: Session, pairs: list[str]) -> dict[str, Job]:
     CPU to describe than the empty answer to read); the jobs of keys in use are then loaded."""
     owners, keys = zip(*(json.loads(pair) for pair in pairs), strict=True)
     used = session.connection().execute(_KEYS_IN_USE, {"owners": sorted(set(owners)), "keys": sorted(set(keys))})
-    ids = {job_id: owner_key(owner, str(key)) for owner, key, job_id in used.tuples()}
+    asked = set(pairs)  # owners IN x keys IN also matches one user's key with another user's
+    ids = {job_id: pair for owner, key, job_id in used.tuples() if (pair := owner_key(owner, str(key))) in asked}
     if not ids:
         return {}
-    return {ids[job.id]: job for job in session.execute(select(Job).where(Job.id.in_(ids))).scalars()}
+    return {ids[job.id]: job for job in session.execute(select(Job).where(Job.id.in_(list(ids)))).scalars()}
 
 
 # both columns constrained: the unique (owner, key) index serves the query; built once (see queueing)

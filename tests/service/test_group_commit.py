@@ -255,20 +255,34 @@ def test_a_batch_reads_its_units_idempotency_keys_and_queues_once(writer, sessio
 
 def test_what_a_batch_read_is_forgotten_when_its_transaction_ends(sessions):
     """A session used for two transactions reads a row again in the second (another writer may have
-    changed it meanwhile), but keeps it across a savepoint of the first."""
+    changed it meanwhile), but not after a savepoint of the first ends."""
+    from sqlalchemy import event
+
     from service.db.models import Queue
     from service.jobs import queueing
 
+    reads: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def record(_conn, _cursor, statement, *_):
+        if "FROM queue" in statement and "IN (" in statement:  # the batch read, not a get by key
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
     session = sessions()
     try:
         with session.begin():
-            first = queueing.require_queue(session, "default")
+            queueing.require_queue(session, "default")
             with session.begin_nested():
-                assert queueing.require_queue(session, "default") is first
+                session.flush()
+            queueing.require_queue(session, "default")
+            assert len(reads) == 1
         session.expunge_all()  # the identity map would hand back the same object after a new read
         with session_scope(sessions) as other:
             other.get(Queue, "default").default_priority = 7
         with session.begin():
             assert queueing.require_queue(session, "default").default_priority == 7
+        assert len(reads) == 2
     finally:
         session.close()
+        event.remove(engine, "before_cursor_execute", record)

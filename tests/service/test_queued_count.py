@@ -90,3 +90,16 @@ def test_a_batch_reads_its_model_names_owners_in_one_query(sessions, sql):
         assert models.check_writable(session, "bob-net", bob, group=None) is False  # claimed in this batch
         with pytest.raises(Forbidden):
             models.check_writable(session, "bob-net", alice, group=None)
+
+
+def test_a_session_counts_again_after_it_was_closed(sessions):
+    """close() ends the transaction without a commit or rollback event: the counts go with it."""
+    session = sessions()
+    try:
+        assert queueing.queued_count(session, "alice") == 0
+        session.close()
+        with session_scope(sessions) as other:
+            store.add_job(other, new_job("alice"), idempotency_key=None, body_hash="h")
+        assert queueing.queued_count(session, "alice") == 1
+    finally:
+        session.close()
