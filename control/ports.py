@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import socket
 
+from service.settings import host_and_port
+
 
 class CannotListen(Exception):
     """The API cannot listen where it was asked to; the message says why."""
@@ -39,7 +41,7 @@ def listening_sockets(host: str, port: int) -> list[socket.socket]:
     no child this process starts (Ray, MLflow) nor another service takes the port meanwhile
     (listening, not only bound: another SO_REUSEADDR socket could bind it too). Connections made
     before the server serves wait in the backlog."""
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = host_and_port(host, port)
     if not 0 <= port <= 65535:  # getaddrinfo would take 70000 for 4464
         raise CannotListen(f"cannot listen on {where}: a port is 0-65535")
     try:

@@ -141,8 +141,12 @@ class ServiceSettings(BaseSettings):
 
     @property
     def api_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address is bracketed in a URL
-        return self.public_url or f"http://{host}:{self.port}"
+        return self.public_url or f"http://{host_and_port(self.host, self.port)}"
+
+
+def host_and_port(host: str, port: int) -> str:
+    """'host:port' as URLs write it: an IPv6 address is bracketed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _checkpoint_path(uri: str) -> Path:

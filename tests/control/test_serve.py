@@ -11,6 +11,7 @@ import pytest
 
 from control.ports import CannotListen, listening_sockets
 from control.serve import dashboard_url
+from service.settings import ServiceSettings
 
 TOKEN = "ascl_0123456789abcdef01234567_" + "x" * 43
 
@@ -48,7 +49,16 @@ def test_port_zero_listens_on_a_free_port_on_every_address_of_the_host():
     finally:
         for sock in held:
             sock.close()
-    for host, port, reason in (("127.0.0.1", 70000, "70000"), ("no-such-host.invalid", 0, "no-such-host.invalid")):
+    for host, port, reason in (
+        ("127.0.0.1", 70000, "127.0.0.1:70000"),
+        ("::1", 70000, r"\[::1\]:70000"),  # an IPv6 address bracketed, as in the API's URL
+        ("no-such-host.invalid", 0, "no-such-host.invalid"),
+    ):
         with pytest.raises(CannotListen, match=reason) as refused:
             listening_sockets(host, port)
         assert "choose another port" not in str(refused.value)  # not a port in use: no such advice
+
+
+def test_the_api_url_brackets_an_ipv6_host():
+    assert ServiceSettings(host="::1", port=8000).api_url == "http://[::1]:8000"
+    assert ServiceSettings(host="127.0.0.1", port=8000).api_url == "http://127.0.0.1:8000"
