@@ -268,9 +268,7 @@ _COUNT_QUEUED = (
 
 
 @event.listens_for(Session, "after_flush")
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-@event.listens_for(Session, "after_transaction_end")  # close() fires only this one
+@event.listens_for(Session, "after_transaction_end")  # every end: commit, rollback, savepoint, close()
 def _forget_counts(session: Session, *_: object) -> None:
     """Once for every session: flushed rows leave `session.new`, and another transaction may see
     other jobs, so the counts are read again."""
