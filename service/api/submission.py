@@ -158,7 +158,7 @@ def retried_target(session: Session, target: dict[str, Any] | None) -> tuple[dic
     a train job that had no model yet (cancelled while it waited) is resolved from that job if it
     has registered one since, waits for it again if it has not ended, and is refused (422) if it
     ended without one: started without a version, it would fail at once."""
-    if target is None or target.get("model_version") is not None or not target.get("job_id"):
+    if target is None or not queueing.awaits_model(target):
         return target, None
     source = session.get(Job, target["job_id"])
     if source is None or (is_terminal(source.status) and not source.registered_model_version):
@@ -166,7 +166,7 @@ def retried_target(session: Session, target: dict[str, Any] | None) -> tuple[dic
         raise InvalidSpec("model", f"job {target['job_id']} {ended} with no registered model: nothing to evaluate")
     if source.registered_model_version is None:
         return target, source.id
-    return {**target, "model_version": source.registered_model_version, "run_id": source.mlflow_run_id}, None
+    return queueing.with_model(target, source.registered_model_version, source.mlflow_run_id), None
 
 
 def _request_field(body: JobCreate, path: str) -> str:

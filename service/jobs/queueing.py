@@ -286,7 +286,7 @@ def resolve_eval_targets(session: Session) -> None:
         for job_id, target in session.execute(
             select(Job.id, Job.target).where(Job.status == JobStatus.QUEUED.value, Job.kind == "eval")
         ).tuples()
-        if target and target.get("model_version") is None and target.get("job_id")
+        if awaits_model(target)
     }
     if not pending:
         return
@@ -301,4 +301,14 @@ def resolve_eval_targets(session: Session) -> None:
     for job_id, target in pending.items():
         status, version, run_id = parents.get(target["job_id"], (None, None, None))
         if status == JobStatus.SUCCEEDED and version:
-            get_job(session, job_id).target = {**target, "model_version": version, "run_id": run_id}
+            get_job(session, job_id).target = with_model(target, version, run_id)
+
+
+def awaits_model(target: dict[str, Any] | None) -> bool:
+    """An eval's target names a train job whose model version it does not know yet."""
+    return bool(target and target.get("model_version") is None and target.get("job_id"))
+
+
+def with_model(target: dict[str, Any], version: str, run_id: str | None) -> dict[str, Any]:
+    """The target once its train job has registered `version` (from run `run_id`)."""
+    return {**target, "model_version": version, "run_id": run_id}
