@@ -161,6 +161,9 @@ class TrainConfig:
         "auto", "auto: bf16 autocast on CUDA, fp32 on CPU", kind="precision"
     )
     channels_last: bool = knob(True, "channels_last memory format (CUDA only)")
+    cudnn_benchmark: bool = knob(
+        True, "CUDA: time cuDNN's convolution algorithms at the first step and keep the fastest"
+    )
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = knob(
         "none", "torch.compile mode", kind="compile mode"
     )

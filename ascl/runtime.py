@@ -63,6 +63,20 @@ def tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
+@contextlib.contextmanager
+def cudnn_autotune(enabled: bool) -> Iterator[None]:
+    """cuDNN's autotuner (`torch.backends.cudnn.benchmark`) on or off, restored afterwards. On, the
+    first convolution of each new shape times cuDNN's algorithms and keeps the fastest: a training
+    step's shapes never change, so that is a one-time cost of the first step. Off, cuDNN's
+    heuristics choose without timing."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def default_cpu_threads() -> int:
     """Intra-op threads when neither the config nor OMP_NUM_THREADS says: half the usable cores,
     at least one. On a shared 2-core machine two busy-waiting OpenMP threads fight anything else

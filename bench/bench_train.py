@@ -20,7 +20,6 @@ import json
 import platform
 import resource
 import sys
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -31,7 +30,7 @@ from ascl.presets import get_preset
 from ascl.runtime import epoch_generator
 from ascl.training.assembly import Training, build_training
 from ascl.training.callbacks import NullReporter, never_stop
-from ascl.training.loop import EpochPlan, train_epoch
+from ascl.training.loop import EpochPlan, EpochResult, train_epoch
 from ascl.training.objectives import Networks
 
 PRESET = {  # objective name → (preset, overrides)
@@ -74,28 +73,40 @@ def bench_config(
     )
 
 
-def bench(config: ExperimentConfig, *, steps: int, warmup: int, device: torch.device) -> dict[str, object]:
-    batch = config.train.batch_size
-    n = batch * (steps + max(warmup, 4) + 1)
-    data = build_data(DataConfig(dataset="synthetic", synthetic_size=n + 1, val_size=1), device)
-    training = build_training(config, data, device)
-    generator = epoch_generator(config.seed, 0, device)
+class Steps:
+    """The library's training for one configuration on synthetic data resident on the device, run a
+    given number of steps at a time through the epoch loop `ascl train` uses."""
 
-    def run(count: int, epoch: int) -> tuple[float, float]:
-        plan = EpochPlan(epoch=epoch, epochs=2, steps_per_epoch=count, optim=config.optim, log_every=10**6)
-        batches = training.epoch_batches(data.train.head(count * batch), generator)
-        result = train_epoch(
-            training, batches, plan, generator=generator, reporter=NullReporter(), should_stop=never_stop
+    def __init__(self, config: ExperimentConfig, *, steps: int, warmup: int, device: torch.device) -> None:
+        n = config.train.batch_size * (steps + max(warmup, 4) + 1)
+        self.data = build_data(DataConfig(dataset="synthetic", synthetic_size=n + 1, val_size=1), device)
+        self.training = build_training(config, self.data, device)
+        self.generator = epoch_generator(config.seed, 0, device)
+        self.epoch = 0
+
+    def run(self, count: int) -> EpochResult:
+        config = self.training.config
+        plan = EpochPlan(epoch=self.epoch, epochs=2, steps_per_epoch=count, optim=config.optim, log_every=10**6)
+        self.epoch = 1  # the schedule's second epoch from here on: the step is the same
+        batches = self.training.epoch_batches(self.data.train.head(count * config.train.batch_size), self.generator)
+        return train_epoch(
+            self.training, batches, plan, generator=self.generator, reporter=NullReporter(), should_stop=never_stop
         )
-        return result.seconds, result.warmup_seconds
 
-    start = time.perf_counter()
-    run(max(warmup, training.step.warmup_steps), 0)  # compilation, capture, cuDNN plans, allocator
-    warmup_seconds = time.perf_counter() - start
+    def warm_up(self, warmup: int) -> float:
+        """Seconds of the steps that compile, capture, plan cuDNN and fill the allocator."""
+        return self.run(max(warmup, self.training.step.warmup_steps)).seconds
+
+
+def bench(config: ExperimentConfig, *, steps: int, warmup: int, device: torch.device) -> dict[str, object]:
+    runner = Steps(config, steps=steps, warmup=warmup, device=device)
+    training, data = runner.training, runner.data
+    warmup_seconds = runner.warm_up(warmup)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds, leftover = run(steps, 1)
-    assert leftover == 0.0, "the measured steps must not include warm-up"
+    measured = runner.run(steps)
+    assert measured.warmup_seconds == 0.0, "the measured steps must not include warm-up"
+    seconds = measured.seconds
     images = steps * training.images_per_step
     t = config.train
     peak = (
@@ -109,13 +120,14 @@ def bench(config: ExperimentConfig, *, steps: int, warmup: int, device: torch.de
         "torch": torch.__version__,
         "objective": config.objective.kind,
         "model": config.model.arch,
-        "batch_size": batch,
+        "batch_size": config.train.batch_size,
         "views": config.objective.views,
         "images_per_step": training.images_per_step,
         "pgd_steps": config.attack.steps,
         "precision": "bf16" if training.objective.autocast_dtype else "fp32",
         "compile": t.compile,
         "cuda_graph": t.cuda_graph and device.type == "cuda",
+        "cudnn_benchmark": t.cudnn_benchmark and device.type == "cuda",
         "post_step_bn_forwards": t.post_step_bn_forwards,
         "steps": steps,
         "warmup_seconds": round(warmup_seconds, 2),

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The GPU check in one call: GPU tests, training benchmarks eager and with each fast path, a real
-# `ascl train` epoch, evaluation speed and precision. Each part is time-boxed; a failing part is
-# logged and the others still run; parts that no longer fit the budget are skipped and listed.
+# The GPU check in one call: GPU tests, training benchmarks eager and with each fast path, where
+# the step's time goes, a real `ascl train` epoch, evaluation speed and precision. Each part is
+# time-boxed; a failing part is logged and the others still run; parts that no longer fit the budget
+# (540 s: one 600 s device call) are skipped and listed. The parts run in the order below, what the
+# code's speed depends on first and the evaluation figures last.
 #
 #   bench/gpu_check.sh                    # on the GPU machine, from the repository root; files go to $OUT
-#   bench/gpu_check.sh --quick            # CPU fall-back: every part, tiny sizes, a minute or two
+#   bench/gpu_check.sh --quick            # CPU fall-back: every part but the compiling ones, tiny sizes
 #   bench/gpu_check.sh --parts compile,authors    # only these parts (names below)
 #
 # Files (under $OUT, default a temporary directory): results.jsonl (one JSON line per figure),
 # status.txt (each part: ok / FAILED / TIMEOUT / SKIPPED and its seconds), gpu_check.log (all output),
 # pytest-tests.xml and pytest-compile.xml (the GPU tests' reports: without, then with torch.compile),
-# summary.txt (the table printed last).
+# profile-*.txt (the profiler's kernel tables), summary.txt (the table printed last).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -18,19 +20,26 @@ OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python}"
 QUICK=0
-PARTS="env,train-eager,train-graph,authors,epoch,eval-pgd,tests,precision,autoattack,compile,graph-compile,tests-compile"
+PARTS="env,tests,train-graph,autotune,authors,graph-compile,profile,epoch,train-eager,tests-compile,eval-pgd,precision"
+PARTS+=",autoattack,compile"
+COMPILING="graph-compile compile tests-compile"  # minutes of compilation on a CPU: --quick leaves them out
 while (($#)); do
   case "$1" in
-    --quick) QUICK=1 PARTS="${PARTS%,compile,graph-compile,tests-compile}" ;;  # CPU compilation takes minutes
+    --quick) QUICK=1 ;;
     --parts) PARTS="env,$2"; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+if ((QUICK)); then
+  PARTS=",$PARTS,"
+  for name in $COMPILING; do PARTS="${PARTS//,$name,/,}"; done
+  PARTS="${PARTS#,}" PARTS="${PARTS%,}"
+fi
 # On a CPU (--quick) every part's limit is 4x its GPU limit: the fall-back checks that each part
 # runs, and a CPU shared with other work (a CI runner's tests) took 90 s for a 10 s part
 LIMIT_SCALE=$((QUICK ? 4 : 1))
-BUDGET="${GPU_CHECK_BUDGET_S:-$((460 * LIMIT_SCALE))}"
+BUDGET="${GPU_CHECK_BUDGET_S:-$((540 * LIMIT_SCALE))}"
 RESULTS="$OUT/results.jsonl" STATUS="$OUT/status.txt" LOG="$OUT/gpu_check.log"
 : >"$RESULTS"; : >"$STATUS"; : >"$LOG"
 SCRATCH="$(mktemp -d)"
@@ -38,12 +47,12 @@ START=$(date +%s)
 
 if ((QUICK)); then  # CPU: the same parts on a small model and a few images
   DEVICE=cpu MODEL=cnn8 STEPS=2 WARMUP=1 SUITE=quick AUTHORS_BATCH=8 EPOCH_IMAGES=164 EPOCH_BATCH=16 EPOCH_VAL=100 EVAL_N=64 EVAL_STEPS=3
-  AA_N=4 AA_VERSION=custom PREC_EPOCHS=1 PREC_N=60
+  AA_N=4 AA_VERSION=custom PREC_EPOCHS=1 PREC_N=60 PROFILE_BATCH=16
 else
   DEVICE=cuda MODEL=resnet18 STEPS=12 WARMUP=3 SUITE=gpu AUTHORS_BATCH=128 EPOCH_IMAGES=51000 EPOCH_BATCH=128 EPOCH_VAL=1000 EVAL_N=10000
-  EVAL_STEPS=200 AA_N=500 AA_VERSION=standard PREC_EPOCHS=8 PREC_N=300
+  EVAL_STEPS=200 AA_N=500 AA_VERSION=standard PREC_EPOCHS=8 PREC_N=300 PROFILE_BATCH=512
 fi
-export PY DEVICE MODEL STEPS WARMUP EPOCH_IMAGES EPOCH_BATCH EPOCH_VAL RESULTS SCRATCH
+export PY DEVICE MODEL STEPS WARMUP EPOCH_IMAGES EPOCH_BATCH EPOCH_VAL RESULTS SCRATCH OUT PROFILE_BATCH
 
 train() {  # bench_train.py with this check's device, model, steps and results file
   "$PY" bench/bench_train.py --device "$DEVICE" --model "$MODEL" --steps "$STEPS" --warmup "$WARMUP" \
@@ -100,7 +109,16 @@ compile_runs() {  # torch.compile's CUDA-graph mode on the recipe and on the sha
   train --objective ascl-2view --batch-size 128 --compile reduce-overhead &&
     train --objective pgd_at --batch-size 512 --compile reduce-overhead
 }
-export -f train epoch_of_ascl_train gpu_tests compile_runs
+
+profiles() {  # the eager step's heaviest kernels, at the two shapes of the targets
+  local objective batch
+  for objective in pgd_at:$PROFILE_BATCH ascl-2view:$((PROFILE_BATCH / 4)); do
+    batch=${objective#*:} objective=${objective%:*}
+    "$PY" bench/profile_step.py --device "$DEVICE" --model "$MODEL" --objective "$objective" --batch-size "$batch" \
+      --steps 2 --warmup "$WARMUP" --out "$RESULTS" --table "$OUT/profile-$objective-$batch.txt" || return 1
+  done
+}
+export -f train epoch_of_ascl_train gpu_tests compile_runs profiles
 
 part env 30 "$PY" -c "
 import importlib, torch
@@ -110,24 +128,28 @@ for m in ('pyautoattack', 'sklearn', 'tqdm', 'matplotlib', 'pytest', 'numpy'):
     try: importlib.import_module(m); print(m, 'ok')
     except ImportError as e: print(m, 'MISSING', e)
 "
-part train-eager 80 train --suite "$SUITE"
+part tests 150 gpu_tests "$OUT/pytest-tests.xml" "not compiles"
 part train-graph 90 train --suite "$SUITE" --cuda-graph
+# the same with cuDNN's heuristics instead of its autotuner (train.cudnn_benchmark, on by default)
+part autotune 90 train --suite "$SUITE" --cuda-graph --set train.cudnn_benchmark=false
 part authors 45 "$PY" bench/bench_authors_step.py --device "$DEVICE" --model "$MODEL" --batch-size "$AUTHORS_BATCH" \
   --steps "$STEPS" --out "$RESULTS"
+# the fastest path measured: Inductor's kernels inside the captured step, at the three target shapes
+part graph-compile 240 train --suite "$SUITE" --cuda-graph --compile default
+part profile 60 profiles
 part epoch 90 epoch_of_ascl_train
+part train-eager 80 train --suite "$SUITE"
+# compiling every objective under every mode took over 300 s on an H100: this part gets what is left
+# of the budget, or the whole call alone (`--parts tests-compile`, GPU_CHECK_BUDGET_S=560)
+part tests-compile 540 gpu_tests "$OUT/pytest-compile.xml" "compiles"
+# the evaluation figures last: they were measured at this evaluation code (bench/results/README.md)
 part eval-pgd 110 "$PY" bench/bench_eval.py pgd --device "$DEVICE" --model "$MODEL" --examples "$EVAL_N" \
   --steps "$EVAL_STEPS" --precision tf32 bf16 --out "$RESULTS"
-part tests 150 gpu_tests "$OUT/pytest-tests.xml" "not compiles"
 part precision 60 "$PY" bench/bench_eval.py precision --device "$DEVICE" --epochs "$PREC_EPOCHS" --examples "$PREC_N" \
   --out "$RESULTS"
 part autoattack 90 "$PY" bench/bench_eval.py autoattack --device "$DEVICE" --model "$MODEL" --examples "$AA_N" \
   --version "$AA_VERSION" --precision tf32 --out "$RESULTS"
 part compile 150 compile_runs
-part graph-compile 120 train --objective ascl-2view --batch-size 128 --cuda-graph --compile default
-# last, with what is left of the budget: compiling every objective under every mode took over 300 s
-# on an H100, so a full check may not reach it; alone (`--parts tests-compile`, GPU_CHECK_BUDGET_S=560
-# for a 600 s call) it has the whole call
-part tests-compile 540 gpu_tests "$OUT/pytest-compile.xml" "compiles"
 
 "$PY" bench/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"
 echo "files: $OUT"

@@ -14,7 +14,19 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-QUICK_PARTS = ["env", "train-eager", "train-graph", "authors", "epoch", "eval-pgd", "tests", "precision", "autoattack"]
+QUICK_PARTS = [
+    "env",
+    "tests",
+    "train-graph",
+    "autotune",
+    "authors",
+    "profile",
+    "epoch",
+    "train-eager",
+    "eval-pgd",
+    "precision",
+    "autoattack",
+]
 
 
 def test_the_quick_gpu_check_runs_every_part_on_a_cpu(tmp_path):
@@ -31,6 +43,8 @@ def test_the_quick_gpu_check_runs_every_part_on_a_cpu(tmp_path):
     assert status == [[part, "ok"] for part in QUICK_PARTS], (out / "gpu_check.log").read_text()[-4000:]
     figures = {json.loads(line)["bench"] for line in (out / "results.jsonl").read_text().splitlines()}
     assert {"train_step", "authors_step_emulation", "ascl_train_epoch", "eval_pgd", "eval_precision"} <= figures
+    assert "step_profile" in figures
+    assert len(list(out.glob("profile-*.txt"))) == 2
     assert any(name.startswith("eval_autoattack") for name in figures)
     summary = (out / "summary.txt").read_text()
     # no CUDA here: the GPU tests without compilation are collected and skipped; the compiling ones

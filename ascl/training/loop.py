@@ -19,6 +19,7 @@ import torch
 from ascl.config import OptimConfig
 from ascl.errors import NonFiniteLossError
 from ascl.losses import fractions_from_counts
+from ascl.runtime import cudnn_autotune
 from ascl.training.assembly import Training
 from ascl.training.callbacks import Reporter, StepProgress, StopCheck
 from ascl.training.objectives import SELECTION, StepOutput
@@ -92,6 +93,19 @@ def train_epoch(
     should_stop: StopCheck,
 ) -> EpochResult:
     """Run `plan.epoch` over `batches` (global batches; each worker trains on its slice)."""
+    with cudnn_autotune(training.config.train.cudnn_benchmark):
+        return _run_epoch(training, batches, plan, generator=generator, reporter=reporter, should_stop=should_stop)
+
+
+def _run_epoch(
+    training: Training,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    plan: EpochPlan,
+    *,
+    generator: torch.Generator,
+    reporter: Reporter,
+    should_stop: StopCheck,
+) -> EpochResult:
     training.model.train()
     workers = training.workers
     epoch_sums, window = _Accumulator(), _Accumulator()

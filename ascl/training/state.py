@@ -105,6 +105,6 @@ def training_identity(config: ExperimentConfig) -> dict[str, Any]:
     identity = config.to_dict()
     for volatile in ("eval", "name", "device", "cpu_threads"):
         identity.pop(volatile)
-    for volatile in ("epochs", "precision", "compile", "cuda_graph", "log_every", "channels_last"):
+    for volatile in ("epochs", "precision", "compile", "cuda_graph", "log_every", "channels_last", "cudnn_benchmark"):
         identity["train"].pop(volatile)
     return identity

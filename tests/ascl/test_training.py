@@ -137,6 +137,34 @@ def test_cpu_threads_apply_during_the_run_and_are_restored(tmp_path):
     assert torch.get_num_threads() == 2
 
 
+class AutotunerSeen:
+    def __init__(self):
+        self.during_steps = set()
+
+    def on_step(self, progress):
+        self.during_steps.add(torch.backends.cudnn.benchmark)
+
+    def on_epoch_end(self, summary):
+        pass
+
+    def on_checkpoint(self, path, *, epoch, is_best):
+        pass
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_cudnn_autotuner_follows_the_config_during_training_steps_and_is_restored(tmp_path, enabled):
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = not enabled
+    try:
+        seen = AutotunerSeen()
+        overrides = {**QUICK, "train.epochs": 1, "train.log_every": 2, "train.cudnn_benchmark": enabled}
+        run_experiment(get_preset("digits-pgdat").with_overrides(overrides), run_dir=tmp_path, reporter=seen)
+        assert seen.during_steps == {enabled}
+        assert torch.backends.cudnn.benchmark is (not enabled)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def test_history_reports_steady_throughput_and_no_warmup_for_eager_cpu(tmp_path):
     config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
     epoch = run_experiment(config, run_dir=tmp_path).history[0]
