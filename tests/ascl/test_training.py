@@ -89,6 +89,13 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     assert not (tmp_path / "last.pt").exists()
 
 
+def test_resuming_with_other_speed_options_continues_the_run(tmp_path):
+    config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
+    run_experiment(config, run_dir=tmp_path)
+    faster = {"train.epochs": 2, "train.cudnn_benchmark": False, "train.channels_last": False, "train.log_every": 3}
+    assert len(run_experiment(config.with_overrides(faster), run_dir=tmp_path).history) == 2
+
+
 def test_resuming_a_different_experiment_is_refused(tmp_path):
     from ascl.errors import CheckpointError
 
