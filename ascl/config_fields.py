@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -65,8 +66,13 @@ def field_rules(cls: type) -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
+MAX_TEXT = 4096  # a config string's length (a path's limit on Linux)
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 (NUL, tab, newline, escape ...), DEL and C1
+
+
 def check_fields(config: object) -> None:
-    """Every field's choices and declared bounds; floats must be finite (JSON admits NaN and Infinity)."""
+    """Every field's choices and declared bounds; floats must be finite (JSON admits NaN and Infinity);
+    strings are one printable line (they become names in a database, file names, log and table cells)."""
     for rule in field_rules(type(config)):  # type: ignore[arg-type]  # a config class is hashable
         value = getattr(config, rule.name)
         if rule.choices is not None:
@@ -74,6 +80,10 @@ def check_fields(config: object) -> None:
             continue
         values = value if isinstance(value, tuple) else (value,)
         for item in values:
+            if isinstance(item, str):
+                if len(item) > MAX_TEXT or CONTROL_CHARACTER.search(item):
+                    fail(rule.name, item[:100], f"must be one line of printable text, at most {MAX_TEXT} characters")
+                continue
             if isinstance(item, bool) or not isinstance(item, int | float):
                 continue
             if isinstance(item, float) and not math.isfinite(item):

@@ -51,6 +51,7 @@ class Phase(StrEnum):
     ENDED = "ended"  # set by the control plane when the job reaches a terminal state
 
 
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"  # one line, no control character (PostgreSQL refuses NUL)
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
 MODEL_NAME_PATTERN = f"^{_MODEL_NAME}$"
 _VERSION_OR_ALIAS = r"(?:/(?P<version>[1-9][0-9]{0,8})|@(?P<alias>[A-Za-z][\w-]{0,99}))"

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from service.api.experiment_schema import experiment_schema, overrides_schema
-from service.contracts import JobKind, ModelName
+from service.contracts import PRINTABLE, JobKind, ModelName
 from service.db.models import Job, JobEvent
 
 
@@ -23,7 +23,7 @@ def _rfc3339(moment: datetime) -> str:
 
 
 Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
-Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]  # printable, one line
+Text = Annotated[str, Field(max_length=200, pattern=PRINTABLE)]
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$")]
 QueueName = Annotated[
     str,
@@ -32,8 +32,25 @@ QueueName = Annotated[
     ),
 ]
 ExperimentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_ .:/+-]*$")]
-Experiment = Annotated[dict[str, Any], WithJsonSchema(experiment_schema())]
-Overrides = Annotated[dict[str, Any], WithJsonSchema(overrides_schema())]
+MAX_JSON_DEPTH = 8  # an experiment nests three levels (section, field, list)
+
+
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON nested at most MAX_JSON_DEPTH levels: pydantic fails to serialise a value
+    nested 255 levels, a body of 1.6 kB. Its strings are checked by the config itself."""
+    level = 1
+    containers: list[Any] = [value]
+    while containers:
+        if level > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        children = (child for c in containers for child in (c.values() if isinstance(c, dict) else c))
+        containers = [child for child in children if isinstance(child, dict | list)]
+        level += 1
+    return value
+
+
+Experiment = Annotated[dict[str, Any], AfterValidator(_shallow), WithJsonSchema(experiment_schema())]
+Overrides = Annotated[dict[str, Any], AfterValidator(_shallow), WithJsonSchema(overrides_schema())]
 
 SUMMARY_PROGRESS = frozenset({"phase", "epoch", "epochs", "step", "total_steps", "images_per_s", "eta_s"})
 PRIORITY_LIMIT = 1000  # the column's range is far wider; who may use how much is a role's matter
@@ -94,7 +111,7 @@ class JobCreate(BaseModel):
     )
     experiment: Experiment | None = Field(None, description="a full ascl ExperimentConfig")
     overrides: Overrides = Field(default_factory=dict, description='dotted paths, e.g. {"train.epochs": 3}')
-    model: Annotated[str, Field(max_length=300)] | None = Field(
+    model: Annotated[str, Field(max_length=300, pattern=PRINTABLE)] | None = Field(
         None, description="eval: models:/NAME/VERSION, models:/NAME@ALIAS or a train job's id"
     )
     model_name: ModelName | None = Field(None, description="train: register the model under this name")
@@ -153,19 +170,26 @@ class JobRead(BaseModel):
     spec: dict[str, Any]
     target: dict[str, Any] | None
     auto_evaluate: bool = True
-    redacted: bool = False  # another user's job whose details are not shared: spec, result and logs left out
+    redacted: bool = False  # another user's job whose details are not shared: see summary_of
 
     @classmethod
     def summary_of(cls, job: Job, **extra: Any) -> JobRead:
-        """Another user's job where details are not shared: what the queue shows, nothing more."""
+        """Another user's job where details are not shared: what the queue shows (state, queue,
+        resources, progress), nothing of its run, model or outcome."""
         progress = {key: value for key, value in (job.progress or {}).items() if key in SUMMARY_PROGRESS}
         return cls.of(job, **extra).model_copy(
             update={
                 "spec": {},
                 "target": None,
                 "result": None,
+                "error_class": None,
                 "error_message": None,
                 "progress": progress or None,
+                "mlflow_run_id": None,
+                "mlflow_run_url": None,
+                "model_name": None,
+                "registered_model_version": None,
+                "retried_from": None,
                 "redacted": True,
             }
         )

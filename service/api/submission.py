@@ -95,8 +95,10 @@ def build_new_job(
     answer for this body, made before the transaction (made here without it)."""
     require_role(principal, Role.USER, "submit jobs")
     queue = queueing.require_queue(session, body.queue)
-    priority = body.priority if "priority" in body.model_fields_set else (queue.default_priority or 0)
-    _check_priority(priority, principal, settings.user_priority_limit)
+    priority = queue.default_priority or 0  # the admin's choice for the queue: no limit applies
+    if "priority" in body.model_fields_set:
+        priority = body.priority
+        _check_priority(priority, principal, settings.user_priority_limit)
     resources = gang_resources(body)
     _check_feasible(resources, cluster, forced=body.force_queue)
     _check_dependencies(body, session, principal, shared=settings.share_job_details)

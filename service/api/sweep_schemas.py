@@ -81,7 +81,10 @@ class SweepRead(BaseModel):
     max_concurrency: int
     max_failed_trials: int
     trials: dict[str, int] = Field(description="trial jobs by state")
-    best: dict[str, Any] | None = Field(description="the best trial, or {'pareto_front': [...]} for two objectives")
+    best: dict[str, Any] | None = Field(
+        description="the best trial, or {'pareto_front': [...]} for two objectives (null: none yet, or another "
+        "user's unshared sweep)"
+    )
     gpu_seconds: float
     mlflow_run_id: str | None
     mlflow_run_url: str | None = None
@@ -93,9 +96,10 @@ class SweepRead(BaseModel):
     def of(
         cls, sweep: Sweep, *, trials: dict[str, int], gpu_seconds: float, details: bool, ui: str | None
     ) -> SweepRead:
+        run_id = sweep.mlflow_run_id if details else None  # another user's unshared sweep: its state only
         url = None
-        if ui and sweep.mlflow_run_id:
-            url = f"{ui}/#/experiments/{sweep.mlflow_experiment_id}/runs/{sweep.mlflow_run_id}"
+        if ui and run_id:
+            url = f"{ui}/#/experiments/{sweep.mlflow_experiment_id}/runs/{run_id}"
         return cls(
             id=sweep.id,
             name=sweep.name,
@@ -109,9 +113,9 @@ class SweepRead(BaseModel):
             max_concurrency=sweep.max_concurrency,
             max_failed_trials=sweep.max_failed_trials,
             trials=trials,
-            best=sweep.best,
+            best=sweep.best if details else None,
             gpu_seconds=gpu_seconds,
-            mlflow_run_id=sweep.mlflow_run_id,
+            mlflow_run_id=run_id,
             mlflow_run_url=url,
             created_at=sweep.created_at,
             finished_at=sweep.finished_at,

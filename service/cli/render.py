@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str, *, lines: bool = False) -> str:
+    """Text from the service made safe for a terminal: control characters (escape sequences that
+    clear the screen or retitle the window, carriage returns that overwrite a line) are shown as
+    escapes; newlines are kept only where `lines` says the text is several lines."""
+    pattern = _CONTROL_BUT_NEWLINE if lines else _CONTROL
+    return pattern.sub(lambda match: repr(match.group())[1:-1], text)
+
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(value) for value in row] for row in rows]
+    cells = [[visible(str(value)) for value in row] for row in rows]
     widths = [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
     lines = ["  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True))]
     lines += ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)) for row in cells]
@@ -78,7 +90,7 @@ def job_rows(jobs: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def job_summary(job: dict[str, Any]) -> str:
     lines = [
-        f"{job['name']}  ({job['kind']} job {job['id']}, owner {job['owner']})",
+        f"{visible(job['name'])}  ({job['kind']} job {job['id']}, owner {job['owner']})",
         f"status     {job['status']}{'  ' + waiting(job) if waiting(job) else ''}",
         f"queue      {job['queue']}, priority {job['priority']}, resources {_resources(job['resources'])}",
         f"created    {job['created_at']}  ({age(job['created_at'])} ago)",
@@ -108,7 +120,7 @@ def job_summary(job: dict[str, Any]) -> str:
         lines.append(f"mlflow     {job['mlflow_run_url']}")
     if job.get("redacted"):
         lines.append("(another user's job: its spec, result and logs are not shared)")
-    return "\n".join(lines)
+    return visible("\n".join(lines), lines=True)
 
 
 def _resources(resources: dict[str, Any]) -> str:

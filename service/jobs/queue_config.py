@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
+from service.contracts import PRINTABLE
 from service.db.models import Queue
 from service.jobs.errors import InvalidSpec
 from service.jobs.store import now
@@ -29,7 +30,7 @@ class QueueSpec(BaseModel):
         json_schema_extra={"examples": [{"max_gpus": 16, "user_max_gpus": 4, "description": "the A100 pool"}]},
     )
 
-    description: str = Field("", max_length=500)
+    description: str = Field("", max_length=500, pattern=PRINTABLE)
     max_gpus: float | None = Field(None, ge=0, le=100_000, description="running GPUs of the whole queue")
     max_cpus: float | None = Field(None, ge=0, le=1_000_000)
     user_max_gpus: float | None = Field(None, ge=0, le=100_000, description="running GPUs of one user")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -225,9 +226,9 @@ def list_jobs(session: Session, filters: JobFilter, *, limit: int, cursor: str |
         if value is not None:
             query = query.where(column == value)
     if filters.created_after is not None:
-        query = query.where(Job.created_at >= filters.created_after)
+        query = query.where(Job.created_at >= as_utc(filters.created_after))
     if filters.created_before is not None:
-        query = query.where(Job.created_at < filters.created_before)
+        query = query.where(Job.created_at < as_utc(filters.created_before))
     if cursor is not None:
         created, job_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
@@ -236,19 +237,27 @@ def list_jobs(session: Session, filters: JobFilter, *, limit: int, cursor: str |
     page = list(session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).scalars())
     more = len(page) > limit
     page = page[:limit]
-    return page, (encode_cursor(page[-1]) if more and page else None)
+    return page, (encode_cursor(page[-1].created_at, page[-1].id) if more and page else None)
 
 
-def encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+_ROW_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what a job's or a sweep's id may be (uuid4().hex when made here)
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    """Keyset pagination's position, opaque to clients: the last row's (created_at, id)."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """A cursor back to (created_at in UTC, id); ValueError for anything this API did not make."""
     try:
-        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), job_id
+        created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        moment = as_utc(datetime.fromisoformat(created))
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError("cursor: not a cursor returned by this API") from error
+    if not _ROW_ID.match(row_id):
+        raise ValueError("cursor: not a cursor returned by this API")
+    return moment, row_id
 
 
 def events(session: Session, job_id: str) -> list[JobEvent]:
@@ -289,7 +298,9 @@ def as_utc(moment: datetime) -> datetime: ...
 @overload
 def as_utc(moment: None) -> None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    """The moment in UTC. A naive one is taken as UTC: SQLite returns naive datetimes for
+    timezone-aware columns (they were written in UTC), and it compares them as text, so a value
+    bound with another offset must be converted first (SQLite's binding drops the offset)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -3,9 +3,7 @@ transaction."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,7 +13,7 @@ from sqlalchemy.orm import Session
 from service.db.models import Job, Sweep
 from service.jobs.errors import NotFound
 from service.jobs.status import ACTIVE, JobStatus
-from service.jobs.store import now
+from service.jobs.store import decode_cursor, encode_cursor, now
 
 
 class SweepStatus(StrEnum):
@@ -107,21 +105,9 @@ def listed(
     if owner is not None:
         query = query.where(Sweep.owner == owner)
     if cursor is not None:
-        created, sweep_id = _decode(cursor)
+        created, sweep_id = decode_cursor(cursor)
         query = query.where(or_(Sweep.created_at < created, and_(Sweep.created_at == created, Sweep.id < sweep_id)))
     page = list(session.execute(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit + 1)).scalars())
     more = len(page) > limit
     page = page[:limit]
-    return page, (_encode(page[-1]) if more and page else None)
-
-
-def _encode(sweep: Sweep) -> str:
-    return base64.urlsafe_b64encode(f"{sweep.created_at.isoformat()}|{sweep.id}".encode()).decode()
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, sweep_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), sweep_id
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError("not a cursor returned by this API") from error
+    return page, (encode_cursor(page[-1].created_at, page[-1].id) if more and page else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fastapi.testclient import TestClient
@@ -198,6 +199,18 @@ def test_pagination_and_filters(api):
     bad_cursor = api.get("/api/v1/jobs", params={"cursor": "zzz"})
     assert (bad_cursor.status_code, bad_cursor.json()["field"]) == (422, "cursor")
     assert api.get("/api/v1/jobs", params={"limit": 500}).status_code == 422
+
+
+def test_time_filters_mean_the_same_instant_whatever_its_offset(api):
+    """SQLite keeps timestamps as UTC text: a filter given with another offset is converted first."""
+    created = datetime.fromisoformat(submit(api, {"preset": "digits-ascl"}).json()["created_at"])
+    for zone in (UTC, timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))):
+        before, after = (created + delta for delta in (timedelta(seconds=-1), timedelta(seconds=1)))
+        since = api.get("/api/v1/jobs", params={"created_after": before.astimezone(zone).isoformat()})
+        until = api.get("/api/v1/jobs", params={"created_before": after.astimezone(zone).isoformat()})
+        late = api.get("/api/v1/jobs", params={"created_after": after.astimezone(zone).isoformat()})
+        counts = [len(response.json()["items"]) for response in (since, until, late)]
+        assert counts == [1, 1, 0], zone
 
 
 def test_queued_job_shows_position_and_reason(api):

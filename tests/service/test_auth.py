@@ -25,7 +25,7 @@ from service.cluster import StaticCluster
 from service.credentials import remember_token_file, token_for
 from service.db import make_engine, make_sessionmaker, session_scope
 from service.db.migrate import upgrade
-from service.db.models import ApiToken, JobEvent
+from service.db.models import ApiToken, Job, JobEvent
 from service.settings import ServiceSettings
 from tests.conftest import bearer, make_token
 
@@ -141,6 +141,21 @@ def test_other_users_see_a_summary_of_a_job_not_its_details(api, people, session
     job = as_(api, people["alice"], "POST", "/api/v1/jobs", json=JOB).json()
     seen = as_(api, people["bob"], "GET", f"/api/v1/jobs/{job['id']}").json()
     assert (seen["redacted"], seen["spec"], seen["status"]) == (True, {}, "QUEUED")
+    with session_scope(sessions) as session:  # as if it had run, failed and been retried
+        row = session.get(Job, job["id"])
+        row.mlflow_run_id, row.registered_model_version, row.error_class = "0123abcd", "3", "OOM"
+        row.retried_from = job["id"]
+    seen = as_(api, people["bob"], "GET", f"/api/v1/jobs/{job['id']}").json()
+    private = (
+        "mlflow_run_id",
+        "mlflow_run_url",
+        "model_name",
+        "registered_model_version",
+        "error_class",
+        "retried_from",
+    )
+    assert {key: seen[key] for key in private} == dict.fromkeys(private)
+    assert as_(api, people["alice"], "GET", f"/api/v1/jobs/{job['id']}").json()["mlflow_run_id"] == "0123abcd"
     assert [j["redacted"] for j in as_(api, people["bob"], "GET", "/api/v1/jobs").json()["items"]] == [True]
     for path in ("logs", "metrics", "events"):
         assert as_(api, people["bob"], "GET", f"/api/v1/jobs/{job['id']}/{path}").status_code == 403, path
@@ -163,6 +178,14 @@ def test_priority_beyond_the_users_range_needs_the_admin_role(api, people):
     assert "needs the admin role" in refused.json()["detail"]
     assert as_(api, people["alice"], "POST", "/api/v1/jobs", json={**JOB, "priority": 10}).status_code == 201
     assert as_(api, people["admin"], "POST", "/api/v1/jobs", json={**JOB, "priority": 50}).status_code == 201
+
+
+def test_a_queues_default_priority_set_by_an_admin_applies_to_users_beyond_their_range(api, people):
+    assert as_(api, people["admin"], "PUT", "/api/v1/queues/hi", json={"default_priority": 50}).status_code == 200
+    queued = as_(api, people["alice"], "POST", "/api/v1/jobs", json={**JOB, "queue": "hi"})
+    assert (queued.status_code, queued.json()["priority"]) == (201, 50)
+    asked = as_(api, people["alice"], "POST", "/api/v1/jobs", json={**JOB, "queue": "hi", "priority": 50})
+    assert (asked.status_code, asked.json()["field"]) == (422, "priority")
 
 
 def test_model_names_belong_to_their_creator_or_group(api, people):

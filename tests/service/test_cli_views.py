@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from ascl.cli import build_parser, main
 from control.ports import free_port
-from service.cli.render import JOB_COLUMNS, job_rows, table
+from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table
 
 
 def job(**fields):
@@ -36,6 +36,22 @@ def test_the_jobs_table_shows_place_reason_progress_and_age():
     assert lines[1].split() == ["01234567", "digits", "train", "QUEUED", "default", "#3", "RESOURCES", "5m"]
     assert "epoch 2/5 40%" in lines[2]
     assert "x" * 27 + "…" in lines[3]
+
+
+def test_control_characters_from_the_service_are_shown_not_obeyed():
+    """A name stored before names were checked, or an error message, must not clear the screen,
+    retitle the window or overwrite a line on whoever lists it."""
+    hostile = "ok\x1b[2J\x1b]0;owned\x07\rFAKE\nrow"
+    lines = table(JOB_COLUMNS, job_rows([job(name=hostile[:28])])).splitlines()
+    assert len(lines) == 2
+    assert "\\x1b[2J" in lines[1]
+    summary = job_summary(
+        job(name=hostile, owner="bob", priority=0, resources={}, error_class="USER_ERROR", error_message="a\nb\x1b")
+    )
+    assert not any(c in summary for c in "\x1b\x07\r")
+    assert summary.splitlines()[0].startswith("ok\\x1b[2J")
+    assert summary.splitlines()[0].endswith("owner bob)")  # the name's newline did not start a line
+    assert "error      USER_ERROR: a\nb\\x1b" in summary  # an error message keeps its lines
 
 
 def test_status_filters_are_accepted_in_any_case():

@@ -21,6 +21,16 @@ from tests.conftest import bearer, make_token
 DIGITS = {"preset": "digits-ascl", "overrides": {"train.epochs": 1}}
 
 
+def nested(levels: int) -> dict:
+    value: dict = {"a": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+DEEP = nested(255)
+
+
 @pytest.fixture
 def api(sessions, tmp_path):
     settings = ServiceSettings(data_dir=tmp_path, max_body_bytes=64_000, max_queued_per_user=3)
@@ -57,6 +67,18 @@ def assert_nothing_stored(api) -> None:
         ('{"preset": "digits-ascl", "tags": {"k": "v\\u0000"}}', "tags"),
         ('{"preset": "digits-ascl", "queue": "default\\u0000"}', "queue"),
         ('{"preset": "digits-ascl", "model_name": "it\'s"}', "model_name"),
+        # the experiment's name becomes the job's: PostgreSQL refuses NUL, terminals obey escapes
+        ('{"preset": "digits-ascl", "overrides": {"name": "a\\u0000b"}}', "overrides.name"),
+        (
+            '{"preset": "digits-ascl", "overrides": {"name": "ok\\u001b[2J\\u001b]0;owned\\u0007\\rFAKE"}}',
+            "overrides.name",
+        ),
+        ('{"preset": "digits-ascl", "overrides": {"data.data_dir": "data\\nfake"}}', "overrides.data.data_dir"),
+        ('{"experiment": {"name": "n\\u0000"}}', "experiment.name"),
+        ('{"kind": "eval", "model": "x\\u0000y"}', "model"),
+        # nested past what pydantic serialises (255 levels): a 1.6 kB body
+        (json.dumps({"preset": "digits-ascl", "overrides": {"train.epochs": DEEP}}), "overrides"),
+        (json.dumps({"experiment": {"train": DEEP}}), "experiment"),
     ],
 )
 def test_out_of_range_and_control_bytes_are_422_naming_the_field(api, body, field):
@@ -76,12 +98,28 @@ def test_out_of_range_and_control_bytes_are_422_naming_the_field(api, body, fiel
         "/api/v1/jobs/abc%00def/events",
         "/api/v1/jobs/abc%00def/logs",
         "/api/v1/sweeps?cursor=%00",
+        "/api/v1/jobs?cursor=MjAyNi0wMS0wMXwA",  # base64 of '2026-01-01|' and a NUL: a well-formed cursor's shape
+        "/api/v1/sweeps?cursor=MjAyNi0wMS0wMXwA",
         f"/api/v1/jobs?limit={2**70}",
     ],
 )
 def test_nul_bytes_and_huge_numbers_in_urls_are_4xx(api, path):
     response = api.get(path)
     assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+
+
+def test_a_queue_description_with_control_bytes_is_422(api):
+    response = api.put("/api/v1/queues/q1", json={"description": "x\u0000"})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "description"
+
+
+def test_a_sweep_whose_base_is_nested_too_deep_is_422_even_as_a_dry_run(api):
+    body = {"base": {"preset": "digits-ascl", "overrides": {"train.epochs": DEEP}}, "space": {"seed": {"values": [1]}}}
+    for query in ("", "?dry_run=true"):
+        response = api.post(f"/api/v1/sweeps{query}", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "base.overrides"
 
 
 def test_a_non_ascii_fencing_token_is_refused_not_a_server_error(api):

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.cluster import StaticCluster
+from service.db import session_scope
+from service.db.models import Sweep
 from service.settings import ServiceSettings
 from tests.conftest import bearer, make_token
 
@@ -113,7 +115,12 @@ def test_only_the_owner_changes_a_running_sweep(api, sessions):
     bob = bearer(make_token(sessions, "bob", "user"))
     assert api.patch(path, json={"max_concurrency": 1}, headers=bob).status_code == 403
     assert api.post(f"{path}/cancel", json={}, headers=bob).status_code == 403
-    assert api.get(path, headers=bob).json()["request"] is None  # another user's: not its details
+    with session_scope(sessions) as session:  # as the control plane records a finished trial
+        row = session.get(Sweep, sweep["id"])
+        row.best, row.mlflow_run_id = {"best_trial": {"values": [0.61], "params": {"optim.lr": 0.0123}}}, "0123abcd"
+    seen = api.get(path, headers=bob).json()  # another user's: its state, not its details or results
+    assert (seen["request"], seen["best"], seen["mlflow_run_id"], seen["mlflow_run_url"]) == (None, None, None, None)
+    assert api.get(path).json()["best"]["best_trial"]["values"] == [0.61]
     cancelled = api.post(f"{path}/cancel", json={"running": "finish"}).json()
     assert (cancelled["status"], cancelled["outcome"]) == ("STOPPING", "CANCELLED")
     assert api.patch(path, json={"max_trials": 2}).status_code == 409
