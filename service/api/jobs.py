@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -15,7 +14,7 @@ from ascl.run_files import LAST
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.params import USER_PATTERN, JobId
-from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest
+from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest, UtcMoment
 from service.api.submission import (
     Prepared,
     build_new_job,
@@ -184,8 +183,8 @@ def list_jobs(
     queue: QueueName | None = None,
     tag: Label | None = None,
     owner: Annotated[str | None, Query(max_length=100, pattern=USER_PATTERN)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: UtcMoment | None = None,
+    created_before: UtcMoment | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")] = None,
 ) -> JobPage:

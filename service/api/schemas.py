@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 from service.api.experiment_schema import experiment_schema, overrides_schema
 from service.contracts import PRINTABLE, JobKind, ModelName
 from service.db.models import Job, JobEvent
+from service.jobs.store import as_utc
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -23,6 +24,16 @@ def _rfc3339(moment: datetime) -> str:
 
 
 Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return as_utc(moment)
+    except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
+        raise ValueError("out of range once converted to UTC") from None
+
+
+UtcMoment = Annotated[datetime, AfterValidator(_in_utc)]  # a time filter: any offset, compared in UTC
 Text = Annotated[str, Field(max_length=200, pattern=PRINTABLE)]
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$")]
 QueueName = Annotated[

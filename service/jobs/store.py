@@ -253,7 +253,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         moment = as_utc(datetime.fromisoformat(created))
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, OverflowError) as error:
         raise ValueError("cursor: not a cursor returned by this API") from error
     if not _ROW_ID.match(row_id):
         raise ValueError("cursor: not a cursor returned by this API")
