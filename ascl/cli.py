@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ascl ... | head`: the reader has gone; so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except (AsclError, ValueError, FileNotFoundError) as error:
+    except (AsclError, ValueError, OSError) as error:  # OSError: a run or output path that cannot be written
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -104,10 +104,13 @@ def _train(args: argparse.Namespace) -> int:
     from ascl.experiment import run_experiment
 
     config = resolve_config(args.preset, args.config, args.overrides)
-    run_dir = args.run_dir or Path("runs") / config.name
-    completed = _completed_epochs(run_dir)
+    run_dir = args.run_dir or _default_run_dir(config.name)
+    completed = _completed_epochs(run_dir, config)
     if completed >= config.train.epochs:
-        print(f"{run_dir}: training is complete ({completed}/{config.train.epochs} epochs)", file=sys.stderr)
+        print(
+            f"{run_dir}: {completed} epochs trained already (train.epochs={config.train.epochs}): nothing to train",
+            file=sys.stderr,
+        )
     epochs = None if args.no_progress else _epoch_bar(config.train.epochs, completed)
     attacks = None if args.no_progress else _attack_bar()
     try:
@@ -126,6 +129,8 @@ def _eval(args: argparse.Namespace) -> int:
     from ascl.experiment import evaluate_checkpoint
 
     overrides = dict(parse_override(item) for item in args.overrides)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)  # now, not after an evaluation that may take hours
     attacks = None if args.no_progress else _attack_bar()
     try:
         report = evaluate_checkpoint(
@@ -155,11 +160,20 @@ def _print_json(data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _completed_epochs(run_dir: Path) -> int:
-    from ascl.run_files import LAST
-    from ascl.training.state import completed_epochs
+def _default_run_dir(name: str) -> Path:
+    """runs/<name>, where the name must be one directory's name."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ConfigError("name", f"{name!r} cannot name a directory under runs/: change it or pass --run-dir")
+    return Path("runs") / name
 
-    return completed_epochs(run_dir / LAST)
+
+def _completed_epochs(run_dir: Path, config: ExperimentConfig) -> int:
+    """Epochs the run directory's checkpoint has trained, refusing one of a different experiment."""
+    from ascl.run_files import LAST
+    from ascl.training.state import read_resumable
+
+    checkpoint = read_resumable(run_dir / LAST, config)
+    return 0 if checkpoint is None else int(checkpoint["epoch"])
 
 
 def _epoch_bar(epochs: int, completed: int) -> Any:

@@ -8,7 +8,7 @@ dotted field path (`attack.eps`) and the bad value.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from ascl.config_fields import check_fields, fail, from_dict, knob, parse_override, to_jsonable, with_paths
@@ -22,6 +22,15 @@ MODELS = ("resnet18", "preact_resnet18", "wrn34_10", "wrn28_10", "cnn28", "cnn8"
 OBJECTIVES = ("standard", "pgd_at", "trades", "ascl", "scl_at")
 NEG_TYPES = ("all", "hard", "soft", "merge", "leaked")
 DISTANCES = ("l1", "l2", "linf", "cosine", "matmul")
+
+
+def check_same_model(trained: ExperimentConfig, evaluated: ExperimentConfig) -> None:
+    """Evaluating a trained model may change anything but the model: its weights fit only the
+    architecture it was trained with."""
+    for name in (f.name for f in fields(ModelConfig)):
+        before, after = getattr(trained.model, name), getattr(evaluated.model, name)
+        if before != after:
+            fail(f"model.{name}", after, f"the trained model has {before!r}; evaluation cannot change it")
 
 
 def distance_normalization_problem(distance: str, normalize: bool) -> str | None:

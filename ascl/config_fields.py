@@ -142,31 +142,31 @@ def _converters_of(cls: type) -> dict[str, Converter]:
     """Each field's converter, in declaration order: the type hints are read once per class
     (resolving them costs ~0.1 ms a class, and walking them per value was most of a submission's
     config work)."""
-    hints = get_type_hints(cls)
-    return {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}
+    return {rule.name: _converter(rule.hint, rule.kind) for rule in field_rules(cls)}
 
 
 @functools.cache
-def _converter(hint: Any) -> Converter:
-    """Checks a JSON value against a field's type hint and converts lists to tuples."""
+def _converter(hint: Any, kind: str) -> Converter:
+    """Checks a JSON value against a field's type hint and converts lists to tuples; `kind` names
+    the field's values in errors ('unknown norm ...')."""
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return lambda raw, path: from_dict(hint, raw, path + ".")
     origin, args = get_origin(hint), get_args(hint)
     if origin in (typing.Union, types.UnionType):
         (inner,) = [a for a in args if a is not type(None)]
-        convert_inner = _converter(inner)
+        convert_inner = _converter(inner, kind)
         return lambda raw, path: None if raw is None else convert_inner(raw, path)
     if origin is Literal:
         names = [str(a) for a in args]
 
         def literal(raw: Any, path: str) -> Any:
             if raw not in args:
-                raise ConfigError(path, unknown_name_message("value", str(raw), names))
+                raise ConfigError(path, unknown_name_message(kind, str(raw), names))
             return raw
 
         return literal
     if origin is tuple:
-        convert_item = _converter(args[0])
+        convert_item = _converter(args[0], kind)
 
         def items(raw: Any, path: str) -> tuple[Any, ...]:
             if not isinstance(raw, list | tuple):
@@ -221,7 +221,13 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     for i, section in enumerate(sections):
         child = node.get(section)
         if not isinstance(child, dict):
-            raise ConfigError(".".join(sections[: i + 1]), "is not a config section")
+            where = ".".join(sections[: i + 1])
+            if section in node:
+                raise ConfigError(where, "is a field, not a config section")
+            known = sorted(
+                key for key, value in node.items() if isinstance(value, dict) or dataclasses.is_dataclass(value)
+            )
+            raise ConfigError(where, unknown_name_message("config section", section, known))
         node = child
     if leaf not in node:
         where = ".".join(sections) or "experiment"

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ascl.config import ExperimentConfig
+from ascl.config import ExperimentConfig, check_same_model
 from ascl.data import DataBundle, Split, build_data
+from ascl.errors import CheckpointError
 from ascl.evaluation import AttackProgress, EvalPlan, RobustnessReport, evaluate_robustness, plot_eps_sweep
 from ascl.losses import fractions_from_counts
 from ascl.models import RobustClassifier
@@ -89,12 +90,14 @@ def run_experiment(
         if workers.from_main(finished is not None):
             logger.info("train.complete run_dir=%s: returning the stored result", run_dir)
             return finished or _empty_result(config, run_dir, device)
+        checkpoint = None
+        if main:  # before anything is written: a refused checkpoint leaves the run directory as it was
+            checkpoint = read_resumable(resume_from or run_dir / LAST, config, required=resume_from is not None)
         data = build_data(config.data, device)
         training = build_training(config, data, device)
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CONFIG).write_text(config.to_json())
-        checkpoint = read_resumable(resume_from or run_dir / LAST, config) if main else None
         state = restore(training.workers.from_main(checkpoint), training.model, training.optimizer)
         stopped = _train(training, data, state, run_dir, reporter or NullReporter(), should_stop)
         if main and not stopped and resume_from is not None and not (run_dir / LAST).exists():
@@ -263,11 +266,20 @@ def load_classifier(
 ) -> tuple[RobustClassifier, ExperimentConfig, DataBundle]:
     """A trained model in eval mode, its config (with overrides) and its data, from a checkpoint."""
     checkpoint = load_checkpoint(checkpoint_path)
-    config = ExperimentConfig.from_dict(checkpoint["config"]).with_overrides({"device": device, **(overrides or {})})
+    trained = ExperimentConfig.from_dict(checkpoint["config"])
+    config = trained.with_overrides({"device": device, **(overrides or {})})
+    check_same_model(trained, config)
     torch_device = resolve_device(config.device)
     data = build_data(config.data, torch_device)
     model = build_classifier(config, data)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:  # the data's classes or channels differ from those it was trained on
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{checkpoint_path} does not fit {config.data.dataset}'s {data.num_classes} classes and "
+            f"{data.in_channels} channels: evaluate it on data shaped like its training data ({first})"
+        ) from None
     model = model.to(torch_device)
     if torch_device.type == "cuda" and config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

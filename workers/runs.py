@@ -19,6 +19,7 @@ from ascl.config import ExperimentConfig
 from ascl.experiment import evaluate_checkpoint, load_classifier, run_experiment
 from ascl.models import LogitsOnly
 from ascl.run_files import BEST, CONFIG, LAST, PLOT, REPORT
+from ascl.training.state import completed_epochs
 from service.contracts import AttemptSpec, EvalResult, Phase, TrainResult
 from service.jobs.spec import parse_stored
 from workers.reporting import ServiceReporter
@@ -48,7 +49,7 @@ class Inputs:
 def train(job: AttemptSpec, reporter: ServiceReporter) -> TrainResult | None:
     inputs = Inputs.of(job)
     config, run_dir, resume = inputs.config, inputs.run_dir, inputs.resume
-    resumed_from = _completed_epochs(run_dir / LAST) or (_completed_epochs(resume) if resume else 0)
+    resumed_from = completed_epochs(run_dir / LAST) or (completed_epochs(resume) if resume else 0)
     mlflow.log_params(flatten(config.to_dict()))
     mlflow.set_tags(
         {
@@ -170,12 +171,6 @@ def every_field(config: ExperimentConfig) -> dict[str, Any]:
     """The config as dotted overrides of every field: applied to the checkpoint's own config, they
     give back exactly `config`."""
     return {path: json.loads(value) for path, value in flatten(config.to_dict(), as_json=True).items()}
-
-
-def _completed_epochs(path: Path | None) -> int:
-    if path is None or not path.is_file():
-        return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
 
 
 def flatten(data: dict[str, Any], prefix: str = "", *, as_json: bool = False) -> dict[str, str]:

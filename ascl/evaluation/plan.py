@@ -46,3 +46,7 @@ class EvalPlan:
 
     def autocast_dtype(self) -> torch.dtype | None:
         return torch.bfloat16 if self.precision == "bf16" else None
+
+    def precision_on(self, device: torch.device) -> str:
+        """The precision that runs: TF32 exists on CUDA only, elsewhere 'tf32' is fp32."""
+        return "fp32" if self.precision == "tf32" and device.type != "cuda" else self.precision

@@ -143,7 +143,7 @@ def _evaluate(model: nn.Module, split: Split, plan: EvalPlan, progress: AttackPr
     return RobustnessReport(
         norm=plan.norm,
         eps=plan.eps,
-        precision=plan.precision,
+        precision=plan.precision_on(split.labels.device),
         batch_size=batch,
         examples=len(split),
         clean_acc=_mean(clean),

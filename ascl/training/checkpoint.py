@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ascl.errors import CheckpointError
+from ascl.run_files import BEST, LAST
 
 FORMAT = "ascl-checkpoint-v1"
 
@@ -33,12 +34,23 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory: pass {path / LAST} or {path / BEST}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from error
+        raise CheckpointError(f"{path} is not an ascl checkpoint, or is damaged ({_why(error)})") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an ascl checkpoint (expected format {FORMAT})")
     return state
+
+
+def _why(error: Exception) -> str:
+    """torch's reason in a line. Its message for a file that holds more than tensors and plain
+    values advises loading with weights_only=False, which runs the file's code: not passed on."""
+    text = str(error).strip()
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds objects other than tensors and plain values"
+    return text.splitlines()[0] if text else type(error).__name__

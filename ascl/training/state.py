@@ -75,14 +75,18 @@ def save_state(
     save_checkpoint(path, checkpoint_payload(model, optimizer, config, state))
 
 
-def read_resumable(path: Path, config: ExperimentConfig) -> dict[str, Any] | None:
-    """The checkpoint at `path` if there is one, refusing one written by a different experiment."""
-    if not path.is_file():
+def read_resumable(path: Path, config: ExperimentConfig, *, required: bool = False) -> dict[str, Any] | None:
+    """The checkpoint at `path` (None if there is none and none is `required`), refusing one
+    written by a different experiment."""
+    if not required and not path.exists():
         return None
     checkpoint = load_checkpoint(path)
     saved = ExperimentConfig.from_dict(checkpoint["config"])
     if training_identity(saved) != training_identity(config):
-        raise CheckpointError(f"{path} was written by a different experiment; use another run directory")
+        raise CheckpointError(
+            f"{path} was written by a different experiment (its training settings differ from these); "
+            "train with its config, or in another run directory"
+        )
     return checkpoint
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ascl.config import ExperimentConfig
+from ascl.config import ExperimentConfig, check_same_model
 from ascl.dataset_files import REQUIRED_FILES, missing_files
+from ascl.errors import ConfigError
 from service.api.schemas import JobCreate
 from service.auth.models import require_readable
 from service.auth.principal import Principal, Role, require_details, require_role
@@ -108,7 +109,12 @@ def build_new_job(
             source = store.get_job(session, target.job_id)
             require_details(principal, source.owner, shared=settings.share_job_details, what=f"job {source.id}")
         require_readable(session, target.model_name, principal, shared=settings.share_job_details)
-        config = _checked(_with_overrides(ExperimentConfig.from_dict(base), body.overrides), body, settings)
+        trained = ExperimentConfig.from_dict(base)
+        config = _checked(_with_overrides(trained, body.overrides), body, settings)
+        try:
+            check_same_model(trained, config)
+        except ConfigError as error:
+            raise InvalidSpec(f"overrides.{error.field}", error.problem) from None
     else:
         if body.model is not None:
             raise InvalidSpec("model", "only eval jobs take 'model'")

@@ -52,6 +52,40 @@ def test_train_then_eval_prints_json(tmp_path):
     assert len(json.loads((tmp_path / "eval" / "report.json").read_text())["robust_flags"]) == 300
     assert "pgd-2" in evaluated.stderr  # a progress bar per attack
 
+    best = str(tmp_path / "run" / "best.pt")
+    for change, message in (
+        ("model.arch=resnet18", "model.arch: the trained model has 'cnn8'"),
+        ('data.dataset="synthetic"', "does not fit synthetic's 10 classes and 3 channels"),
+    ):
+        refused = ascl("eval", "--checkpoint", best, "--device", "cpu", "--set", change, "--no-progress")
+        assert (refused.returncode, "Traceback" in refused.stderr) == (2, False), refused.stderr
+        assert message in refused.stderr
+
+
+def test_checkpoints_that_are_not_one_are_named_clearly(tmp_path):
+    (tmp_path / "notes.json").write_text("{}")
+    for path, message in (
+        (tmp_path, f"{tmp_path} is a directory: pass {tmp_path / 'last.pt'} or {tmp_path / 'best.pt'}"),
+        (tmp_path / "notes.json", "is not an ascl checkpoint, or is damaged"),
+    ):
+        run = ascl("eval", "--checkpoint", str(path))
+        assert (run.returncode, "Traceback" in run.stderr) == (2, False), run.stderr
+        assert message in run.stderr
+        assert "weights_only" not in run.stderr  # torch's advice to load the file unsafely is not passed on
+
+
+def test_paths_that_cannot_be_written_are_one_line_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for args in (
+        ["train", "--preset", "digits-ascl", "--run-dir", "afile/run"],
+        ["train", "--preset", "digits-ascl", "--resume-from", "missing.pt"],
+        ["eval", "--checkpoint", "missing.pt", "--out", "afile"],
+    ):
+        run = ascl(*args, "--no-progress", cwd=tmp_path)
+        assert (run.returncode, "Traceback" in run.stderr) == (2, False), (args, run.stderr)
+        assert run.stderr.startswith("error: "), run.stderr
+    assert not (tmp_path / "runs").exists()  # a missing checkpoint to resume from trained nothing
+
 
 @pytest.mark.slow
 def test_rerunning_a_finished_run_says_it_is_complete_and_prints_its_result(tmp_path):
@@ -60,7 +94,7 @@ def test_rerunning_a_finished_run_says_it_is_complete_and_prints_its_result(tmp_
     assert first.returncode == 0, first.stderr
     again = ascl(*args)
     assert again.returncode == 0, again.stderr
-    assert f"{tmp_path}: training is complete (1/1 epochs)" in again.stderr
+    assert f"{tmp_path}: 1 epochs trained already (train.epochs=1): nothing to train" in again.stderr
     assert json.loads(again.stdout) == json.loads(first.stdout)
 
 
@@ -101,6 +135,8 @@ def test_train_from_config_file_with_progress_bar(tmp_path):
         ),
         (["train", "--preset", "digits-ascl", "--set", "attack.eps=-1"], "attack.eps"),
         (["eval", "--checkpoint", "/nonexistent/best.pt"], "does not exist"),
+        (["train", "--preset", "digits-ascl", "--set", "name=../elsewhere"], "cannot name a directory under runs/"),
+        (["train", "--preset", "digits-ascl", "--set", "name=/tmp/x"], "cannot name a directory under runs/"),
     ],
 )
 def test_errors_are_one_clear_line_and_exit_2(args, message, tmp_path):

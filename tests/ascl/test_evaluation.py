@@ -119,6 +119,12 @@ def test_bf16_evaluation_matches_fp32_on_almost_every_example(trained):
     assert flips <= 15  # 5% of 300: rounding moves a few borderline examples, no more
 
 
+def test_the_report_names_the_precision_that_ran(trained):
+    model, split = trained
+    report = evaluate_robustness(model, split.head(32), plan(pgd_steps=1, precision="tf32"))
+    assert report.precision == "fp32"  # on a CPU: TF32 is a CUDA format
+
+
 def test_tf32_setting_is_restored():
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     with tf32(not before[0]):

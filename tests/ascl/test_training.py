@@ -101,8 +101,12 @@ def test_resuming_a_different_experiment_is_refused(tmp_path):
 
     config = get_preset("digits-pgdat").with_overrides({**QUICK, "train.epochs": 1})
     run_experiment(config, run_dir=tmp_path)
+    written = (tmp_path / "config.json").read_text()
     with pytest.raises(CheckpointError, match="different experiment"):
         run_experiment(config.with_overrides({"attack.eps": 0.1, "train.epochs": 2}), run_dir=tmp_path)
+    assert (tmp_path / "config.json").read_text() == written  # the run directory is left as it was
+    with pytest.raises(CheckpointError, match="does not exist"):
+        run_experiment(config, run_dir=tmp_path / "other", resume_from=tmp_path / "missing.pt")
 
 
 def test_rerunning_a_finished_run_returns_its_result_and_reevaluates_only_for_a_new_eval_config(tmp_path):

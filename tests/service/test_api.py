@@ -39,7 +39,7 @@ def submit(api, body, **kwargs):
         ),
         ({"preset": "digits-ascl", "overrides": {"attack.eps": -0.1}}, "overrides.attack.eps", ">= 0"),
         ({"preset": "digits-ascl", "overrides": {"train.epochs": 0}}, "overrides.train.epochs", ">= 1"),
-        ({"preset": "digits-ascl", "overrides": {"no.such": 1}}, "overrides.no", "not a config section"),
+        ({"preset": "digits-ascl", "overrides": {"no.such": 1}}, "overrides.no", "unknown config section 'no'"),
         ({"experiment": {"attack": {"eps": "big"}}}, "experiment.attack.eps", "must be a number"),
         ({}, "preset", "exactly one"),
         ({"preset": "digits-ascl", "experiment": {}}, "preset", "exactly one"),

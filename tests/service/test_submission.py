@@ -93,6 +93,11 @@ def test_eval_overrides_are_validated_against_the_trained_config(api):
     response = submit(api, {"kind": "eval", "model": "models:/digits-robust/1", "overrides": {"eval.pgd_step": 3}})
     assert (response.status_code, response.json()["field"]) == (422, "overrides.eval.pgd_step")
     assert "did you mean 'pgd_steps'" in response.json()["detail"]
+    same = submit(api, {"kind": "eval", "model": "models:/digits-robust/1", "overrides": {"model.arch": "cnn8"}})
+    assert same.status_code == 201, same.text  # the trained model's own value
+    other = submit(api, {"kind": "eval", "model": "models:/digits-robust/1", "overrides": {"model.arch": "resnet18"}})
+    assert (other.status_code, other.json()["field"]) == (422, "overrides.model.arch")
+    assert "the trained model has 'cnn8'; evaluation cannot change it" in other.json()["detail"]
 
 
 def test_a_dataset_missing_under_the_data_root_is_refused_with_the_fix(api, tmp_path):
