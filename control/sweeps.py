@@ -1,6 +1,7 @@
 """The sweep controller, one pass per dispatcher cycle over every active sweep: tell Optuna how
 finished trials ended, report running trials' per-epoch figures and stop (prune) the hopeless ones,
-create new trial jobs up to the sweep's concurrency and length, and end the sweep once nothing is
+create new trial jobs (a few a pass) up to the sweep's concurrency and length and within its owner's
+queued-job limit, and end the sweep once nothing is
 left to run, with its best trial (or Pareto front) and a summary in its MLflow parent run.
 
 A pass reads (no lock), then talks to Optuna, then writes: Optuna's storage is the same database,
@@ -11,6 +12,7 @@ between) gets its job on the next pass, and trial jobs carry an idempotency key.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ from control.sweep_report import summary_files
 from service.api.sweep_schemas import SweepCreate
 from service.db import read_scope, session_scope
 from service.db.models import Job, Sweep
-from service.jobs import store
+from service.jobs import queueing, store
 from service.jobs.status import JobStatus, is_terminal
 from service.settings import ServiceSettings
 from service.sweeps import objectives, records, study, trials
@@ -31,6 +33,11 @@ from service.sweeps.records import ENDED, SweepStatus
 
 logger = logging.getLogger(__name__)
 PRUNED = "PRUNED"
+# One pass's share of the dispatcher's cycle, which also claims everyone's jobs: a sweep asks Optuna
+# for at most this many trials a pass (an ask and its job cost ~0.15 s on SQLite), and the pass stops
+# taking further sweeps after this long; the next pass starts with the sweeps it did not reach.
+TRIALS_PER_PASS = 4
+PASS_BUDGET_S = 1.0
 RUN_STATUS = {SweepStatus.SUCCEEDED: "FINISHED", SweepStatus.FAILED: "FAILED"}  # else KILLED
 
 
@@ -56,15 +63,22 @@ class SweepController:
         self.tracker = tracker
         self.settings = settings
         self.storage = study.storage(settings.resolved_database_url)
+        self._reached = ""  # the last sweep a pass advanced
 
     def cycle(self) -> None:
         with read_scope(self.sessions) as session:
-            sweep_ids = [sweep.id for sweep in records.active(session)]
-        for sweep_id in sweep_ids:
+            sweep_ids = sorted(sweep.id for sweep in records.active(session))
+        # those after the last one reached first, so that every sweep is reached in turn
+        waiting = [i for i in sweep_ids if i > self._reached] + [i for i in sweep_ids if i <= self._reached]
+        started = time.monotonic()
+        for sweep_id in waiting:
+            self._reached = sweep_id
             try:
                 self.advance(sweep_id)
             except Exception:  # one broken sweep must not stop the others
                 logger.exception("sweep.advance_failed sweep_id=%s", sweep_id)
+            if time.monotonic() - started > PASS_BUDGET_S:  # at least one sweep a pass
+                break
 
     def advance(self, sweep_id: str) -> None:
         with read_scope(self.sessions) as session:
@@ -76,6 +90,8 @@ class SweepController:
             running, limits = sweep.status == SweepStatus.RUNNING, (sweep.max_trials, sweep.max_concurrency)
             budget, study_name = sweep.max_failed_trials, sweep.study_name
             seen = [_Trial.of(job) for job in records.trials(session, sweep_id)]
+            # its trials are the owner's queued jobs, within the same limit as any other
+            room = self.settings.max_queued_per_user - queueing.queued_count(session, sweep.owner)
         self._ensure_parent_run(sweep_id, request)
         loaded = study.retrying(study.study, self.storage, study_name, early_stopping=request.early_stopping)
         by_number = {trial.number: trial for trial in loaded.get_trials(deepcopy=False)}
@@ -83,7 +99,7 @@ class SweepController:
         pruned = self._prune(loaded, request, seen, by_number) if request.early_stopping else {}
         failed = len(loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         if running and failed < budget:
-            self._ask(loaded, request, seen, pruned, limits)
+            self._ask(loaded, request, seen, pruned, limits, min(room, TRIALS_PER_PASS))
         best = best_of(loaded, request)
         asked = {trial.number: dict(trial.params) for trial in loaded.get_trials(deepcopy=False)}
         open_trials = {t.number for t in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
@@ -167,15 +183,18 @@ class SweepController:
         seen: list[_Trial],
         pruned: dict[str, str],
         limits: tuple[int, int],
+        at_most: int,
     ) -> None:
-        """New trials while the sweep is below its concurrency and its length (their jobs are
-        written next, with any trial asked before a crash that has none)."""
+        """Up to `at_most` new trials while the sweep is below its concurrency and its length (their
+        jobs are written next, with any trial asked before a crash that has none)."""
         max_trials, max_concurrency = limits
         open_trials = {t.number for t in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         active = sum(not is_terminal(t.status) and t.job_id not in pruned for t in seen)
         active += len(open_trials - {t.number for t in seen})  # asked before a crash, job not yet written
         created = len(loaded.get_trials(deepcopy=False))
-        while created < max_trials and active < max_concurrency:
+        for _ in range(at_most):
+            if created >= max_trials or active >= max_concurrency:
+                break
             study.retrying(study.ask, loaded, algorithm=request.algorithm, seed=request.seed, space=request.space)
             created, active = created + 1, active + 1
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api import internal, jobs, logs, models, ops, queues, service_limits, sweeps, tokens
 from service.api.auth import Authenticator
 from service.api.errors import ERROR_RESPONSES, install_error_handlers
-from service.api.limits import BodySizeLimit
+from service.api.limits import BodySizeLimit, Slots
 from service.api.pages import install_pages
 from service.api.queue_view import QueueView
 from service.api.request_metrics import CountRequests, RequestCounts
@@ -61,13 +61,16 @@ def create_app(
     app.state.mlflow_ui_url = mlflow_ui_url
     app.state.mlflow_ready = mlflow_ready
     app.state.dispatcher_metrics = dispatcher_metrics
-    app.state.stream_slots = logs.StreamSlots(per_user=settings.log_streams_per_user, total=settings.log_streams_total)
+    app.state.stream_slots = Slots(
+        "open log streams", per_user=settings.log_streams_per_user, total=settings.log_streams_total
+    )
+    app.state.requests_in_progress = Slots("requests in progress", per_user=settings.requests_per_user)
     app.state.queue_view = QueueView(settings.scheduling_policy)
     app.state.authenticator = Authenticator(
         TokenVerifier(sessions, ttl_s=settings.token_cache_s), _oidc(settings), writer=submissions
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
     app.state.request_counts = RequestCounts()
     app.add_middleware(CountRequests, counts=app.state.request_counts)  # outermost: counts 413s too
     for router, tag in (

@@ -7,6 +7,7 @@ lock behind the submissions."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from functools import partial
 from typing import Annotated
@@ -14,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
+from service.api.limits import Slots
 from service.auth.oidc import OidcVerifier
 from service.auth.principal import Principal
 from service.auth.tokens import TOKEN_PATTERN, TokenVerifier, note_use
@@ -57,9 +59,31 @@ class Authenticator:
 async def current_principal(
     request: Request,
     authorization: Annotated[str | None, Header(max_length=4096, description="Bearer <token>")] = None,
-) -> Principal:
+) -> AsyncIterator[Principal]:
+    """The caller, holding one of its requests-in-progress slots until the route has answered: one
+    user's flood is refused (429) before it fills the thread pool or the database's connections.
+    Admins (operators, automation) are not limited. A route that streams gives its slot back when
+    the stream starts (`release_request_slot`): streams are bounded on their own."""
     authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator.principal(authorization)
+    principal = await authenticator.principal(authorization)
+    if principal.is_admin:
+        yield principal
+        return
+    slots: Slots = request.app.state.requests_in_progress
+    slots.take(principal.subject)
+    request.state.request_slot = principal.subject
+    try:
+        yield principal
+    finally:
+        release_request_slot(request)
+
+
+def release_request_slot(request: Request) -> None:
+    """Give the caller's request slot back now (once, however often it is called)."""
+    subject = getattr(request.state, "request_slot", None)
+    if subject is not None:
+        request.state.request_slot = None
+        request.app.state.requests_in_progress.give_back(subject)
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

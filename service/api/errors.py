@@ -18,7 +18,7 @@ from service.jobs.errors import (
     InvalidTransition,
     NotFound,
     StaleAttempt,
-    TooManyStreams,
+    TooMany,
     Unauthenticated,
 )
 
@@ -35,7 +35,7 @@ STATUS = {
     IdempotencyConflict: 409,
     StaleAttempt: 409,
     InvalidSpec: 422,
-    TooManyStreams: 429,
+    TooMany: 429,
 }
 
 

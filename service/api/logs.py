@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,36 +15,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.auth import CurrentUser
+from service.api.auth import CurrentUser, release_request_slot
 from service.api.deps import Sessions
+from service.api.limits import Slots
 from service.api.params import JobId
 from service.auth.principal import require_details
 from service.cluster import ClusterView
 from service.db import read_scope
 from service.db.models import Attempt
 from service.jobs import attempts, store
-from service.jobs.errors import TooManyStreams
 from service.jobs.status import is_terminal
 
 router = APIRouter()
-
-
-class StreamSlots:
-    """Open log streams, counted per user and in total."""
-
-    def __init__(self, *, per_user: int, total: int) -> None:
-        self.per_user, self.total = per_user, total
-        self.open: Counter[str] = Counter()
-
-    def take(self, user: str) -> None:
-        if sum(self.open.values()) >= self.total:
-            raise TooManyStreams(f"the service already serves {self.total} log streams; try again later")
-        if self.open[user] >= self.per_user:
-            raise TooManyStreams(f"{user} already has {self.per_user} open log streams; close one first")
-        self.open[user] += 1
-
-    def give_back(self, user: str) -> None:
-        self.open[user] -= 1
 
 
 def _log_text(cluster: ClusterView, attempt: Attempt | None) -> str:
@@ -88,9 +69,10 @@ async def stream_logs(
     _, _, owner = await run_in_threadpool(_current, sessions, job_id)  # 404 before the stream opens
     state = request.app.state
     require_details(principal, owner, shared=state.settings.share_job_details, what=f"job {job_id}")
-    slots: StreamSlots = state.stream_slots
+    slots: Slots = state.stream_slots
     user = principal.subject
     slots.take(user)
+    release_request_slot(request)  # the stream is bounded by its own slot from here on
     deadline = time.monotonic() + state.settings.log_stream_max_s
 
     async def chunks() -> AsyncIterator[str]:

@@ -15,7 +15,10 @@ class ServiceLimits(BaseModel):
     max_body_bytes: int
     max_queued_per_user: int
     max_sweep_trials: int
+    max_running_sweeps_per_user: int
+    requests_per_user: int = Field(description="requests in progress at once; more get 429")
     log_streams_per_user: int
+    max_tokens_per_user: int = Field(description="live API tokens of one subject")
     default_max_runtime_s: int | None = Field(description="what a job that sets no max_runtime_s gets")
     user_priority_limit: int = Field(description="|priority| a non-admin may ask for")
 
@@ -28,7 +31,10 @@ def limits(request: Request, _: CurrentUser) -> ServiceLimits:
         max_body_bytes=settings.max_body_bytes,
         max_queued_per_user=settings.max_queued_per_user,
         max_sweep_trials=settings.max_sweep_trials,
+        max_running_sweeps_per_user=settings.max_running_sweeps_per_user,
+        requests_per_user=settings.requests_per_user,
         log_streams_per_user=settings.log_streams_per_user,
+        max_tokens_per_user=settings.max_tokens_per_user,
         default_max_runtime_s=settings.default_max_runtime_s,
         user_priority_limit=settings.user_priority_limit,
     )

@@ -15,7 +15,7 @@ from ascl.config import ExperimentConfig
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.params import USER_PATTERN
-from service.api.submission import build_new_job
+from service.api.submission import build_new_job, check_queued_limit
 from service.api.sweep_schemas import (
     DryRunTrial,
     SweepCancel,
@@ -86,9 +86,19 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     """(the trial template, the number of trials planned); every error names the request's field."""
     if body.base.kind != JobKind.TRAIN:
         raise InvalidSpec("base.kind", "a sweep's trials are train jobs")
-    limit = state.settings.max_sweep_trials
+    settings = state.settings
+    limit = settings.max_sweep_trials
     if body.max_trials > limit:
         raise InvalidSpec("max_trials", f"{body.max_trials} trials asked; this service allows {limit} per sweep")
+    # its trials are the owner's queued jobs: a sweep is refused where a job would be
+    check_queued_limit(session, principal.subject, settings.max_queued_per_user)
+    running = records.running_count(session, principal.subject)
+    if running >= settings.max_running_sweeps_per_user:
+        raise InvalidSpec(
+            "sweep",
+            f"{principal.subject} already has {running} running sweeps; "
+            f"the limit is {settings.max_running_sweeps_per_user} per user",
+        )
     try:
         new = build_new_job(
             body.base,

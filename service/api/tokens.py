@@ -17,7 +17,7 @@ from service.auth import tokens
 from service.auth.principal import Principal, Role, require_role
 from service.db import session_scope
 from service.db.models import ApiToken
-from service.jobs.errors import Forbidden
+from service.jobs.errors import Forbidden, InvalidSpec
 
 router = APIRouter()
 Subject = Annotated[str, Field(min_length=1, max_length=100, pattern=USER_PATTERN)]
@@ -95,7 +95,7 @@ def whoami(principal: CurrentUser) -> WhoAmI:
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
-def create_token(body: TokenCreate, sessions: Sessions, principal: CurrentUser) -> TokenCreated:
+def create_token(body: TokenCreate, request: Request, sessions: Sessions, principal: CurrentUser) -> TokenCreated:
     subject = body.subject or principal.subject
     role = body.role or principal.role
     if subject != principal.subject or body.kind == "service" or body.groups:
@@ -111,7 +111,10 @@ def create_token(body: TokenCreate, sessions: Sessions, principal: CurrentUser) 
         groups=tuple(body.groups) or (principal.groups if subject == principal.subject else ()),
         expires_in=timedelta(seconds=body.expires_in_s) if body.expires_in_s else None,
     )
+    limit = request.app.state.settings.max_tokens_per_user
     with session_scope(sessions) as session:
+        if tokens.live_count(session, subject) >= limit:
+            raise InvalidSpec("subject", f"{subject} already has {limit} live tokens; revoke one first")
         row, secret = tokens.create(session, new)
         return TokenCreated(**TokenRead.of(row).model_dump(), token=secret)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Lock
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.principal import Principal, Role
@@ -77,6 +77,16 @@ def verify(session: Session, token: str) -> Principal:
 
 def note_use(session: Session, token_id: str, moment: datetime) -> None:
     session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=moment))
+
+
+def live_count(session: Session, subject: str) -> int:
+    """The subject's tokens that still work: neither revoked nor expired."""
+    live = and_(
+        ApiToken.subject == subject,
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now()),
+    )
+    return int(session.execute(select(func.count()).where(live)).scalar_one())
 
 
 def listed(session: Session, *, subject: str | None) -> list[ApiToken]:

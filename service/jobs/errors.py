@@ -38,8 +38,8 @@ class InvalidSpec(JobError):
         super().__init__(f"{field}: {problem}")
 
 
-class TooManyStreams(JobError):
-    """Too many open log streams."""
+class TooMany(JobError):
+    """Too many held at once (log streams, requests in progress): try again once one has ended."""
 
 
 class Forbidden(JobError):

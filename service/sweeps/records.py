@@ -73,6 +73,12 @@ def active(session: Session) -> list[Sweep]:
     return list(session.execute(select(Sweep).where(or_(running, Sweep.summarized.is_(False)))).scalars())
 
 
+def running_count(session: Session, owner: str) -> int:
+    """The owner's sweeps that may still create trials."""
+    running = Sweep.status == SweepStatus.RUNNING.value
+    return int(session.execute(select(func.count()).where(Sweep.owner == owner, running)).scalar_one())
+
+
 def trials(session: Session, sweep_id: str) -> list[Job]:
     return list(session.execute(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.trial_number)).scalars())
 

@@ -196,3 +196,43 @@ def test_a_summary_that_failed_is_written_by_the_next_pass(world, sessions, monk
     assert MlflowClient(tracker.tracking_uri).get_run(ended["mlflow_run_id"]).info.status == "RUNNING"
     controller.cycle()
     assert MlflowClient(tracker.tracking_uri).get_run(ended["mlflow_run_id"]).info.status == "FINISHED"
+
+
+RANDOM = {
+    **GRID,
+    "name": "wide",
+    "space": {"optim.lr": {"low": 0.001, "high": 0.1, "log": True}},
+    "algorithm": "random",
+    "max_trials": 50,
+    "max_concurrency": 50,
+}
+
+
+def test_a_pass_creates_a_few_trials_and_never_past_the_owners_queued_limit(
+    sessions, database_url, tmp_path, new_mlflow_store
+):
+    """A sweep of 50 trials at once fills in over passes (a pass is part of the dispatcher's cycle),
+    and its trials stop where the owner's queued jobs reach the limit any submission meets."""
+    settings = ServiceSettings(data_dir=tmp_path, database_url=database_url, max_queued_per_user=6)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    tracker = Tracker(new_mlflow_store(tmp_path), artifact_root=(tmp_path / "artifacts").as_uri())
+    controller = SweepController(sessions, tracker, settings)
+    with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as api:
+        assert api.post("/api/v1/jobs", json={"preset": "digits-ascl"}).status_code == 201
+        sweep = api.post("/api/v1/sweeps", json=RANDOM).json()
+    counts = []
+    for _ in range(3):
+        controller.cycle()
+        counts.append(len(trial_jobs(sessions, sweep["id"])))
+    assert counts == [4, 5, 5]  # 4 a pass; then 1 job + 5 trials = the limit of 6
+
+
+def test_passes_reach_every_sweep_in_turn_within_their_time_budget(world, sessions, monkeypatch):
+    api, controller, _ = world
+    ids = sorted(api.post("/api/v1/sweeps", json={**GRID, "name": f"s{i}"}).json()["id"] for i in range(3))
+    monkeypatch.setattr("control.sweeps.PASS_BUDGET_S", 0.0)  # a pass advances one sweep, then stops
+    reached = []
+    for _ in range(4):
+        controller.cycle()
+        reached.append(controller._reached)
+    assert reached == [*ids, ids[0]]

@@ -89,6 +89,18 @@ def test_tokens_are_stored_hashed_and_stop_working_when_revoked_or_expired(api, 
     assert as_(api, token, "GET", "/api/v1/whoami").status_code == 401  # at once: the cache forgets it
 
 
+def test_a_subjects_live_tokens_are_bounded(sessions):
+    with TestClient(app_for(sessions, max_tokens_per_user=2)) as api:
+        token = make_token(sessions, "frank", "user")  # the first of two
+        second = as_(api, token, "POST", "/api/v1/tokens", json={"name": "laptop"})
+        assert second.status_code == 201
+        refused = as_(api, token, "POST", "/api/v1/tokens", json={"name": "desktop"})
+        assert (refused.status_code, refused.json()["field"]) == (422, "subject")
+        assert "frank already has 2 live tokens; revoke one first" in refused.json()["detail"]
+        as_(api, token, "DELETE", f"/api/v1/tokens/{second.json()['id']}")
+        assert as_(api, token, "POST", "/api/v1/tokens", json={"name": "desktop"}).status_code == 201
+
+
 def test_a_tokens_last_use_is_recorded_and_not_rewritten_on_every_request(api, sessions):
     token = make_token(sessions, "erin", "user")
     first = as_(api, token, "GET", "/api/v1/tokens").json()[0]["last_used_at"]  # written before it is answered

@@ -5,12 +5,14 @@ over the limit are 413 however they arrive, and the operator's limits on what a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.api.limits import BodySizeLimit
 from service.cluster import StaticCluster
 from service.db import session_scope
 from service.db.models import Job
@@ -173,6 +175,7 @@ def test_the_operators_limits_apply_to_jobs_retries_and_sweeps_and_are_published
     published = api.get("/api/v1/limits").json()
     assert published["spec"]["train.epochs"] == 3
     assert published["spec"]["eval.pgd_steps"] == 10_000  # the service's default where the operator set none
+    assert (published["requests_per_user"], published["max_running_sweeps_per_user"]) == (16, 10)
 
     preset = api.post("/api/v1/jobs", json={"preset": "digits-ascl"})  # the preset asks for more epochs
     assert preset.status_code == 422
@@ -220,3 +223,52 @@ def test_a_job_that_sets_no_run_time_gets_the_services_default(api):
     assert api.get("/api/v1/limits").json()["default_max_runtime_s"] == 7 * 24 * 3600
     own = api.post("/api/v1/jobs", json={**DIGITS, "max_runtime_s": 60}).json()
     assert own["max_runtime_s"] == 60
+
+
+def test_a_users_requests_in_progress_are_bounded(sessions, tmp_path):
+    """Past `requests_per_user` at once a user's next request is 429 (it would wait for the thread
+    pool and the database with everyone else's), and the slots come back as requests end."""
+    settings = ServiceSettings(data_dir=tmp_path, requests_per_user=2)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    alice, bob = (bearer(make_token(sessions, name, "user")) for name in ("alice", "bob"))
+    with TestClient(app) as client:
+        slots = app.state.requests_in_progress
+        for _ in range(2):
+            slots.take("alice")  # two of alice's requests still in progress
+        refused = client.get("/api/v1/jobs", headers=alice)
+        assert (refused.status_code, refused.json()["error"]) == (429, "TooMany")
+        assert "alice already has 2 requests in progress" in refused.json()["detail"]
+        assert client.get("/api/v1/jobs", headers=bob).status_code == 200  # others are served
+        slots.give_back("alice")
+        assert client.get("/api/v1/jobs", headers=alice).status_code == 200
+        assert slots.open == {"alice": 1}  # the request's slot was given back
+        slots.give_back("alice")
+        job = client.post("/api/v1/jobs", json=DIGITS, headers=alice).json()
+        with client.stream("GET", f"/api/v1/jobs/{job['id']}/logs/stream?poll_s=10", headers=alice) as stream:
+            assert stream.status_code == 200
+            assert slots.open == {}  # a stream is bounded by its own slots, not by these
+        slots.open["root"] = 5  # past the limit: an admin is not limited
+        assert client.get("/api/v1/jobs", headers=bearer(make_token(sessions, "root", "admin"))).status_code == 200
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_the_route_never_runs():
+    """A client that sends a byte a minute would hold its connection for ever."""
+    reached = []
+
+    async def route(scope, receive, send):
+        reached.append(scope["path"])
+
+    async def never():
+        await asyncio.sleep(3600)
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    limit = BodySizeLimit(route, max_bytes=1000, deadline_s=0.2)
+    scope = {"type": "http", "path": "/api/v1/jobs", "headers": [(b"content-length", b"900")]}
+    asyncio.run(asyncio.wait_for(limit(scope, never, send), timeout=10))
+    assert sent[0]["status"] == 408
+    assert b"did not arrive within 0.2 s" in sent[1]["body"]
+    assert reached == []

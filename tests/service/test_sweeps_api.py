@@ -124,3 +124,22 @@ def test_only_the_owner_changes_a_running_sweep(api, sessions):
     cancelled = api.post(f"{path}/cancel", json={"running": "finish"}).json()
     assert (cancelled["status"], cancelled["outcome"]) == ("STOPPING", "CANCELLED")
     assert api.patch(path, json={"max_trials": 2}).status_code == 409
+
+
+def test_a_users_sweeps_are_bounded_like_their_queued_jobs(sessions, database_url, tmp_path):
+    """Trials are the owner's queued jobs: a sweep is refused where a job would be, and a user's
+    running sweeps are bounded (each may plan up to max_sweep_trials)."""
+    settings = ServiceSettings(
+        data_dir=tmp_path, database_url=database_url, max_queued_per_user=2, max_running_sweeps_per_user=2
+    )
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as api:
+        assert [create(api, GRID).status_code for _ in range(3)] == [201, 201, 422]
+        refused = create(api, GRID).json()
+        assert (refused["field"], "already has 2 running sweeps" in refused["detail"]) == ("sweep", True)
+        for sweep in api.get("/api/v1/sweeps").json()["items"]:
+            api.post(f"/api/v1/sweeps/{sweep['id']}/cancel", json={})
+        for _ in range(2):
+            assert api.post("/api/v1/jobs", json={"preset": "digits-ascl"}).status_code == 201
+        full = create(api, GRID).json()
+        assert (full["field"], "already has 2 queued jobs" in full["detail"]) == ("queue", True)
