@@ -93,10 +93,10 @@ def run_experiment(
         checkpoint = None
         if main:  # before anything is written: a refused checkpoint leaves the run directory as it was
             checkpoint = read_resumable(resume_from or run_dir / LAST, config, required=resume_from is not None)
+            run_dir.mkdir(parents=True, exist_ok=True)  # before the data: a path that cannot be written fails first
         data = build_data(config.data, device)
         training = build_training(config, data, device)
         if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CONFIG).write_text(config.to_json())
         state = restore(training.workers.from_main(checkpoint), training.model, training.optimizer)
         stopped = _train(training, data, state, run_dir, reporter or NullReporter(), should_stop)
@@ -274,11 +274,13 @@ def load_classifier(
     model = build_classifier(config, data)
     try:
         model.load_state_dict(checkpoint["model"])
-    except RuntimeError as error:  # the data's classes or channels differ from those it was trained on
-        first = str(error).strip().splitlines()[0]
+    except RuntimeError as error:
+        if "size mismatch" not in str(error):
+            raise
+        # the data's classes or channels differ from those it was trained on
         raise CheckpointError(
             f"{checkpoint_path} does not fit {config.data.dataset}'s {data.num_classes} classes and "
-            f"{data.in_channels} channels: evaluate it on data shaped like its training data ({first})"
+            f"{data.in_channels} channels: evaluate it on data shaped like its training data"
         ) from None
     model = model.to(torch_device)
     if torch_device.type == "cuda" and config.train.channels_last:

@@ -139,9 +139,7 @@ def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = Non
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
     with running_stack(settings) as stack:
         settings = stack.settings
-        config = uvicorn.Config(
-            stack.app(), log_level="info", access_log=settings.access_log, limit_concurrency=settings.max_connections
-        )
+        config = uvicorn.Config(stack.app(), log_level="info", access_log=settings.access_log)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": stack.listeners}, name="api", daemon=True)
         thread.start()

@@ -58,11 +58,6 @@ class ServiceSettings(BaseSettings):
     body_deadline_s: float = 30.0  # a request body that has not arrived by then is refused (408)
     requests_per_user: int = 16  # a user's requests in progress at once; more are refused (429)
     max_tokens_per_user: int = 100  # a subject's live API tokens
-    # `ascl serve`'s connections and requests at once (uvicorn's limit_concurrency; beyond: 503), far
-    # below the process's file limit, so that a flood of idle connections cannot leave the
-    # dispatcher in the same process without a database connection; behind uvicorn's CLI:
-    # UVICORN_LIMIT_CONCURRENCY
-    max_connections: int = 1000
     # upper bounds on what a job may cost, over the defaults in service/jobs/spec_limits.py, e.g.
     # ASCL_SPEC_LIMITS='{"train.epochs": 200, "eval.autoattack_examples": 10000}'
     spec_limits: dict[str, float] = Field(default_factory=dict)
@@ -70,7 +65,7 @@ class ServiceSettings(BaseSettings):
     queues_file: Path | None = None  # YAML or JSON: the queues and their limits, applied at start
     max_queued_per_user: int = 1000  # a user's jobs waiting at once
     max_sweep_trials: int = 1000  # trials one sweep may plan
-    max_running_sweeps_per_user: int = 10  # a user's sweeps not yet ended
+    max_running_sweeps_per_user: int = 10  # a user's sweeps that may still create trials (RUNNING)
     fair_share_half_life_s: float = 24 * 3600.0
     fair_share_cpu_weight: float = 1 / 16  # a CPU-second counts as this many GPU-seconds
     aging_s: float = 3600.0  # a waiting job gains a priority point per this long, ...

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ascl.errors import ConfigError
 from service.api.schemas import ErrorBody
 from service.jobs.errors import (
     Forbidden,
@@ -27,7 +28,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }
 
-STATUS = {
+STATUS: dict[type[Exception], int] = {
+    ConfigError: 422,  # a stored config that today's rules refuse (a retry, an evaluation of it)
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,

@@ -13,6 +13,7 @@ router = APIRouter()
 class ServiceLimits(BaseModel):
     spec: dict[str, float] = Field(description="the largest value each experiment field may take")
     max_body_bytes: int
+    body_deadline_s: float = Field(description="a request body must arrive within this; else 408")
     max_queued_per_user: int
     max_sweep_trials: int
     max_running_sweeps_per_user: int
@@ -29,6 +30,7 @@ def limits(request: Request, _: CurrentUser) -> ServiceLimits:
     return ServiceLimits(
         spec=dict(settings.spec_limits_checker.maxima),
         max_body_bytes=settings.max_body_bytes,
+        body_deadline_s=settings.body_deadline_s,
         max_queued_per_user=settings.max_queued_per_user,
         max_sweep_trials=settings.max_sweep_trials,
         max_running_sweeps_per_user=settings.max_running_sweeps_per_user,

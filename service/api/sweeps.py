@@ -40,6 +40,7 @@ from service.db.models import Sweep
 from service.jobs import store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import JobStatus, is_terminal
+from service.settings import ServiceSettings
 from service.sweeps import objectives, records, space, study, trials
 from service.sweeps.records import ENDED, SweepStatus
 
@@ -57,6 +58,8 @@ def create_sweep(
     state = request.app.state
     with read_scope(sessions) as session:
         template, planned = _validated(body, principal, session, state)
+        if not dry_run:
+            _check_room(session, principal.subject, state.settings)
     if dry_run:
         return _dry_run(body, template, planned)
     sweep_id = uuid.uuid4().hex
@@ -82,6 +85,16 @@ def create_sweep(
         return SweepRead.of(sweep, trials={}, gpu_seconds=0.0, details=True, ui=state.mlflow_ui_url)
 
 
+def _check_room(session: Session, owner: str, settings: ServiceSettings) -> None:
+    """A sweep's trials are its owner's queued jobs: it is refused where a job would be, and a
+    user's running sweeps are bounded. Checked before the sweep is written, in another transaction:
+    requests racing past it are bounded by the user's requests in progress."""
+    check_queued_limit(session, owner, settings.max_queued_per_user)
+    running, limit = records.running_count(session, owner), settings.max_running_sweeps_per_user
+    if running >= limit:
+        raise InvalidSpec("sweep", f"{owner} already has {running} running sweeps; the limit is {limit} per user")
+
+
 def _validated(body: SweepCreate, principal: Principal, session: Session, state: Any) -> tuple[dict[str, Any], int]:
     """(the trial template, the number of trials planned); every error names the request's field."""
     if body.base.kind != JobKind.TRAIN:
@@ -90,15 +103,6 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     limit = settings.max_sweep_trials
     if body.max_trials > limit:
         raise InvalidSpec("max_trials", f"{body.max_trials} trials asked; this service allows {limit} per sweep")
-    # its trials are the owner's queued jobs: a sweep is refused where a job would be
-    check_queued_limit(session, principal.subject, settings.max_queued_per_user)
-    running = records.running_count(session, principal.subject)
-    if running >= settings.max_running_sweeps_per_user:
-        raise InvalidSpec(
-            "sweep",
-            f"{principal.subject} already has {running} running sweeps; "
-            f"the limit is {settings.max_running_sweeps_per_user} per user",
-        )
     try:
         new = build_new_job(
             body.base,
@@ -149,8 +153,8 @@ def list_sweeps(
             page, next_cursor = records.listed(
                 session, statuses=[s.value for s in status] if status else None, owner=owner, limit=limit, cursor=cursor
             )
-        except ValueError as error:
-            raise InvalidSpec("cursor", str(error)) from None
+        except ValueError:
+            raise InvalidSpec("cursor", "not a cursor returned by this API") from None
         return SweepPage(items=[_read(session, sweep, request, principal) for sweep in page], next_cursor=next_cursor)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.cli.common import call, connection_options, print_json
-from service.cli.render import table
+from service.cli.render import table, visible
 
 SORT_KEYS = ("version", "clean_acc", "pgd_acc", "autoattack_acc", "created_at")
 VERSION_COLUMNS = ("version", "aliases", "evaluation", "threat model", "clean", "pgd", "autoattack", "examples", "job")
@@ -84,7 +84,7 @@ def models_table(listing: dict[str, Any]) -> str:
 
 def detail_text(detail: dict[str, Any]) -> str:
     lines = [
-        f"{detail['name']} (owner {detail['owner']})",
+        f"{visible(detail['name'])} (owner {detail['owner']})",
         table(VERSION_COLUMNS, [version_row(v) for v in detail["versions"]]),
     ]
     moves = detail.get("alias_moves") or []

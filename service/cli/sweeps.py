@@ -9,7 +9,7 @@ from typing import Any
 
 from ascl.config import parse_override
 from service.cli.common import call, connection_options, print_json
-from service.cli.render import age, table
+from service.cli.render import age, table, visible
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -133,8 +133,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _get(args: argparse.Namespace) -> int:
     def show(s: dict[str, Any]) -> None:
-        print(f"{s['name']}  (sweep {s['id']}, owner {s['owner']})")
-        print(f"status     {s['status']}{'  ' + s['reason'] if s['reason'] else ''}")
+        print(f"{visible(s['name'])}  (sweep {s['id']}, owner {s['owner']})")
+        print(f"status     {s['status']}{'  ' + visible(s['reason']) if s['reason'] else ''}")
         objective = ", ".join(f"{o['mode']} {o['metric']}" for o in s["objective"])
         print(f"search     {s['algorithm']}, {objective}; {s['max_trials']} trials, {s['max_concurrency']} at once")
         print(f"trials     {_trial_counts(s['trials'])}; {s['gpu_seconds']:.0f} GPU-seconds")

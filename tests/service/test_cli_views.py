@@ -54,6 +54,13 @@ def test_control_characters_from_the_service_are_shown_not_obeyed():
     assert "error      USER_ERROR: a\nb\\x1b" in summary  # an error message keeps its lines
 
 
+def test_a_models_page_shows_a_name_with_control_characters_as_escapes():
+    from service.cli.models import detail_text
+
+    text = detail_text({"name": "m\x1b[2J", "owner": "bob", "versions": [], "alias_moves": []})
+    assert text.splitlines()[0] == "m\\x1b[2J (owner bob)"
+
+
 def test_status_filters_are_accepted_in_any_case():
     args = build_parser().parse_args(["jobs", "list", "--status", "running", "--status", "Queued"])
     assert args.status == ["RUNNING", "QUEUED"]

@@ -113,6 +113,19 @@ def test_nul_bytes_and_huge_numbers_in_urls_are_4xx(api, path):
     assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
 
 
+def test_a_stored_config_that_todays_rules_refuse_is_422_not_500(api, sessions):
+    """A job stored before config strings were checked (a tab in its name) cannot be retried as it
+    is: the answer names the field, never a server error."""
+    job = api.post("/api/v1/jobs", json=DIGITS).json()
+    with session_scope(sessions) as session:
+        row = session.get(Job, job["id"])
+        row.spec = {**row.spec, "name": "old\tname"}
+    api.post(f"/api/v1/jobs/{job['id']}/cancel")
+    retried = api.post(f"/api/v1/jobs/{job['id']}/retry", json={})
+    assert (retried.status_code, retried.json()["error"]) == (422, "ConfigError")
+    assert "name: must be one line of printable text" in retried.json()["detail"]
+
+
 def test_a_queue_description_with_control_bytes_is_422(api):
     response = api.put("/api/v1/queues/q1", json={"description": "x\u0000"})
     assert response.status_code == 422, response.text
@@ -176,6 +189,7 @@ def test_the_operators_limits_apply_to_jobs_retries_and_sweeps_and_are_published
     assert published["spec"]["train.epochs"] == 3
     assert published["spec"]["eval.pgd_steps"] == 10_000  # the service's default where the operator set none
     assert (published["requests_per_user"], published["max_running_sweeps_per_user"]) == (16, 10)
+    assert published["body_deadline_s"] == 30.0
 
     preset = api.post("/api/v1/jobs", json={"preset": "digits-ascl"})  # the preset asks for more epochs
     assert preset.status_code == 422

@@ -137,6 +137,9 @@ def test_a_users_sweeps_are_bounded_like_their_queued_jobs(sessions, database_ur
         assert [create(api, GRID).status_code for _ in range(3)] == [201, 201, 422]
         refused = create(api, GRID).json()
         assert (refused["field"], "already has 2 running sweeps" in refused["detail"]) == ("sweep", True)
+        assert create(api, GRID, dry_run=True).status_code == 201  # validating one is not starting one
+        bad_cursor = api.get("/api/v1/sweeps", params={"cursor": "MjAyNi0wMS0wMXwA"}).json()
+        assert (bad_cursor["field"], bad_cursor["detail"]) == ("cursor", "cursor: not a cursor returned by this API")
         for sweep in api.get("/api/v1/sweeps").json()["items"]:
             api.post(f"/api/v1/sweeps/{sweep['id']}/cancel", json={})
         for _ in range(2):
