@@ -12,12 +12,12 @@ in fp64, and the two post-step logging forwards. It is an emulation, not their c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from figures import emit
 
 from ascl.config import ModelConfig
 from ascl.data.sources import CIFAR10_MEAN, CIFAR10_STD
@@ -98,11 +98,7 @@ def main() -> None:
         "seconds": round(seconds, 3),
         "images_per_s": round(args.steps * views / seconds, 1),
     }
-    line = json.dumps(row)
-    print(line, flush=True)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write(line + "\n")
+    emit(row, args.out)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from figures import emit
 from torch import nn
 
 from ascl.config import ModelConfig
@@ -43,14 +44,6 @@ TYPICAL_REACH = {"apgd-ce": 0.83, "apgd-t": 0.52, "fab-t": 0.49, "square": 0.49}
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
-
-
-def _emit(row: dict[str, object], out: str | None) -> None:
-    line = json.dumps(row)
-    print(line, flush=True)
-    if out:
-        with open(out, "a") as handle:
-            handle.write(line + "\n")
 
 
 def _classifier(arch: str, device: torch.device) -> nn.Module:
@@ -85,7 +78,7 @@ def bench_pgd(args: argparse.Namespace, device: torch.device) -> None:
         report = evaluate_robustness(model, split, replace(base, precision=precision))
         _sync(device)
         seconds = time.perf_counter() - start
-        _emit(
+        emit(
             {
                 "bench": "eval_pgd",
                 "device": device_name(device),
@@ -158,7 +151,7 @@ def bench_autoattack(args: argparse.Namespace, device: torch.device) -> None:
         report = evaluate_robustness(model, split, plan, progress=clock)
         clock.stop()
         per_example = {name: clock.seconds[name] / clock.examples[name] for name in clock.seconds}
-        _emit(
+        emit(
             {
                 "bench": f"eval_autoattack_{args.version}",
                 "device": device_name(device),
@@ -208,7 +201,7 @@ def bench_precision(args: argparse.Namespace, device: torch.device) -> None:
     reference = reports["fp32"]
     n = reference.robust_examples
     for precision, report in reports.items():
-        _emit(
+        emit(
             {
                 "bench": "eval_precision",
                 "device": device_name(device),

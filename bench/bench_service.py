@@ -39,6 +39,7 @@ from pathlib import Path
 
 import httpx
 from dispatch_clusters import ClaimOnly, NoCapacity, OneFreedEachCycle
+from figures import emit
 from http_load import BODY, closed_loop, open_loop
 from sqlalchemy import insert
 
@@ -309,12 +310,8 @@ def main() -> None:
         parser.error("--repeat: at least 1")
     machine = f"{platform.machine()} {os.cpu_count()} cores"
 
-    def emit(row: dict[str, object]) -> None:
-        line = json.dumps({**row, "machine": machine})
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as handle:
-                handle.write(line + "\n")
+    def emit_here(row: dict[str, object]) -> None:
+        emit({**row, "machine": machine}, args.out)
 
     for kind in args.database or ["sqlite"]:
         for repeat in range(args.repeat):  # interleaved: a slow spell of the machine meets both key modes
@@ -323,18 +320,18 @@ def main() -> None:
                     for row in bench_submit(
                         kind, url, workdir, keyed=keyed, clients=args.clients, requests=args.requests, rate=args.rate
                     ):
-                        emit({**row, "repeat": repeat} if args.repeat > 1 else row)
+                        emit_here({**row, "repeat": repeat} if args.repeat > 1 else row)
         if args.skip_queue:
             continue
         with migrated_database(kind) as (url, workdir):
             for row in bench_queue(kind, url, workdir, queued=args.queued, samples=args.samples):
-                emit(row)
+                emit_here(row)
     if args.ray:
         from ray_latency import bench_submit_to_running  # the embedded stack's imports (MLflow, Ray): only here
 
         with tempfile.TemporaryDirectory() as tmp:
             for row in bench_submit_to_running(Path(tmp), jobs=3):
-                emit(row)
+                emit_here(row)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ process spinning on one core.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from figures import emit
 
 
 def epoch_images_per_s(preset: str, threads: int) -> float:
@@ -74,11 +75,7 @@ def main() -> None:
                         "images_per_s": sorted(round(f, 1) for f in figures),
                         "load_1min": round(os.getloadavg()[0], 2),
                     }
-                    line = json.dumps(row)
-                    print(line, flush=True)
-                    if args.out:
-                        with open(args.out, "a") as handle:
-                            handle.write(line + "\n")
+                    emit(row, args.out)
         finally:
             for spinner in spinners:
                 spinner.kill()

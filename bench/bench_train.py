@@ -16,12 +16,12 @@ on the device; `--set` changes any config field, as `ascl train` does.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys
 
 import torch
+from figures import emit
 from torch.utils.flop_counter import FlopCounterMode
 
 from ascl.config import DataConfig, ExperimentConfig, parse_override
@@ -152,38 +152,43 @@ def _step_flops(training: Training, split: object) -> float:
     return float(counter.get_total_flops())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--objective", choices=sorted(PRESET), default="ascl-2view")
+def step_options(parser: argparse.ArgumentParser, *, objective: str, batch_size: int) -> None:
+    """The options that choose a step, shared with bench/profile_step.py."""
+    parser.add_argument("--objective", choices=sorted(PRESET), default=objective)
     parser.add_argument("--model", default="resnet18", help="model.arch")
-    parser.add_argument("--batch-size", type=int, default=128, help="train.batch_size (images before views)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="train.batch_size (images before views)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="train.precision")
     parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
     parser.add_argument("--cuda-graph", action="store_true", help="train.cuda_graph: capture the whole step")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--steps", type=int, default=20, help="measured steps")
-    parser.add_argument("--warmup", type=int, default=3, help="steps before measuring (at least what the step needs)")
-    parser.add_argument("--suite", choices=sorted(SUITES), help="run a fixed list of (objective, batch) figures")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", help="append the JSON lines to this file too")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    overrides = {
+
+
+def step_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
         "model.arch": args.model,
         "train.precision": args.precision,
         "train.compile": args.compile,
         "train.cuda_graph": args.cuda_graph,
         **dict(parse_override(item) for item in args.overrides),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    step_options(parser, objective="ascl-2view", batch_size=128)
+    parser.add_argument("--steps", type=int, default=20, help="measured steps")
+    parser.add_argument("--warmup", type=int, default=3, help="steps before measuring (at least what the step needs)")
+    parser.add_argument("--suite", choices=sorted(SUITES), help="run a fixed list of (objective, batch) figures")
+    parser.add_argument("--out", help="append the JSON lines to this file too")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    overrides = step_overrides(args)
     figures = SUITES[args.suite] if args.suite else [(args.objective, args.batch_size)]
     for objective, batch_size in figures:
         config = bench_config(objective, batch_size=batch_size, device=device, overrides=overrides)
         row = {"name": objective, **bench(config, steps=args.steps, warmup=args.warmup, device=device)}
-        line = json.dumps(row)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as handle:
-                handle.write(line + "\n")
+        emit(row, args.out)
 
 
 if __name__ == "__main__":

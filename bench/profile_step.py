@@ -14,17 +14,15 @@ graphs, so profile the eager step to rank kernels (each kernel runs the same in 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
-from bench_train import PRESET, Steps, bench_config, device_name
+from bench_train import Steps, bench_config, device_name, step_options, step_overrides
+from figures import emit
 from torch.autograd import DeviceType
 from torch.autograd.profiler_util import FunctionEventAvg
 from torch.profiler import ProfilerActivity, profile
-
-from ascl.config import parse_override
 
 
 def heaviest(
@@ -44,27 +42,15 @@ def heaviest(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--objective", choices=sorted(PRESET), default="pgd_at")
-    parser.add_argument("--model", default="resnet18", help="model.arch")
-    parser.add_argument("--batch-size", type=int, default=512, help="train.batch_size (images before views)")
-    parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
-    parser.add_argument("--cuda-graph", action="store_true", help="train.cuda_graph: capture the whole step")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    step_options(parser, objective="pgd_at", batch_size=512)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps")
     parser.add_argument("--warmup", type=int, default=2, help="steps before profiling")
     parser.add_argument("--top", type=int, default=15, help="kernels listed")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--table", type=Path, help="write the profiler's table (heaviest 40) here")
     parser.add_argument("--out", help="append the JSON line to this file too")
     args = parser.parse_args()
     device = torch.device(args.device)
-    overrides = {
-        "model.arch": args.model,
-        "train.compile": args.compile,
-        "train.cuda_graph": args.cuda_graph,
-        **dict(parse_override(item) for item in args.overrides),
-    }
-    config = bench_config(args.objective, batch_size=args.batch_size, device=device, overrides=overrides)
+    config = bench_config(args.objective, batch_size=args.batch_size, device=device, overrides=step_overrides(args))
     runner = Steps(config, steps=args.steps, warmup=args.warmup, device=device)
     runner.warm_up(args.warmup)
     cuda = device.type == "cuda"
@@ -77,7 +63,7 @@ def main() -> None:
         sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
         args.table.write_text(averages.table(sort_by=sort_by, row_limit=40, max_name_column_width=90) + "\n")
     t = config.train
-    line = json.dumps(
+    emit(
         {
             "bench": "step_profile",
             "device": device_name(device),
@@ -96,12 +82,9 @@ def main() -> None:
                 {"name": name[:160], "ms_per_step": round(ms, 3), "share": round(ms / total_ms, 4), "calls": calls}
                 for name, ms, calls in rows
             ],
-        }
+        },
+        args.out,
     )
-    print(line, flush=True)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write(line + "\n")
 
 
 if __name__ == "__main__":

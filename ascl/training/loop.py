@@ -92,71 +92,60 @@ def train_epoch(
     reporter: Reporter,
     should_stop: StopCheck,
 ) -> EpochResult:
-    """Run `plan.epoch` over `batches` (global batches; each worker trains on its slice)."""
+    """Run `plan.epoch` over `batches` (global batches; each worker trains on its slice), with cuDNN's
+    autotuner as the config says."""
     with cudnn_autotune(training.config.train.cudnn_benchmark):
-        return _run_epoch(training, batches, plan, generator=generator, reporter=reporter, should_stop=should_stop)
-
-
-def _run_epoch(
-    training: Training,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    plan: EpochPlan,
-    *,
-    generator: torch.Generator,
-    reporter: Reporter,
-    should_stop: StopCheck,
-) -> EpochResult:
-    training.model.train()
-    workers = training.workers
-    epoch_sums, window = _Accumulator(), _Accumulator()
-    warmup = training.step.warmup_steps
-    start = window_start = warm_end = time.perf_counter()
-    stopped, lr, steady_images = False, float("nan"), 0
-    for step, (x, y) in enumerate(batches):
-        if _stop_now(workers, should_stop, step, plan.log_every):
-            stopped = True
-            break
-        lr = learning_rate(
-            plan.optim, epoch=plan.epoch, step=step, steps_per_epoch=plan.steps_per_epoch, epochs=plan.epochs
-        )
-        set_learning_rate(training.optimizer, lr)
-        output = training.run_step(x, y, generator)
-        for accumulator in (epoch_sums, window):
-            accumulator.add(output, x.shape[0] // workers.world)
-        if step >= warmup:
-            steady_images += x.shape[0]
-        elif step == warmup - 1:  # the one-time work is done: time it apart
-            _synchronize(training.device)
-            warm_end = window_start = time.perf_counter()
-        if (step + 1) % plan.log_every == 0:
-            metrics, _ = window.read(workers)
-            _check_finite(metrics, plan.epoch, step)
-            now = time.perf_counter()
-            if workers.is_main:
-                reporter.on_step(
-                    StepProgress(
-                        epoch=plan.epoch,
-                        step=plan.epoch * plan.steps_per_epoch + step + 1,
-                        total_steps=plan.epochs * plan.steps_per_epoch,
-                        images_per_s=window.images * workers.world / max(now - window_start, 1e-9),
-                        metrics=metrics,
-                        lr=lr,
+        training.model.train()
+        workers = training.workers
+        epoch_sums, window = _Accumulator(), _Accumulator()
+        warmup = training.step.warmup_steps
+        start = window_start = warm_end = time.perf_counter()
+        stopped, lr, steady_images = False, float("nan"), 0
+        for step, (x, y) in enumerate(batches):
+            if _stop_now(workers, should_stop, step, plan.log_every):
+                stopped = True
+                break
+            lr = learning_rate(
+                plan.optim, epoch=plan.epoch, step=step, steps_per_epoch=plan.steps_per_epoch, epochs=plan.epochs
+            )
+            set_learning_rate(training.optimizer, lr)
+            output = training.run_step(x, y, generator)
+            for accumulator in (epoch_sums, window):
+                accumulator.add(output, x.shape[0] // workers.world)
+            if step >= warmup:
+                steady_images += x.shape[0]
+            elif step == warmup - 1:  # the one-time work is done: time it apart
+                _synchronize(training.device)
+                warm_end = window_start = time.perf_counter()
+            if (step + 1) % plan.log_every == 0:
+                metrics, _ = window.read(workers)
+                _check_finite(metrics, plan.epoch, step)
+                now = time.perf_counter()
+                if workers.is_main:
+                    reporter.on_step(
+                        StepProgress(
+                            epoch=plan.epoch,
+                            step=plan.epoch * plan.steps_per_epoch + step + 1,
+                            total_steps=plan.epochs * plan.steps_per_epoch,
+                            images_per_s=window.images * workers.world / max(now - window_start, 1e-9),
+                            metrics=metrics,
+                            lr=lr,
+                        )
                     )
-                )
-            window, window_start = _Accumulator(), now
-    metrics, selection = epoch_sums.read(workers)
-    _synchronize(training.device)
-    seconds = time.perf_counter() - start
-    _check_finite(metrics, plan.epoch, plan.steps_per_epoch)
-    return EpochResult(
-        metrics=metrics,
-        images=steady_images,
-        seconds=seconds,
-        warmup_seconds=warm_end - start,
-        stopped=stopped,
-        selection_counts=selection,
-        lr=lr,
-    )
+                window, window_start = _Accumulator(), now
+        metrics, selection = epoch_sums.read(workers)
+        _synchronize(training.device)
+        seconds = time.perf_counter() - start
+        _check_finite(metrics, plan.epoch, plan.steps_per_epoch)
+        return EpochResult(
+            metrics=metrics,
+            images=steady_images,
+            seconds=seconds,
+            warmup_seconds=warm_end - start,
+            stopped=stopped,
+            selection_counts=selection,
+            lr=lr,
+        )
 
 
 def _stop_now(workers: Workers, should_stop: StopCheck, step: int, log_every: int) -> bool:
