@@ -135,11 +135,23 @@ class RayCluster:
 
     def details(self, submission_id: str) -> dict[str, Any]:
         info = self.client.get_job_info(submission_id)
+        node = getattr(info, "driver_node_id", None)
         return {
             "message": info.message,
             "driver_exit_code": getattr(info, "driver_exit_code", None),
             "error_type": getattr(info, "error_type", None),
+            "node_gone": node if node and self._gone(node) else None,  # the node the attempt ran on, if it left
         }
+
+    def _gone(self, node_id: str) -> bool:
+        """Whether the node is no longer a live member of the cluster (False when that cannot be
+        known): Ray's own message for an attempt lost with its node varies ("failed to get job
+        supervisor", "node died", ...)."""
+        try:
+            status = get_cluster_status(self.address, timeout=GCS_TIMEOUT_S)
+        except Exception:  # the head is away: say nothing rather than guess
+            return False
+        return node_id not in {node.node_id for node in [*status.active_nodes, *status.idle_nodes]}
 
     def stop(self, submission_id: str) -> None:
         try:

@@ -179,7 +179,10 @@ class Reconciler:
         assert decision.failure is not None
         message = decision.message
         if decision.ask_ray_why:
-            message = f"lost: {self.cluster.details(a.ref.submission_id).get('message') or 'the worker died'}"
+            details = self.cluster.details(a.ref.submission_id)
+            gone = details.get("node_gone")
+            node = f"its node {gone[:12]} left the cluster; " if gone else ""
+            message = f"lost: {node}{details.get('message') or 'the worker died'}"
         with session_scope(self.sessions) as session:
             job = store.get_job(session, a.ref.job_id)
             retry = decision.failure == FailureClass.INFRA_LOST and job.infra_failures < job.max_infra_retries
