@@ -67,7 +67,8 @@ def field_rules(cls: type) -> tuple[FieldRule, ...]:
 
 
 MAX_TEXT = 4096  # a config string's length (a path's limit on Linux)
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 (NUL, tab, newline, escape ...), DEL and C1
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"  # C0 (NUL, tab, newline, escape ...), DEL and C1, as a regex class
+CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def check_fields(config: object) -> None:

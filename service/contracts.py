@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ascl.config_fields import CONTROL_CHARACTERS
+
 HEARTBEAT_INTERVAL_S = 10.0  # how often a worker reports; the control plane passes its own setting
 ATTEMPT_TOKEN_HEADER = "X-Attempt-Token"  # the fencing token travels in a header, never in a URL
 ERROR_MESSAGE_LIMIT = 4000
@@ -51,7 +53,7 @@ class Phase(StrEnum):
     ENDED = "ended"  # set by the control plane when the job reaches a terminal state
 
 
-PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"  # one line, no control character (PostgreSQL refuses NUL)
+PRINTABLE = f"^[^{CONTROL_CHARACTERS}]*$"  # one line, no control character (PostgreSQL refuses NUL)
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
 MODEL_NAME_PATTERN = f"^{_MODEL_NAME}$"
 _VERSION_OR_ALIAS = r"(?:/(?P<version>[1-9][0-9]{0,8})|@(?P<alias>[A-Za-z][\w-]{0,99}))"

@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+from ascl.config_fields import CONTROL_CHARACTER
+
+_CONTROL_BUT_NEWLINE = re.compile(f"(?!\n){CONTROL_CHARACTER.pattern}")
 
 
 def visible(text: str, *, lines: bool = False) -> str:
     """Text from the service made safe for a terminal: control characters (escape sequences that
     clear the screen or retitle the window, carriage returns that overwrite a line) are shown as
     escapes; newlines are kept only where `lines` says the text is several lines."""
-    pattern = _CONTROL_BUT_NEWLINE if lines else _CONTROL
+    pattern = _CONTROL_BUT_NEWLINE if lines else CONTROL_CHARACTER
     return pattern.sub(lambda match: repr(match.group())[1:-1], text)
 
 
