@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--run-dir", type=Path, help="checkpoints and reports (default runs/<name>); resumes if present")
     train.add_argument("--resume-from", type=Path, help="start from this checkpoint instead of the run directory's")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars (training epochs, eval attacks)")
+    train.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (epochs, eval attacks): bars in a terminal, lines otherwise",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint on its test split")
@@ -75,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     evaluate.add_argument("--out", type=Path, help="write report.json (and eps_sweep.png) here")
     evaluate.add_argument("--flags", action="store_true", help="include per-example robust flags in the output")
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars for the attacks")
+    evaluate.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress of the attacks on stderr",
+    )
     evaluate.set_defaults(handler=_eval)
 
     presets = commands.add_parser("presets", help="list presets, or print one as JSON")
@@ -177,15 +185,17 @@ def _completed_epochs(run_dir: Path, config: ExperimentConfig) -> int:
 
 
 def _epoch_bar(epochs: int, completed: int) -> Any:
-    from ascl.training.progress import ProgressBarReporter
+    from ascl.training.progress import ProgressBarReporter, ProgressLines
 
-    return ProgressBarReporter(epochs=epochs, completed=completed)
+    return (
+        ProgressBarReporter(epochs=epochs, completed=completed) if sys.stderr.isatty() else ProgressLines(epochs=epochs)
+    )
 
 
 def _attack_bar() -> Any:
-    from ascl.training.progress import AttackProgressBar
+    from ascl.training.progress import AttackProgressBar, AttackProgressLines
 
-    return AttackProgressBar()
+    return AttackProgressBar() if sys.stderr.isatty() else AttackProgressLines()
 
 
 if __name__ == "__main__":

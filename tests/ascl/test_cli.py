@@ -1,8 +1,13 @@
 """The `ascl` command line, run as a real subprocess."""
 
+import fcntl
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 
@@ -112,16 +117,50 @@ def test_every_option_of_every_command_has_help(monkeypatch):
             assert action.help, f"ascl {name} {'/'.join(action.option_strings) or action.dest} has no help"
 
 
-def test_train_from_config_file_with_progress_bar(tmp_path):
+def _tiny_config(tmp_path):
     config = json.loads(ascl("presets", "digits-pgdat").stdout)
     config["train"]["epochs"] = 1
     config["data"]["train_subset"] = 64
     config["eval"].update(pgd_steps=1, val_steps=1, eps_sweep=[])
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    run = ascl("train", "--config", str(path), "--run-dir", str(tmp_path / "run"))
+    return path
+
+
+def test_progress_in_a_log_file_is_plain_lines(tmp_path):
+    run = ascl("train", "--config", str(_tiny_config(tmp_path)), "--run-dir", str(tmp_path / "run"))
     assert run.returncode == 0, run.stderr
-    assert "epoch" in run.stderr  # tqdm's bar
+    assert "\r" not in run.stderr  # no bar frames piling up in a log
+    lines = run.stderr.splitlines()
+    assert any(line.startswith("epoch 1/1 done in ") and "img/s=" in line for line in lines), run.stderr
+    assert any(line.endswith(": done") for line in lines), run.stderr  # the attacks of the final evaluation
+
+
+def test_progress_in_a_terminal_is_a_bar(tmp_path):
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a new pty has no size
+    args = ["train", "--config", str(_tiny_config(tmp_path)), "--run-dir", str(tmp_path / "run")]
+    with subprocess.Popen([sys.executable, "-m", "ascl.cli", *args], stdout=subprocess.PIPE, stderr=follower) as child:
+        os.close(follower)
+        child.communicate(timeout=300)
+        shown = _read_all(leader)
+    assert child.returncode == 0, shown
+    assert "\r" in shown  # tqdm redraws its line
+    assert "epoch" in shown
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the terminal closed with the child
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
 
 
 @pytest.mark.parametrize(
@@ -161,3 +200,27 @@ def test_a_closed_pipe_ends_the_command_quietly():
     assert process.wait(timeout=60) == 141
     assert "BrokenPipeError" not in stderr
     assert "Traceback" not in stderr
+
+
+def test_progress_lines_during_an_epoch_or_an_attack_come_at_most_every_interval(capsys):
+    from ascl.training.callbacks import StepProgress
+    from ascl.training.progress import AttackProgressLines, ProgressLines
+
+    now = [0.0]
+    epochs = ProgressLines(epochs=3, every_s=30.0, clock=lambda: now[0])
+    attacks = AttackProgressLines(every_s=30.0, clock=lambda: now[0])
+    attacks.start("pgd-20", 100)
+    for second in (10.0, 31.0, 40.0, 62.0):
+        now[0] = second
+        epochs.on_step(StepProgress(epoch=1, step=7, total_steps=9, images_per_s=50.0, metrics={"loss": 1.5}, lr=0.1))
+        attacks.advance(20)
+    attacks.advance(20)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "pgd-20: 100 examples",
+        "epoch 2/3 step 7/9 img/s=50 loss=1.500",  # at 31 s
+        "pgd-20: 40/100 examples",
+        "epoch 2/3 step 7/9 img/s=50 loss=1.500",  # at 62 s
+        "pgd-20: 80/100 examples",
+        "pgd-20: done",
+    ]
