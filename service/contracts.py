@@ -6,11 +6,12 @@ server, the API without torch."""
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ascl.config_fields import CONTROL_CHARACTERS
 
@@ -137,7 +138,45 @@ class AttemptSpec(BaseModel):
     per_worker: WorkerResources = Field(default_factory=WorkerResources)
 
 
-class Progress(BaseModel):
+def _finite(value: Any) -> Any:
+    """NaN and the infinities are not JSON: PostgreSQL refuses them and readers do arithmetic on
+    these figures, so a worker's report carries finite numbers only (a 0/0 figure is left out)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        _finite(item)
+    return value
+
+
+def finite_only(data: Any) -> Any:
+    """`data` without its NaN and infinite numbers, which the API refuses: a figure that is 0/0 (a
+    batch without negatives) or a diverged loss is left out of a report rather than losing it all.
+    A non-finite value is dropped from a mapping, and becomes null in a list."""
+    if isinstance(data, dict):
+        return {key: finite_only(value) for key, value in data.items() if not _non_finite(value)}
+    if isinstance(data, list):
+        return [None if _non_finite(item) else finite_only(item) for item in data]
+    return data
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+MAX_METRICS = 64  # per report: the loop's own figures are about twenty
+Metrics = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")], float], Field(max_length=MAX_METRICS)
+]
+FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite)]
+
+
+class WorkerReport(BaseModel):
+    """What a worker sends: finite numbers only (422 otherwise, not a database error)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Progress(WorkerReport):
     """The latest progress of a running attempt, shown on the job as it is."""
 
     phase: Phase = Phase.STARTING
@@ -148,27 +187,27 @@ class Progress(BaseModel):
     images_per_s: float | None = None
     eta_s: float | None = None
     lr: float | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)  # training averages since the last report
-    val: dict[str, float] = Field(default_factory=dict)  # the last validation (clean_acc, robust_acc)
+    metrics: Metrics = Field(default_factory=dict)  # training averages since the last report
+    val: Metrics = Field(default_factory=dict)  # the last validation (clean_acc, robust_acc)
     checkpoint: str | None = None
     checkpoint_epoch: int | None = None
     best_checkpoint: str | None = None
     best_checkpoint_epoch: int | None = None
 
 
-class EpochReport(BaseModel):
+class EpochReport(WorkerReport):
     """One finished epoch, as the training loop summarises it."""
 
-    epoch: int
-    epochs: int
+    epoch: int = Field(ge=0)
+    epochs: int = Field(ge=1)
     lr: float
     seconds: float
     images_per_s: float
-    train: dict[str, float]
-    val: dict[str, float] = Field(default_factory=dict)
+    train: Metrics
+    val: Metrics = Field(default_factory=dict)
 
 
-class Heartbeat(BaseModel):
+class Heartbeat(WorkerReport):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -194,10 +233,10 @@ class HeartbeatReply(BaseModel):
     action: Literal["continue", "stop"]
 
 
-class TrainResult(BaseModel):
+class TrainResult(WorkerReport):
     model_uri: str  # the logged model (runs:/ or models:/m-...), registered by the control plane
     checkpoint: str  # the file the model came from: best.pt or last.pt
-    test: dict[str, Any]  # the evaluation report's summary of the chosen checkpoint
+    test: FiniteJson  # the evaluation report's summary of the chosen checkpoint
     best_epoch: int | None
     best_val_robust_acc: float | None
     epochs_completed: int
@@ -207,14 +246,14 @@ class TrainResult(BaseModel):
     seconds: float
 
 
-class EvalResult(BaseModel):
+class EvalResult(WorkerReport):
     model_uri: str
     model_name: str
     model_version: str
-    report: dict[str, Any]
+    report: FiniteJson
 
 
-class AttemptOutcome(BaseModel):
+class AttemptOutcome(WorkerReport):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

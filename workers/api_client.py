@@ -4,6 +4,7 @@ by the attempt's token (sent in a header). Transient network errors are retried;
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -12,7 +13,14 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel
 
-from service.contracts import ATTEMPT_TOKEN_HEADER, AttemptOutcome, AttemptSpec, Heartbeat, HeartbeatReply
+from service.contracts import (
+    ATTEMPT_TOKEN_HEADER,
+    AttemptOutcome,
+    AttemptSpec,
+    Heartbeat,
+    HeartbeatReply,
+    finite_only,
+)
 
 logger = logging.getLogger(__name__)
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -50,7 +58,7 @@ class ApiClient:
         self._call("POST", "/outcome", HeartbeatReply, body=outcome)
 
     def _call(self, method: str, path: str, reply: type[Reply], *, body: BaseModel | None = None) -> Reply:
-        content = body.model_dump_json() if body is not None else None
+        content = json.dumps(finite_only(body.model_dump(mode="json")), allow_nan=False) if body is not None else None
         headers = {"Content-Type": "application/json"} if body is not None else None
         for attempt in range(self.retries):
             try:

@@ -84,6 +84,7 @@ def run_attempt(api: ApiClient, job: AttemptSpec) -> int:
     ):
         try:
             outcome = _run(job, reporter)
+            reporter.flush()
         except Superseded:
             return 0
         except Exception as error:
@@ -94,7 +95,6 @@ def run_attempt(api: ApiClient, job: AttemptSpec) -> int:
             message = f"{type(error).__name__}: {error}"
             api.outcome(AttemptOutcome(succeeded=False, error_class=failure, error_message=message[-4000:]))
             return 1
-        reporter.flush()
         if outcome is not None:
             api.outcome(outcome)
     logger.info("attempt.end job_id=%s stopped=%s", job.job_id, outcome is None)

@@ -20,10 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import mlflow
 
 from ascl.training.callbacks import EpochSummary, StepProgress
-from service.contracts import HEARTBEAT_INTERVAL_S, EpochReport, Heartbeat, Phase, Progress
+from service.contracts import HEARTBEAT_INTERVAL_S, EpochReport, Heartbeat, Phase, Progress, finite_only
 from workers.api_client import ApiClient, Superseded
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class ServiceReporter:
                     "val": summary.val,
                 }
             )
-            self._epochs.append(EpochReport.model_validate(summary.as_dict()))
+            self._epochs.append(EpochReport.model_validate(finite_only(summary.as_dict())))
         self._wake.set()
 
     def on_checkpoint(self, path: Path, *, epoch: int, is_best: bool) -> None:
@@ -144,11 +145,14 @@ class ServiceReporter:
 
     def _beat(self) -> None:
         while not self._done.is_set():
-            if self._wake.wait(self.interval_s):
-                self._wake.clear()
-                self._send_epochs()
-            else:
-                self._send()
+            try:
+                if self._wake.wait(self.interval_s):
+                    self._wake.clear()
+                    self._send_epochs()
+                else:
+                    self._send()
+            except Exception:  # a dead heartbeat thread would get a live attempt stopped as hung
+                logger.exception("heartbeat.error")
 
     def _send_epochs(self) -> None:
         """Each pending epoch in its own heartbeat, once and in order."""
@@ -173,6 +177,9 @@ class ServiceReporter:
             if silent > self.api_loss_s:
                 logger.error("attempt.api_lost silent_s=%.0f: stopping at the next step", silent)
                 self.stop_requested.set()
+            return
+        except httpx.HTTPStatusError as error:  # this report refused (say 422): the next one may pass
+            logger.error("heartbeat.refused status=%d %s", error.response.status_code, error.response.text[:500])
             return
         self.last_contact = time.monotonic()
         if action == "stop":

@@ -6,6 +6,7 @@ transaction."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from service.contracts import (
     AttemptOutcome,
     AttemptSpec,
     AttemptStatus,
+    EpochReport,
     EvalTarget,
     Heartbeat,
     JobKind,
@@ -116,7 +118,7 @@ def record_heartbeat(session: Session, job_id: str, attempt_no: int, token: str,
     if beat.progress is not None:
         job.progress = beat.progress.model_dump(mode="json", exclude_none=True)
     if beat.epoch is not None:
-        job.metrics_history = [*(job.metrics_history or []), beat.epoch.model_dump(mode="json")]
+        job.metrics_history = _with_epoch(job.metrics_history or [], beat.epoch, epochs=job.spec["train"]["epochs"])
     if job.status == JobStatus.SUBMITTED:
         transition(
             session,
@@ -128,6 +130,15 @@ def record_heartbeat(session: Session, job_id: str, attempt_no: int, token: str,
             values={"started_at": now()},
         )
     return "stop" if job.status == JobStatus.CANCELLING or job.cancel_requested_at else "continue"
+
+
+def _with_epoch(history: list[dict[str, Any]], report: EpochReport, *, epochs: int) -> list[dict[str, Any]]:
+    """The history with this epoch's report in its place: one entry per epoch of the job, so what a
+    worker sends cannot grow it past the job's length (a resumed attempt re-reports an epoch)."""
+    if report.epoch >= epochs:
+        raise InvalidSpec("epoch.epoch", f"epoch {report.epoch} is past the job's {epochs} epochs")
+    kept = [entry for entry in history if entry.get("epoch") != report.epoch]
+    return sorted([*kept, report.model_dump(mode="json")], key=lambda entry: int(entry.get("epoch", 0)))
 
 
 def record_outcome(session: Session, job_id: str, attempt_no: int, token: str, outcome: AttemptOutcome) -> None:

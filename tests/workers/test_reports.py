@@ -1,0 +1,111 @@
+"""What a worker reports reaches the API whole, or is refused alone: over real HTTP (uvicorn, SQLite
+and PostgreSQL), NaN and infinite figures are 422 (PostgreSQL refused them with a 500, and a NaN
+ETA broke everyone's queue view), the stock worker leaves a 0/0 figure out instead of losing its
+report, a refused heartbeat does not end the heartbeat thread, and the epoch history holds one
+entry per epoch of the job."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import httpx
+import mlflow
+import pytest
+
+from ascl.training.callbacks import EpochSummary, StepProgress
+from service.api.app import create_app
+from service.cluster import StaticCluster
+from service.db import session_scope
+from service.db.models import Job
+from service.jobs import attempts
+from service.settings import ServiceSettings
+from tests.conftest import bearer, make_token, serving
+from workers.api_client import ApiClient, AttemptIdentity
+from workers.reporting import ServiceReporter
+
+
+@pytest.fixture
+def server(sessions, tmp_path) -> Iterator[str]:
+    app = create_app(sessions, settings=ServiceSettings(data_dir=tmp_path), cluster=StaticCluster({"CPU": 8.0}))
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def attempt(server, sessions) -> tuple[str, str]:
+    """A two-epoch job claimed as a dispatcher would: its id and its attempt's fencing token."""
+    body = {"preset": "digits-ascl", "overrides": {"train.epochs": 2}}
+    job_id = httpx.post(f"{server}/api/v1/jobs", json=body, headers=bearer(make_token(sessions))).json()["id"]
+    with session_scope(sessions) as session:
+        claimed = attempts.claim(session, session.get(Job, job_id), dispatcher="test", checkpoint_dir="/tmp/x")
+        assert claimed is not None
+        return job_id, claimed.fencing_token
+
+
+def beat(server: str, attempt: tuple[str, str], content: str) -> httpx.Response:
+    job_id, token = attempt
+    return httpx.post(
+        f"{server}/api/v1/internal/jobs/{job_id}/attempts/1/heartbeat",
+        content=content,
+        headers={"X-Attempt-Token": token, "Content-Type": "application/json"},
+    )
+
+
+def epoch(number: int, **train: float) -> str:
+    report = {"epoch": number, "epochs": 2, "lr": 0.1, "seconds": 1.0, "images_per_s": 10.0, "train": train}
+    return httpx.Request("POST", "http://x", json={"epoch": report}).content.decode()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"progress": {"eta_s": NaN}}',
+        '{"progress": {"metrics": {"loss": Infinity}}}',
+        '{"epoch": {"epoch": 0, "epochs": 2, "lr": 0.1, "seconds": 1, "images_per_s": NaN, "train": {}}}',
+    ],
+)
+def test_non_finite_figures_are_refused_and_the_queue_view_still_works(server, attempt, sessions, content):
+    refused = beat(server, attempt, content)
+    assert refused.status_code == 422, refused.text
+    listed = httpx.get(f"{server}/api/v1/jobs", headers=bearer(make_token(sessions)))
+    assert listed.status_code == 200, listed.text
+
+
+def test_the_epoch_history_holds_one_entry_per_epoch_of_the_job(server, attempt, sessions):
+    assert beat(server, attempt, epoch(0, loss=2.0)).status_code == 200
+    assert beat(server, attempt, epoch(0, loss=1.5)).status_code == 200  # a resumed attempt re-reports it
+    assert beat(server, attempt, epoch(1, loss=1.0)).status_code == 200
+    past = beat(server, attempt, epoch(2, loss=0.5))
+    assert past.status_code == 422, past.text
+    many = beat(server, attempt, epoch(1, **{f"m{i}": 1.0 for i in range(65)}))
+    assert many.status_code == 422, many.text
+    history = httpx.get(f"{server}/api/v1/jobs/{attempt[0]}/metrics", headers=bearer(make_token(sessions))).json()
+    assert [(entry["epoch"], entry["train"]["loss"]) for entry in history["epochs"]] == [(0, 1.5), (1, 1.0)]
+
+
+def test_the_worker_leaves_out_a_0_over_0_figure_and_keeps_beating_after_a_refusal(
+    server, attempt, sessions, tmp_path, new_mlflow_store
+):
+    job_id, token = attempt
+    api = ApiClient(AttemptIdentity(api_url=server, job_id=job_id, attempt=1, token=token), retries=1)
+    mlflow.set_tracking_uri(new_mlflow_store(tmp_path))
+    undefined = {"loss": 1.25, "neg_frac": math.nan}  # a batch without negatives: 0/0
+    with mlflow.start_run(), ServiceReporter(api, interval_s=0.2) as reporter:
+        reporter.on_step(StepProgress(epoch=0, step=1, total_steps=4, images_per_s=8.0, metrics=undefined, lr=0.1))
+        summary = {"epoch": 0, "epochs": 2, "lr": 0.1, "seconds": 1.0, "images_per_s": 8.0, "train": undefined}
+        reporter.on_epoch_end(EpochSummary(**summary))
+        reporter.on_epoch_end(EpochSummary(**(summary | {"epoch": 5})))  # refused: past the job's epochs
+        reporter.flush()
+        time.sleep(0.6)  # heartbeats after the refusal
+        assert reporter._thread.is_alive()
+        before = time.monotonic()
+        reporter.on_step(StepProgress(epoch=1, step=3, total_steps=4, images_per_s=8.0, metrics=undefined, lr=0.1))
+        time.sleep(0.6)
+        assert reporter.last_contact > before  # the API still hears from it
+    job = httpx.get(f"{server}/api/v1/jobs/{job_id}", headers=bearer(make_token(sessions))).json()
+    assert job["progress"]["metrics"] == {"loss": 1.25}
+    assert job["progress"]["step"] == 3
+    history = httpx.get(f"{server}/api/v1/jobs/{job_id}/metrics", headers=bearer(make_token(sessions))).json()
+    assert [entry["train"] for entry in history["epochs"]] == [{"loss": 1.25}]
