@@ -124,7 +124,7 @@ class Finisher:
     def keep_log_tail(self, job_id: str, attempt_no: int, submission_id: str, run_id: str | None) -> None:
         """Ray's job history is not durable and is deleted after its retention: keep the end of the
         attempt's log in our database (GET /jobs/{id}/logs falls back to it) and in the MLflow run."""
-        tail = "\n".join((self.cluster.logs(submission_id) or "").splitlines()[-LOG_TAIL_LINES:])
+        tail = "\n".join((self.cluster.final_log(submission_id) or "").splitlines()[-LOG_TAIL_LINES:])
         with session_scope(self.sessions) as session:
             attempts.get_attempt(session, job_id, attempt_no).log_tail = tail
         if run_id is not None and tail:

@@ -24,6 +24,8 @@ from ray._raylet import GcsClient  # type: ignore[attr-defined]  # compiled, no 
 from ray.autoscaler.v2.sdk import get_cluster_status
 from ray.job_submission import JobSubmissionClient
 
+from control.job_server import JobServerReads
+
 logger = logging.getLogger(__name__)
 
 LARGEST_NODE_TTL_S = 5.0  # nodes join and leave on a scale of minutes
@@ -50,6 +52,7 @@ class RayCluster:
             dashboard_url = reported.decode()
         self.dashboard_url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
         self.client = JobSubmissionClient(self.dashboard_url)
+        self.reads = JobServerReads(self.dashboard_url)  # what API requests ask: timed and bounded
         self._largest: tuple[float, dict[str, float] | None] = (float("-inf"), None)
         self._refreshing = threading.Lock()  # one background refresh at a time
         self._refreshing.acquire()
@@ -91,11 +94,7 @@ class RayCluster:
         return found
 
     def ready(self) -> bool:
-        try:
-            self.client.list_jobs()
-            return True
-        except Exception:  # readiness reports, it does not raise
-            return False
+        return self.reads.ready()
 
     # executions ---------------------------------------------------------------------------------
     def submit(
@@ -175,10 +174,12 @@ class RayCluster:
         ]
 
     def logs(self, submission_id: str) -> str | None:
-        try:
-            return self.client.get_job_logs(submission_id)
-        except RuntimeError:
-            return None
+        """For API requests (GET /logs, streams): bounded in time and in number."""
+        return self.reads.log_for_request(submission_id)
+
+    def final_log(self, submission_id: str) -> str | None:
+        """For the control plane, once an attempt has ended: bounded in time only."""
+        return self.reads.log(submission_id)
 
 
 def entrypoint_reservation(resources: dict[str, Any]) -> dict[str, Any]:

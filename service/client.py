@@ -132,15 +132,26 @@ class AsclClient:
         return self._send("GET", f"/api/v1/jobs/{job_id}/logs").text
 
     def follow_logs(self, job_id: str) -> Iterator[str]:
-        """Server-sent log chunks until the job ends."""
-        try:
-            with self.http.stream("GET", f"/api/v1/jobs/{job_id}/logs/stream", timeout=None) as response:
-                self._raise(response)
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        yield line.removeprefix("data: ")
-        except httpx.ConnectError as error:
-            raise ApiUnreachable(self.base_url, error) from None
+        """The job's log lines as they come, until the job ends: a stream the API ends before that
+        (streams have a lifetime) is reopened where it stopped."""
+        last_id = ""
+        while True:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                with self.http.stream(
+                    "GET", f"/api/v1/jobs/{quote(job_id, safe='')}/logs/stream", headers=headers, timeout=None
+                ) as response:
+                    self._raise(response)
+                    for kind, event_id, data in _events(response.iter_lines()):
+                        if kind == "end":
+                            if is_terminal(data):
+                                return
+                            break  # the stream's lifetime is over, not the job
+                        last_id = event_id or last_id
+                        yield data
+            except httpx.ConnectError as error:
+                raise ApiUnreachable(self.base_url, error) from None
+            time.sleep(1.0)
 
     def wait(
         self,
@@ -185,3 +196,19 @@ class AsclClient:
             except ValueError:
                 body = {"detail": response.text}
             raise ApiError(response.status_code, body)
+
+
+def _events(lines: Iterator[str]) -> Iterator[tuple[str, str, str]]:
+    """(event type, id, data) of each server-sent event."""
+    kind, event_id, data = "message", "", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, event_id, "\n".join(data)
+            kind, event_id, data = "message", "", []
+        elif line.startswith("event:"):
+            kind = line.removeprefix("event:").strip()
+        elif line.startswith("id:"):
+            event_id = line.removeprefix("id:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").removeprefix(" "))

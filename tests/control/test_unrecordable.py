@@ -32,7 +32,7 @@ class FinishedExecutions:
     def delete(self, submission_id: str) -> None:
         return None
 
-    def logs(self, submission_id: str) -> str:
+    def final_log(self, submission_id: str) -> str:
         return "the attempt's log"
 
 

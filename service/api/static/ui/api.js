@@ -59,10 +59,12 @@ export async function image(path) {
   return URL.createObjectURL(await response.blob());
 }
 
-// Reads a text/event-stream response and calls onEvent(type, data) per event until it ends or
-// `signal` aborts it.
-export async function stream(path, onEvent, signal) {
-  const response = await fetch(API + path, { headers: headers("text/event-stream"), signal });
+// Reads a text/event-stream response and calls onEvent(type, data, id) per event until it ends or
+// `signal` aborts it; `lastEventId` (the id of the last event a previous stream gave) resumes there.
+export async function stream(path, onEvent, signal, lastEventId = "") {
+  const sent = headers("text/event-stream");
+  if (lastEventId) sent["Last-Event-ID"] = lastEventId;
+  const response = await fetch(API + path, { headers: sent, signal });
   if (!response.ok) throw await failure(response);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -75,12 +77,14 @@ export async function stream(path, onEvent, signal) {
       const block = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
       let type = "message";
+      let id = "";
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("event:")) type = line.slice(6).trim();
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
       }
-      onEvent(type, data.join("\n"));
+      onEvent(type, data.join("\n"), id);
     }
   }
 }

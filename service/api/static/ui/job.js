@@ -48,22 +48,24 @@ function eventsTable(events) {
 }
 
 // Follows the log stream into `pre`. The API ends a stream after a while even if the job runs on:
-// then it reconnects, and the new stream starts again from the top of the log.
-function followLog(jobId, pre, signal) {
-  const lines = [];
+// then it reconnects, and the new stream goes on from the last line received.
+function followLog(jobId, pre, signal, lines = [], lastId = "") {
   let ended = null;
-  const append = (type, data) => {
+  const append = (type, data, id) => {
     if (type === "end") ended = data;
     if (type !== "message") return;
+    if (id) lastId = id;
     lines.push(data);
     if (lines.length > MAX_LOG_LINES) lines.splice(0, lines.length - MAX_LOG_LINES);
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.textContent = lines.join("\n");
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   };
-  stream(`jobs/${encodeURIComponent(jobId)}/logs/stream`, append, signal)
+  stream(`jobs/${encodeURIComponent(jobId)}/logs/stream`, append, signal, lastId)
     .then(() => {
-      if (!signal.aborted && !TERMINAL.has(ended)) setTimeout(() => signal.aborted || followLog(jobId, pre, signal), 2000);
+      if (!signal.aborted && !TERMINAL.has(ended)) {
+        setTimeout(() => signal.aborted || followLog(jobId, pre, signal, lines, lastId), 2000);
+      }
     })
     .catch((error) => {
       if (!signal.aborted) pre.textContent = `${lines.join("\n")}\n[log stream ended: ${error.message}]`;

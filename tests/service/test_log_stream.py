@@ -1,0 +1,76 @@
+"""A job's log followed over real HTTP (uvicorn, SQLite and PostgreSQL), as `ascl jobs logs --follow`
+and the dashboard follow it: whole lines only (a line being written waits for its end), a retry's
+log from its first line, and streams that end at their lifetime reopened where they stopped, until
+the job ends. The log here is the attempt's kept tail in the database, where the API reads it when
+Ray has none (this API process has no cluster)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from service.api.app import create_app
+from service.client import AsclClient
+from service.cluster import StaticCluster
+from service.db import session_scope
+from service.db.models import Job
+from service.jobs import attempts, store
+from service.jobs.status import JobStatus
+from service.settings import ServiceSettings
+from tests.conftest import make_token, serving
+
+
+@pytest.fixture
+def client(sessions, tmp_path) -> Iterator[AsclClient]:
+    settings = ServiceSettings(data_dir=tmp_path, log_stream_max_s=1.0)  # streams end while the job runs
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    with serving(app) as port:
+        yield AsclClient(f"http://127.0.0.1:{port}", token=make_token(sessions))
+
+
+def claim(sessions, job_id: str) -> int:
+    with session_scope(sessions) as session:
+        attempt = attempts.claim(session, session.get(Job, job_id), dispatcher="test", checkpoint_dir="/tmp/x")
+        assert attempt is not None
+        return attempt.attempt_no
+
+
+def write_log(sessions, job_id: str, attempt_no: int, text: str) -> None:
+    with session_scope(sessions) as session:
+        attempts.get_attempt(session, job_id, attempt_no).log_tail = text
+
+
+def move(sessions, job_id: str, to: JobStatus) -> None:
+    with session_scope(sessions) as session:
+        assert store.transition(session, job_id, to, actor="test", reason="test") is not None
+
+
+def wait_for(lines: list[str], count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(lines) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_followed_log_is_whole_lines_once_each_across_streams_and_retries(client, sessions):
+    job_id = client.submit({"preset": "digits-ascl"})["id"]
+    claim(sessions, job_id)
+    write_log(sessions, job_id, 1, "epoch 1 loss 0.9\nepoch 2 lo")
+    lines: list[str] = []
+    follower = threading.Thread(target=lambda: lines.extend(client.follow_logs(job_id)), daemon=True)
+    follower.start()
+    wait_for(lines, 1)
+    time.sleep(2.5)  # more than a stream's lifetime: the follower has reconnected at least once
+    assert lines == ["epoch 1 loss 0.9"]  # not the half-written line, not the first line twice
+    write_log(sessions, job_id, 1, "epoch 1 loss 0.9\nepoch 2 loss 0.7\nlost\n")
+    wait_for(lines, 3)
+    move(sessions, job_id, JobStatus.QUEUED)  # retried: a new attempt with a log of its own
+    assert claim(sessions, job_id) == 2
+    write_log(sessions, job_id, 2, "resumed from epoch 2\n")
+    wait_for(lines, 5)
+    move(sessions, job_id, JobStatus.CANCELLED)
+    follower.join(timeout=20)
+    assert not follower.is_alive()  # the follow ends with the job
+    assert lines == ["epoch 1 loss 0.9", "epoch 2 loss 0.7", "lost", "[attempt 2]", "resumed from epoch 2"]
