@@ -15,6 +15,7 @@ from service.api.limits import BodySizeLimit, Slots
 from service.api.pages import install_pages
 from service.api.queue_view import QueueView
 from service.api.request_metrics import CountRequests, RequestCounts
+from service.api.security_headers import SecurityHeaders
 from service.auth.oidc import OidcConfig, OidcVerifier
 from service.auth.tokens import TokenVerifier
 from service.cluster import ClusterView, StaticCluster
@@ -49,6 +50,7 @@ def create_app(
         title="ASCL training service",
         version="0.1.0",
         description="Adversarially robust training and evaluation jobs (ASCL, arXiv 2101.10027).",
+        servers=[{"url": "."}],  # "Try it out" calls relative to the docs page: right behind a path prefix too
         docs_url=None,  # served from vendored files by service.api.pages: FastAPI's load from a CDN
         redoc_url=None,
     )
@@ -72,6 +74,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
     app.state.request_counts = RequestCounts()
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(CountRequests, counts=app.state.request_counts)  # outermost: counts 413s too
     for router, tag in (
         (jobs.router, "jobs"),

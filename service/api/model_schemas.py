@@ -69,7 +69,9 @@ class ModelDetail(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"version": "3", "alias": "champion", "max_clean_drop": 0.01}]}
+    )
 
     version: Text = Field(description="the version to become @alias")
     alias: Literal["champion"] = "champion"

@@ -79,12 +79,13 @@ def _file(files: dict[str, Path], name: str, headers: dict[str, str] | None = No
 
 @router.get("/ui/")
 def dashboard() -> FileResponse:
-    return _file(UI_FILES, "index.html", {"Content-Security-Policy": DASHBOARD_POLICY, "X-Frame-Options": "DENY"})
+    return _file(UI_FILES, "index.html", {"Content-Security-Policy": DASHBOARD_POLICY})
 
 
 @router.get("/ui/{file}")
 def dashboard_file(file: File) -> FileResponse:
-    return _file(UI_FILES, file)
+    # the policy on every file: index.html named directly is the dashboard too
+    return _file(UI_FILES, file, {"Content-Security-Policy": DASHBOARD_POLICY})
 
 
 @router.get("/vendor/{file}")

@@ -19,6 +19,8 @@ class ServiceLimits(BaseModel):
     max_running_sweeps_per_user: int
     requests_per_user: int = Field(description="requests in progress at once; more get 429")
     log_streams_per_user: int
+    log_streams_total: int = Field(description="open log streams of all users together")
+    log_stream_max_s: float = Field(description="a log stream ends after this; clients reopen it where it stopped")
     max_tokens_per_user: int = Field(description="live API tokens of one subject")
     default_max_runtime_s: int | None = Field(description="what a job that sets no max_runtime_s gets")
     user_priority_limit: int = Field(description="|priority| a non-admin may ask for")
@@ -36,6 +38,8 @@ def limits(request: Request, _: CurrentUser) -> ServiceLimits:
         max_running_sweeps_per_user=settings.max_running_sweeps_per_user,
         requests_per_user=settings.requests_per_user,
         log_streams_per_user=settings.log_streams_per_user,
+        log_streams_total=settings.log_streams_total,
+        log_stream_max_s=settings.log_stream_max_s,
         max_tokens_per_user=settings.max_tokens_per_user,
         default_max_runtime_s=settings.default_max_runtime_s,
         user_priority_limit=settings.user_priority_limit,

@@ -55,7 +55,9 @@ class SweepCreate(BaseModel):
 
 
 class SweepPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"max_trials": 40, "max_concurrency": 4}]}
+    )
 
     max_trials: int | None = Field(None, ge=1, le=MAX_SWEEP_TRIALS)
     max_concurrency: int | None = Field(None, ge=1, le=1000)
@@ -63,7 +65,7 @@ class SweepPatch(BaseModel):
 
 
 class SweepCancel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"running": "finish"}]})
 
     running: Literal["stop", "finish"] = Field("stop", description="stop running trials, or let them finish")
 

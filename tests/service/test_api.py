@@ -226,8 +226,15 @@ def test_queued_job_shows_position_and_reason(api):
 
 def test_openapi_has_examples_for_job_bodies_and_presets_are_listed(api):
     schema = api.get("/openapi.json").json()
-    for body in ("JobCreate", "RetryRequest", "Heartbeat", "AttemptOutcome"):
-        assert schema["components"]["schemas"][body]["examples"], body
+    bodies = {
+        operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        for path in schema["paths"].values()
+        for operation in path.values()
+        if "requestBody" in operation
+    }
+    assert {"JobCreate", "RetryRequest", "Heartbeat", "AttemptOutcome", "SweepCreate", "PromoteRequest"} <= bodies
+    for body in bodies:  # every request body, as the README says
+        assert schema["components"]["schemas"][body].get("examples"), body
     submit_errors = schema["paths"]["/api/v1/jobs"]["post"]["responses"]
     assert submit_errors["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     examples = schema["components"]["schemas"]["JobCreate"]["examples"]

@@ -190,6 +190,7 @@ def test_the_operators_limits_apply_to_jobs_retries_and_sweeps_and_are_published
     assert published["spec"]["eval.pgd_steps"] == 10_000  # the service's default where the operator set none
     assert (published["requests_per_user"], published["max_running_sweeps_per_user"]) == (16, 10)
     assert published["body_deadline_s"] == 30.0
+    assert (published["log_streams_per_user"], published["log_streams_total"]) == (8, 256)
 
     preset = api.post("/api/v1/jobs", json={"preset": "digits-ascl"})  # the preset asks for more epochs
     assert preset.status_code == 422

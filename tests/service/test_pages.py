@@ -115,3 +115,20 @@ def test_static_files_are_counted_under_a_route_template_not_their_path(api):
     assert 'route="/ui/{file}",status="200"' in metrics
     assert 'route="/ui/{file}",status="404"' in metrics
     assert "no-such-file" not in metrics
+
+
+@pytest.mark.parametrize("path", ["/ui/", "/ui/index.html", "/ui/app.js", "/docs", "/redoc", "/api/v1/jobs", "/nope"])
+def test_every_response_refuses_framing_and_sniffing_and_api_answers_are_not_cached(api, path):
+    response = api.get(path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["referrer-policy"] == "no-referrer"
+    if path.startswith("/api/"):
+        assert response.headers["cache-control"] == "no-store"  # a signed-in page's data stays off the disk
+    if path.startswith("/ui/"):
+        assert "script-src 'self';" in response.headers["content-security-policy"]  # index.html by name too
+
+
+def test_try_it_out_calls_the_api_relative_to_the_docs_page(api):
+    assert api.get("/openapi.json").json()["servers"] == [{"url": "."}]  # not the host's root, behind a prefix

@@ -175,6 +175,13 @@ def versions_shown(driver: webdriver.Chrome) -> list[str]:
     return found
 
 
+def test_a_sign_in_link_of_another_shape_leaves_no_token_in_the_address_bar(browser, running):
+    token = running.stack.admin_token
+    for fragment in (f"#token={token}&from=mail", "#token=abc%ZZ"):  # extra parameters; a broken escape
+        browser.get(f"{running.settings.api_url}/ui/{fragment}")
+        until(browser, lambda d: "#token" not in d.current_url, timeout_s=10)
+
+
 def test_a_model_page_shows_its_versions_side_by_side_sorted_by_a_figure_with_the_plot(browser, running, model):
     browser.get(f"{running.settings.api_url}/ui/#token={running.stack.admin_token}")
     browser.execute_script("location.hash = '#/models';")

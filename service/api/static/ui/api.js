@@ -15,9 +15,14 @@ export class ApiError extends Error {
 // `ascl serve` may print /ui/#token=...: a fragment never reaches a server or its logs. It is taken
 // out of the address bar (and history) at once.
 export function takeTokenFromFragment() {
-  const match = /^#token=([^&]+)$/.exec(location.hash);
-  if (!match) return;
-  setToken(decodeURIComponent(match[1]));
+  if (!location.hash.startsWith("#token=")) return;
+  let given = null;
+  try {
+    given = new URLSearchParams(location.hash.slice(1)).get("token");
+  } catch {
+    // malformed: still taken out of the address bar below
+  }
+  if (given) setToken(given);
   history.replaceState(null, "", `${location.pathname}${location.search}#/`);
 }
 
