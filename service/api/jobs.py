@@ -242,12 +242,11 @@ def retry_job(
             limits=request.app.state.settings.spec_limits_checker,
         )
         target, wait_for = retried_target(session, new.target)
+        retry = replace(new, target=target)
         job, _ = store.add_job(
-            session,
-            replace(new, target=target),
-            idempotency_key=None,
-            body_hash=store.request_hash(body.model_dump(mode="json")),
+            session, retry, idempotency_key=None, body_hash=store.request_hash(body.model_dump(mode="json"))
         )
+        evaluation.carry_over(session, original=original, retry=retry, retry_id=job.id)
         if wait_for is not None:
             queueing.add_dependencies(session, job.id, [(wait_for, "success")])
         request.app.state.wake_dispatcher()

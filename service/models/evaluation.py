@@ -22,6 +22,7 @@ from ascl.config import ExperimentConfig
 from service.contracts import EvalTarget, JobKind
 from service.db.models import EvalCache, Job
 from service.jobs.spec import resolve_experiment
+from service.jobs.status import TERMINAL, JobStatus
 from service.jobs.store import NewJob
 
 SWEEP_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)  # the epsilon sweep, as multiples of the threat model's epsilon
@@ -71,7 +72,13 @@ def cached_job(session: Session, *, name: str, version: str, spec_hash: str) -> 
         ):
             return _pending_job(session, row.job_id) or session.get(Job, row.job_id)
     entry = session.get(EvalCache, (name, version, spec_hash))
-    return None if entry is None else session.get(Job, entry.job_id)
+    job = None if entry is None else session.get(Job, entry.job_id)
+    return None if job is None or _ended_unsuccessfully(job) else job
+
+
+def _ended_unsuccessfully(job: Job) -> bool:
+    """A failed or cancelled evaluation is no answer: a new request runs it again (and replaces it)."""
+    return job.status in TERMINAL and job.status != JobStatus.SUCCEEDED
 
 
 def _pending_job(session: Session, job_id: str) -> Job | None:
@@ -79,9 +86,18 @@ def _pending_job(session: Session, job_id: str) -> Job | None:
 
 
 def remember(session: Session, *, job_id: str, name: str, version: str, spec_hash: str, standard: bool) -> None:
-    session.add(
+    """This job is the evaluation of its key from now on (in place of one that ended unsuccessfully)."""
+    session.merge(
         EvalCache(model_name=name, model_version=version, config_hash=spec_hash, job_id=job_id, standard=standard)
     )
+
+
+def carry_over(session: Session, *, original: Job, retry: NewJob, retry_id: str) -> None:
+    """A retry of an evaluation with the same spec takes the original's place in the cache (and stays
+    the version's standard evaluation, if the original was)."""
+    entry = session.execute(select(EvalCache).where(EvalCache.job_id == original.id)).scalar_one_or_none()
+    if entry is not None and request_key(retry) == (entry.model_name, entry.model_version, entry.config_hash):
+        entry.job_id = retry_id
 
 
 def is_standard(session: Session, job_id: str) -> bool:

@@ -194,3 +194,27 @@ def test_an_identical_evaluation_request_links_to_the_existing_job(api, name):
     assert len(api.get("/api/v1/jobs", params={"kind": "eval"}).json()["items"]) == 3
     version_two = next(v for v in api.get(f"/api/v1/models/{name}").json()["versions"] if v["version"] == "2")
     assert version_two["evaluation"] == "pending"  # the standard request counts as the standard evaluation
+
+
+def test_a_cancelled_evaluation_is_run_again_on_request_and_its_retry_counts_as_the_standard_one(api, name):
+    trained = get_preset("digits-ascl").with_overrides({"train.epochs": 1, "attack.eps": 0.2})
+    standard = standard_overrides(trained, StandardEval(pgd_steps=20, autoattack="none", examples=100))
+    body = {"kind": "eval", "model": f"models:/{name}/2", "overrides": standard}
+
+    def evaluation_of_version_two() -> str:
+        versions = api.get(f"/api/v1/models/{name}").json()["versions"]
+        return next(v for v in versions if v["version"] == "2")["evaluation"]
+
+    first = api.post("/api/v1/jobs", json=body).json()
+    assert api.post(f"/api/v1/jobs/{first['id']}/cancel").status_code == 200
+    assert evaluation_of_version_two() == "failed"
+    again = api.post("/api/v1/jobs", json=body)
+    assert again.status_code == 201, again.text  # not a link to the cancelled job
+    assert again.json()["id"] != first["id"]
+    assert evaluation_of_version_two() == "pending"
+    assert api.post(f"/api/v1/jobs/{again.json()['id']}/cancel").status_code == 200
+    retried = api.post(f"/api/v1/jobs/{again.json()['id']}/retry", json={})
+    assert retried.status_code == 201, retried.text
+    assert evaluation_of_version_two() == "pending"  # the retry is the version's standard evaluation now
+    linked = api.post("/api/v1/jobs", json=body)
+    assert (linked.status_code, linked.json()["id"]) == (200, retried.json()["id"])
