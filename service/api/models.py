@@ -3,11 +3,14 @@ plot, and `@champion` moved by rules (service/models/promotion.py), every move r
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
@@ -17,7 +20,7 @@ from service.auth.principal import Principal, Role, may_read_model, may_write_mo
 from service.contracts import MODEL_NAME_PATTERN
 from service.db import read_scope, session_scope
 from service.db.models import AliasMove, ModelOwner
-from service.jobs.errors import Forbidden, NotFound
+from service.jobs.errors import Forbidden, NotFound, TooMany
 from service.jobs.store import now
 from service.models import evaluation, promotion
 from service.models.figures import Figures
@@ -106,7 +109,32 @@ def promote(
         owner = _owner(session, name)
         if not may_write_model(principal, owner.owner, owner.group):
             raise Forbidden(f"model {name!r} belongs to {owner.owner}: only its owner, group or an admin moves aliases")
-    registry = _registry(request)
+    with _promoting(name):
+        return _promote(name, body, _registry(request), sessions, principal)
+
+
+_PROMOTIONS: dict[str, threading.Lock] = {}
+_PROMOTIONS_GUARD = threading.Lock()
+PROMOTION_WAIT_S = 30.0
+
+
+@contextmanager
+def _promoting(name: str) -> Iterator[None]:
+    """One promotion of a model at a time: each decides against the holder the previous one left
+    (two at once both won against the same old champion, and the record disagreed with MLflow)."""
+    with _PROMOTIONS_GUARD:
+        lock = _PROMOTIONS.setdefault(name, threading.Lock())
+    if not lock.acquire(timeout=PROMOTION_WAIT_S):
+        raise TooMany(f"another promotion of model {name!r} is in progress; try again")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _promote(
+    name: str, body: PromoteRequest, registry: ModelRegistry, sessions: sessionmaker[Session], principal: Principal
+) -> PromoteResult:
     records = {r.version: r for r in registry.versions(name)}
     candidate = _version(records, name, body.version)
     holder = next((r for r in records.values() if body.alias in r.aliases), None)

@@ -218,3 +218,14 @@ def test_a_cancelled_evaluation_is_run_again_on_request_and_its_retry_counts_as_
     assert evaluation_of_version_two() == "pending"  # the retry is the version's standard evaluation now
     linked = api.post("/api/v1/jobs", json=body)
     assert (linked.status_code, linked.json()["id"]) == (200, retried.json()["id"])
+
+
+def test_promotions_at_once_decide_one_after_another(api, tracker, name):
+    promote(api, name, "1")
+    with ThreadPoolExecutor(4) as pool:  # versions 5 and 6 both beat 1, and neither beats the other
+        answers = list(pool.map(lambda v: promote(api, name, v, max_clean_drop=0.2), ["5", "6", "5", "6"]))
+    winners = [answer["move"]["version"] for answer in answers if answer["promoted"]]
+    assert len(winners) == 1, answers
+    holder = next(v.version for v in tracker.versions(name) if "champion" in v.aliases)
+    moves = api.get(f"/api/v1/models/{name}").json()["alias_moves"]
+    assert [(m["version"], m["previous_version"]) for m in moves] == [(holder, "1"), ("1", None)]
