@@ -42,7 +42,18 @@ QueueName = Annotated[
         min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="lowercase letters, digits, _ . -"
     ),
 ]
-ExperimentName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_ .:/+-]*$")]
+def _no_parent_segment(name: str) -> str:
+    """A local MLflow store puts the experiment's artifacts under <root>/<name>: no '..' climbs out."""
+    if ".." in name.split("/"):
+        raise ValueError("an experiment name has no '..' segment")
+    return name
+
+
+ExperimentName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_ .:/+-]*$"),
+    AfterValidator(_no_parent_segment),
+]
 MAX_JSON_DEPTH = 8  # an experiment nests three levels (section, field, list)
 
 

@@ -55,6 +55,7 @@ def submit(api, body, **kwargs):
         ({"kind": "eval"}, "model", "needs 'model'"),
         ({"kind": "eval", "model": "models:/"}, "model", "models:/NAME/VERSION"),
         ({"kind": "train", "preset": "digits-ascl", "model": "models:/a/1"}, "model", "only eval jobs"),
+        ({"preset": "digits-ascl", "mlflow_experiment": "a/../../x"}, "mlflow_experiment", "no '..' segment"),
     ],
 )
 def test_bad_input_is_422_naming_the_field_and_nothing_is_stored(api, body, field, fragment):
