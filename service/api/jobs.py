@@ -57,7 +57,7 @@ async def submit_job(
     if _inline(body, request, state.settings):
         registered, prepared = None, prepare(body, state.settings)
     else:
-        registered, prepared = await run_in_threadpool(_before_transaction, body, state)
+        registered, prepared = await run_in_threadpool(_before_transaction, body, state, principal)
 
     def submit(session: Session) -> tuple[JobRead, bool]:
         check_queued_limit(session, principal.subject, state.settings.max_queued_per_user)
@@ -121,9 +121,14 @@ def _inline(body: JobCreate, request: Request, settings: ServiceSettings) -> boo
     return small and body.kind == JobKind.TRAIN and settings.data_root is None
 
 
-def _before_transaction(body: JobCreate, state: Any) -> tuple[RegisteredVersion | None, Prepared]:
+def _before_transaction(body: JobCreate, state: Any, principal: Principal) -> tuple[RegisteredVersion | None, Prepared]:
     """The registry look-up (a network call) and the work that needs no database."""
-    return resolve_registered(body, state.registry), prepare(body, state.settings)
+
+    def may_read(name: str) -> None:
+        with read_scope(state.sessions) as session:
+            models.require_readable(session, name, principal, shared=state.settings.share_job_details)
+
+    return resolve_registered(body, state.registry, principal, may_read), prepare(body, state.settings)
 
 
 def _standard_hash(

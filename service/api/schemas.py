@@ -42,6 +42,8 @@ QueueName = Annotated[
         min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="lowercase letters, digits, _ . -"
     ),
 ]
+
+
 def _no_parent_segment(name: str) -> str:
     """A local MLflow store puts the experiment's artifacts under <root>/<name>: no '..' climbs out."""
     if ".." in name.split("/"):

@@ -7,6 +7,7 @@ resources no node can hold."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,20 @@ from service.settings import ServiceSettings
 MODEL_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS or the id of a succeeded train job"
 
 
-def resolve_registered(body: JobCreate, registry: ModelRegistry) -> RegisteredVersion | None:
+def resolve_registered(
+    body: JobCreate, registry: ModelRegistry, principal: Principal, may_read: Callable[[str], None]
+) -> RegisteredVersion | None:
     """The registry's answer for an eval job's models:/ reference (a network call: made before the
-    job's database transaction, never inside it); None for anything else."""
+    job's database transaction, never inside it); None for anything else. Who may not submit, or
+    may not read the model (`may_read` raises), learns nothing of its versions."""
     if body.kind != JobKind.EVAL or body.model is None or not ModelRef.looks_like_uri(body.model):
         return None
+    require_role(principal, Role.USER, "submit jobs")
     try:
         ref = ModelRef.parse(body.model)
     except ValueError as error:
         raise InvalidSpec("model", str(error)) from None
+    may_read(ref.name)
     return registry.resolve(ref)
 
 

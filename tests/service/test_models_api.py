@@ -229,3 +229,13 @@ def test_promotions_at_once_decide_one_after_another(api, tracker, name):
     holder = next(v.version for v in tracker.versions(name) if "champion" in v.aliases)
     moves = api.get(f"/api/v1/models/{name}").json()["alias_moves"]
     assert [(m["version"], m["previous_version"]) for m in moves] == [(holder, "1"), ("1", None)]
+
+
+@pytest.mark.parametrize(("subject", "role"), [("bob", "user"), ("vera", "viewer")])
+def test_who_may_not_evaluate_a_model_learns_nothing_of_its_versions(api, sessions, name, subject, role):
+    headers = bearer(make_token(sessions, subject, role))
+    answers = {
+        version: api.post("/api/v1/jobs", json={"kind": "eval", "model": f"models:/{name}/{version}"}, headers=headers)
+        for version in ("1", "99")
+    }
+    assert [answer.status_code for answer in answers.values()] == [403, 403], {v: a.text for v, a in answers.items()}
