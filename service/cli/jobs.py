@@ -11,7 +11,7 @@ from typing import Any
 
 from ascl.config import parse_override
 from service.cli.common import call, client, connection_options, print_json
-from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table
+from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table, visible
 from service.client import ApiError, ApiUnreachable
 from service.jobs.status import JobStatus
 
@@ -202,8 +202,8 @@ def _logs(args: argparse.Namespace) -> int:
     def show(api: Any) -> None:
         if args.follow:
             for line in api.follow_logs(args.job_id):
-                print(line, flush=True)
+                print(visible(line), flush=True)
         else:
-            print(api.logs(args.job_id), end="")
+            print(visible(api.logs(args.job_id), lines=True), end="")
 
     return call(args, show)

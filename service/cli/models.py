@@ -84,7 +84,7 @@ def models_table(listing: dict[str, Any]) -> str:
 
 def detail_text(detail: dict[str, Any]) -> str:
     lines = [
-        f"{visible(detail['name'])} (owner {detail['owner']})",
+        f"{detail['name']} (owner {detail['owner']})",
         table(VERSION_COLUMNS, [version_row(v) for v in detail["versions"]]),
     ]
     moves = detail.get("alias_moves") or []
@@ -94,7 +94,7 @@ def detail_text(detail: dict[str, Any]) -> str:
             f"  {m['at']}  @{m['alias']} → {m['version']} (was {m['previous_version'] or 'none'}) by {m['actor']}"
             for m in moves
         ]
-    return "\n".join(lines)
+    return visible("\n".join(lines), lines=True)  # owners and actors come from an identity provider
 
 
 def _list(args: argparse.Namespace) -> int:

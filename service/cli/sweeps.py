@@ -133,7 +133,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _get(args: argparse.Namespace) -> int:
     def show(s: dict[str, Any]) -> None:
-        print(f"{visible(s['name'])}  (sweep {s['id']}, owner {s['owner']})")
+        print(visible(f"{s['name']}  (sweep {s['id']}, owner {s['owner']})"))
         print(f"status     {s['status']}{'  ' + visible(s['reason']) if s['reason'] else ''}")
         objective = ", ".join(f"{o['mode']} {o['metric']}" for o in s["objective"])
         print(f"search     {s['algorithm']}, {objective}; {s['max_trials']} trials, {s['max_concurrency']} at once")

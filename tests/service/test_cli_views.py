@@ -54,11 +54,19 @@ def test_control_characters_from_the_service_are_shown_not_obeyed():
     assert "error      USER_ERROR: a\nb\\x1b" in summary  # an error message keeps its lines
 
 
-def test_a_models_page_shows_a_name_with_control_characters_as_escapes():
+def test_a_models_page_shows_names_owners_and_actors_with_control_characters_as_escapes():
     from service.cli.models import detail_text
 
-    text = detail_text({"name": "m\x1b[2J", "owner": "bob", "versions": [], "alias_moves": []})
-    assert text.splitlines()[0] == "m\\x1b[2J (owner bob)"
+    move = {
+        "at": "2026-11-28",
+        "alias": "champion",
+        "version": "2",
+        "previous_version": "1",
+        "actor": "eve\x1b]0;x\x07",
+    }
+    text = detail_text({"name": "m\x1b[2J", "owner": "bob\x1b[2J", "versions": [], "alias_moves": [move]})
+    assert text.splitlines()[0] == "m\\x1b[2J (owner bob\\x1b[2J)"  # an identity provider's subject, too
+    assert text.splitlines()[-1].endswith("by eve\\x1b]0;x\\x07")
 
 
 def test_status_filters_are_accepted_in_any_case():

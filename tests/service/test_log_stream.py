@@ -74,3 +74,17 @@ def test_a_followed_log_is_whole_lines_once_each_across_streams_and_retries(clie
     follower.join(timeout=20)
     assert not follower.is_alive()  # the follow ends with the job
     assert lines == ["epoch 1 loss 0.9", "epoch 2 loss 0.7", "lost", "[attempt 2]", "resumed from epoch 2"]
+
+
+def test_the_cli_shows_control_characters_of_a_log_as_escapes(client, sessions, capsys):
+    from ascl.cli import main
+
+    job_id = client.submit({"preset": "digits-ascl"})["id"]
+    claim(sessions, job_id)
+    write_log(sessions, job_id, 1, "step 1\x1b[2J\x1b]0;owned\x07\nstep 2\n")
+    move(sessions, job_id, JobStatus.CANCELLED)
+    connection = ["--api", client.base_url, "--token", make_token(sessions)]
+    for follow in ([], ["--follow"]):
+        assert main(["jobs", "logs", job_id, *follow, *connection]) == 0
+        shown = capsys.readouterr().out
+        assert shown.splitlines() == ["step 1\\x1b[2J\\x1b]0;owned\\x07", "step 2"]
