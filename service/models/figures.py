@@ -4,8 +4,11 @@ the version's standard evaluation succeeds, read back by the API (promotion, lis
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
+
+from ascl.config import Norm
 
 PREFIX = "robustness."
 REPORT_ARTIFACT = "report.json"  # the eval run's artifacts, logged by the attempt runner
@@ -62,6 +65,8 @@ class Figures:
     def from_tags(cls, tags: dict[str, str]) -> Figures | None:
         """None when the version carries no (readable) figures: not evaluated yet."""
         get = {key.removeprefix(PREFIX): value for key, value in tags.items() if key.startswith(PREFIX)}
+        if get.get("norm") not in typing.get_args(Norm):  # tags anyone with MLflow rights may edit
+            return None
         try:
             return cls(
                 norm=get["norm"],

@@ -239,3 +239,11 @@ def test_who_may_not_evaluate_a_model_learns_nothing_of_its_versions(api, sessio
         for version in ("1", "99")
     }
     assert [answer.status_code for answer in answers.values()] == [403, 403], {v: a.text for v, a in answers.items()}
+
+
+def test_figures_tags_edited_in_mlflow_into_nonsense_count_as_no_figures(api, tracker, name):
+    MlflowClient(tracker.tracking_uri).set_model_version_tag(name, "1", "robustness.norm", "$\\frac{$")  # mathtext
+    png = api.get(f"/api/v1/models/{name}/comparison.png")
+    assert png.status_code == 200, png.text
+    version_one = next(v for v in api.get(f"/api/v1/models/{name}").json()["versions"] if v["version"] == "1")
+    assert version_one["robustness"] is None
