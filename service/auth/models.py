@@ -62,6 +62,9 @@ _KNOWN = "models.known_owners"
 
 
 def require_readable(session: Session, name: str, principal: Principal, *, shared: bool) -> None:
+    """A name no job of this service trained (registered in MLflow by other means) is an admin's."""
     owner = session.get(ModelOwner, name)
+    if owner is None and not principal.is_admin:
+        raise Forbidden(f"model {name!r} was not trained on this service: only an admin may evaluate it")
     if owner is not None and not may_read_model(principal, owner.owner, owner.group, shared=shared):
         raise Forbidden(f"model {name!r} belongs to {owner.owner} and is not shared on this service")

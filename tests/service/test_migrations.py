@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 
 from service.db import make_engine
 from service.db.migrate import VERSION_TABLE, alembic_config, ours, upgrade
-from service.db.models import Base
+from service.db.models import Base, Job
 
 
 def _differences(url: str) -> list[object]:
@@ -65,3 +65,42 @@ def test_a_database_migrated_before_the_version_table_was_renamed_is_carried_ove
         assert connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == head
         assert connection.execute(text("SELECT COUNT(*) FROM alembic_version")).scalar_one() == 0
     engine.dispose()
+
+
+def test_names_trained_before_owners_were_recorded_belong_to_their_first_trainer(database_url):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    command.downgrade(alembic_config(database_url), "0007_models_work")
+    engine = make_engine(database_url)
+    jobs = [  # (id, kind, owner, model_name, day)
+        ("a1", "train", "bob", "digits", 2),
+        ("a2", "train", "alice", "digits", 1),  # the first to train under it
+        ("a3", "eval", "carol", "cifar", 1),  # an evaluation claims nothing
+        ("a4", "train", "dave", "claimed", 1),
+    ]
+    with engine.begin() as connection:  # the schema of 0007 is the head's: the models' defaults fill the rest
+        for job_id, kind, owner, model_name, day in jobs:
+            connection.execute(
+                Job.__table__.insert().values(
+                    id=job_id,
+                    kind=kind,
+                    name="j",
+                    owner=owner,
+                    model_name=model_name,
+                    spec={},
+                    resources={},
+                    status="SUCCEEDED",
+                    created_at=datetime(2026, 1, day, tzinfo=UTC),
+                )
+            )
+        connection.execute(
+            text("INSERT INTO model_owner (name, owner, created_at) VALUES ('claimed', 'erin', :at)"),
+            {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+    upgrade(database_url)
+    with engine.connect() as connection:
+        owners = dict(connection.execute(text("SELECT name, owner FROM model_owner")).all())
+    engine.dispose()
+    assert owners == {"digits": "alice", "claimed": "erin"}

@@ -247,3 +247,13 @@ def test_figures_tags_edited_in_mlflow_into_nonsense_count_as_no_figures(api, tr
     assert png.status_code == 200, png.text
     version_one = next(v for v in api.get(f"/api/v1/models/{name}").json()["versions"] if v["version"] == "1")
     assert version_one["robustness"] is None
+
+
+def test_a_model_no_job_here_trained_is_evaluated_by_admins_only(api, sessions, store):
+    unclaimed = register_versions(*store)  # registered in MLflow by other means
+    body = {"kind": "eval", "model": f"models:/{unclaimed}/1"}
+    refused = api.post("/api/v1/jobs", json=body)
+    assert refused.status_code == 403, refused.text
+    assert "not trained on this service" in refused.json()["detail"]
+    admin = api.post("/api/v1/jobs", json=body, headers=bearer(make_token(sessions, "root", "admin")))
+    assert admin.status_code == 201, admin.text
