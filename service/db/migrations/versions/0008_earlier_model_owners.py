@@ -35,16 +35,16 @@ model_owner = sa.table(
 
 def upgrade() -> None:
     connection = op.get_bind()
-    claimed = set(connection.execute(sa.select(model_owner.c.name)).scalars())
+    claimed: set[str] = set(connection.execute(sa.select(model_owner.c.name)).scalars())
     first: dict[str, tuple[str, datetime | None]] = {}
     trained = connection.execute(
         sa.select(job.c.model_name, job.c.owner, job.c.created_at)
         .where(job.c.kind == "train", job.c.model_name.is_not(None))
         .order_by(job.c.created_at)
     )
-    for name, owner, created_at in trained:
+    for name, owner, created_at in trained.tuples():
         if name not in claimed:
-            first.setdefault(name, (owner, created_at))
+            first.setdefault(str(name), (str(owner), created_at))
     if first:
         op.bulk_insert(
             model_owner,
