@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus, ViewType
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from ascl.run_files import CONFIG
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 JOB_TAG = "ascl.job_id"
 SWEEP_TAG = "ascl.sweep_id"
+VERSION_PAGE = 1_000
 
 
 class Tracker:
@@ -141,12 +143,26 @@ class Tracker:
             self.client.get_registered_model(name)
         except Exception:
             self.client.create_registered_model(name, tags={"created_by": "ascl-service"})
-        for version in self.client.search_model_versions(f"name = {filter_literal(name)}"):
+        for version in self._all_versions(name):
             if version.tags.get(JOB_TAG) == job_id:
                 return str(version.version)
         version = mlflow.register_model(model_uri, name, tags={JOB_TAG: job_id, **tags})
         logger.info("mlflow.registered name=%s version=%s job_id=%s", name, version.version, job_id)
         return str(version.version)
+
+    def _all_versions(self, name: str) -> list[ModelVersion]:
+        """Every version, page by page: one search returns at most a page (the newest first), and a
+        champion beyond it was taken for none."""
+        found: list[ModelVersion] = []
+        token = None
+        while True:
+            page = self.client.search_model_versions(
+                f"name = {filter_literal(name)}", max_results=VERSION_PAGE, page_token=token
+            )
+            found += page
+            token = page.token
+            if not token:
+                return found
 
     def versions(self, name: str) -> list[VersionRecord]:
         try:  # a version search leaves aliases out: the registered model has them
@@ -158,7 +174,7 @@ class Tracker:
         held: dict[str, list[str]] = {}
         for alias, version in aliases.items():
             held.setdefault(str(version), []).append(str(alias))
-        found = self.client.search_model_versions(f"name = {filter_literal(name)}", max_results=10_000)
+        found = self._all_versions(name)
         return sorted(
             (
                 VersionRecord(

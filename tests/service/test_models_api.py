@@ -257,3 +257,13 @@ def test_a_model_no_job_here_trained_is_evaluated_by_admins_only(api, sessions, 
     assert "not trained on this service" in refused.json()["detail"]
     admin = api.post("/api/v1/jobs", json=body, headers=bearer(make_token(sessions, "root", "admin")))
     assert admin.status_code == 201, admin.text
+
+
+def test_every_version_is_read_page_by_page(api, tracker, name, monkeypatch):
+    import control.tracking
+
+    monkeypatch.setattr(control.tracking, "VERSION_PAGE", 2)  # six versions: three pages
+    assert [v.version for v in tracker.versions(name)] == ["1", "2", "3", "4", "5", "6"]
+    MlflowClient(tracker.tracking_uri).set_model_version_tag(name, "1", "ascl.job_id", "k" * 32)
+    assert tracker.register(model_uri="runs:/x/model", name=name, job_id="k" * 32, tags={}) == "1"  # found, not made
+    assert len(api.get(f"/api/v1/models/{name}").json()["versions"]) == 6

@@ -45,3 +45,22 @@ def test_the_pareto_front_keeps_only_undominated_versions():
         Point(version="4", clean_acc=0.7, robust_acc=0.4),  # dominated by 2 (equal robust, less clean)
     ]
     assert [p.version for p in pareto_front(points)] == ["2", "1"]
+
+
+def test_the_pareto_front_is_the_undominated_points_of_any_set():
+    import random
+
+    def dominates(q: Point, p: Point) -> bool:
+        higher = q.clean_acc > p.clean_acc or q.robust_acc > p.robust_acc
+        return q.clean_acc >= p.clean_acc and q.robust_acc >= p.robust_acc and higher
+
+    chance = random.Random(7)
+    for _ in range(200):  # coarse values: many ties and twins
+        points = [
+            Point(version=str(i), clean_acc=chance.randint(0, 5) / 5, robust_acc=chance.randint(0, 5) / 5)
+            for i in range(chance.randint(0, 12))
+        ]
+        expected = {p.version for p in points if not any(dominates(q, p) for q in points)}
+        front = pareto_front(points)
+        assert {p.version for p in front} == expected
+        assert [p.clean_acc for p in front] == sorted(p.clean_acc for p in front)
