@@ -22,6 +22,7 @@ from service.scheduling.model import Policy
 
 logger = logging.getLogger(__name__)
 LOG_TAIL_LINES = 300
+LOG_TAIL_CHARACTERS = 64_000  # lines can be of any length: the database row stays small
 RUN_STATUS = {JobStatus.SUCCEEDED: "FINISHED", JobStatus.CANCELLED: "KILLED"}  # MLflow status of an ended job
 
 
@@ -125,6 +126,7 @@ class Finisher:
         """Ray's job history is not durable and is deleted after its retention: keep the end of the
         attempt's log in our database (GET /jobs/{id}/logs falls back to it) and in the MLflow run."""
         tail = "\n".join((self.cluster.final_log(submission_id) or "").splitlines()[-LOG_TAIL_LINES:])
+        tail = tail[-LOG_TAIL_CHARACTERS:]
         with session_scope(self.sessions) as session:
             attempts.get_attempt(session, job_id, attempt_no).log_tail = tail
         if run_id is not None and tail:

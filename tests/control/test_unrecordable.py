@@ -33,7 +33,7 @@ class FinishedExecutions:
         return None
 
     def final_log(self, submission_id: str) -> str:
-        return "the attempt's log"
+        return "the attempt's log\n" + "x" * 100_000  # one very long line
 
 
 def test_a_model_the_registry_refuses_ends_the_job_after_bounded_tries(sessions, tmp_path):
@@ -69,3 +69,5 @@ def test_a_model_the_registry_refuses_ends_the_job_after_bounded_tries(sessions,
         assert ended.error_class == "UNRECORDABLE"
         assert f"could not be registered after {MAX_RECORD_TRIES} tries" in ended.error_message
         assert ended.registered_model_version is None
+        kept = attempts.get_attempt(session, job_id, 1).log_tail
+        assert kept == "x" * 64_000  # the tail's end, bounded in characters as in lines
