@@ -35,27 +35,27 @@ ModelName = Annotated[str, Path(max_length=200, pattern=MODEL_NAME_PATTERN)]
 def list_models(request: Request, sessions: Sessions, principal: CurrentUser) -> ModelList:
     """The models this user may read, each with its version count and its champion."""
     shared = request.app.state.settings.share_job_details
-    with read_scope(sessions) as session:
+    with read_scope(sessions) as session:  # the database first: no connection is held while MLflow answers
         owners = session.execute(select(ModelOwner).order_by(ModelOwner.name)).scalars().all()
         readable = [o for o in owners if may_read_model(principal, o.owner, o.group, shared=shared)]
-        models = []
-        for owner in readable:
-            records = _registry(request).versions(owner.name)
-            jobs = evaluation.standard_jobs(session, owner.name)
-            ui = request.app.state.mlflow_ui_url
-            champion = next((r for r in records if CHAMPION in r.aliases), None)
-            models.append(
-                ModelView(
-                    name=owner.name,
-                    owner=owner.owner,
-                    group=owner.group,
-                    versions=len(records),
-                    latest_version=records[-1].version if records else None,
-                    champion=None
-                    if champion is None
-                    else version_view(champion, owner=owner, job=jobs.get(champion.version), ui=ui),
-                )
+        jobs_of = {owner.name: evaluation.standard_jobs(session, owner.name) for owner in readable}
+    ui = request.app.state.mlflow_ui_url
+    models = []
+    for owner in readable:
+        records = _registry(request).versions(owner.name)
+        champion = next((r for r in records if CHAMPION in r.aliases), None)
+        models.append(
+            ModelView(
+                name=owner.name,
+                owner=owner.owner,
+                group=owner.group,
+                versions=len(records),
+                latest_version=records[-1].version if records else None,
+                champion=None
+                if champion is None
+                else version_view(champion, owner=owner, job=jobs_of[owner.name].get(champion.version), ui=ui),
             )
+        )
     return ModelList(models=models)
 
 
@@ -69,20 +69,19 @@ def get_model(
     order: Literal["asc", "desc"] = "desc",
 ) -> ModelDetail:
     """Every version with its figures, sorted as asked (versions without that figure last)."""
-    with read_scope(sessions) as session:
+    with read_scope(sessions) as session:  # the database first: no connection is held while MLflow answers
         owner = _readable(session, name, principal, request)
         jobs = evaluation.standard_jobs(session, name)
-        ui = request.app.state.mlflow_ui_url
-        views = [
-            version_view(r, owner=owner, job=jobs.get(r.version), ui=ui) for r in _registry(request).versions(name)
-        ]
-        return ModelDetail(
-            name=name,
-            owner=owner.owner,
-            group=owner.group,
-            versions=sort_versions(views, sort, descending=order == "desc"),
-            alias_moves=alias_moves(session, name),
-        )
+        moves = alias_moves(session, name)
+    ui = request.app.state.mlflow_ui_url
+    views = [version_view(r, owner=owner, job=jobs.get(r.version), ui=ui) for r in _registry(request).versions(name)]
+    return ModelDetail(
+        name=name,
+        owner=owner.owner,
+        group=owner.group,
+        versions=sort_versions(views, sort, descending=order == "desc"),
+        alias_moves=moves,
+    )
 
 
 @router.get("/models/{name}/comparison.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})

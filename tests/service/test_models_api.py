@@ -267,3 +267,24 @@ def test_every_version_is_read_page_by_page(api, tracker, name, monkeypatch):
     MlflowClient(tracker.tracking_uri).set_model_version_tag(name, "1", "ascl.job_id", "k" * 32)
     assert tracker.register(model_uri="runs:/x/model", name=name, job_id="k" * 32, tags={}) == "1"  # found, not made
     assert len(api.get(f"/api/v1/models/{name}").json()["versions"]) == 6
+
+
+def test_model_pages_hold_no_database_connection_while_the_registry_answers(sessions, tracker, name, tmp_path):
+    engine = sessions.kw["bind"]
+    held: list[int] = []
+
+    class Watched:  # the real registry, noting the connections checked out whenever it is asked
+        def __getattr__(self, attribute):
+            return getattr(tracker, attribute)
+
+        def versions(self, model):
+            held.append(engine.pool.checkedout())
+            return tracker.versions(model)
+
+    with session_scope(sessions) as session:
+        models.claim(session, name, Principal(subject="alice", role=Role.USER), group=None)
+    app = create_app(sessions, settings=ServiceSettings(data_dir=tmp_path), cluster=StaticCluster(), registry=Watched())
+    with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as client:
+        for path in ("/api/v1/models", f"/api/v1/models/{name}", f"/api/v1/models/{name}/comparison.png"):
+            assert client.get(path).status_code == 200
+    assert held == [0, 0, 0]  # a slow registry would hold one per request, out of everyone's pool
