@@ -64,7 +64,8 @@ class ModelDetail(BaseModel):
     name: str
     owner: str
     group: str | None
-    versions: list[VersionView] = Field(description="sorted as asked (`sort`, `order`)")
+    versions: list[VersionView] = Field(description="sorted as asked (`sort`, `order`), the first `limit`")
+    total_versions: int = Field(description="all versions of the model, shown or not")
     alias_moves: list[AliasMove] = Field(description="every alias move under this name, newest first")
 
 

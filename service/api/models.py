@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +28,7 @@ from service.models.plot import Point, comparison_png
 from service.registry import ModelRegistry, VersionRecord
 
 router = APIRouter()
+MAX_VERSIONS_SHOWN = 1_000
 ModelName = Annotated[str, Path(max_length=200, pattern=MODEL_NAME_PATTERN)]
 
 
@@ -67,8 +68,10 @@ def get_model(
     principal: CurrentUser,
     sort: SortKey = "version",
     order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=MAX_VERSIONS_SHOWN)] = 200,
 ) -> ModelDetail:
-    """Every version with its figures, sorted as asked (versions without that figure last)."""
+    """The versions with their figures, sorted as asked (versions without that figure last), the
+    first `limit` of them: a model that sweeps add to can have thousands."""
     with read_scope(sessions) as session:  # the database first: no connection is held while MLflow answers
         owner = _readable(session, name, principal, request)
         jobs = evaluation.standard_jobs(session, name)
@@ -79,7 +82,8 @@ def get_model(
         name=name,
         owner=owner.owner,
         group=owner.group,
-        versions=sort_versions(views, sort, descending=order == "desc"),
+        versions=sort_versions(views, sort, descending=order == "desc")[:limit],
+        total_versions=len(views),
         alias_moves=moves,
     )
 

@@ -87,6 +87,8 @@ def detail_text(detail: dict[str, Any]) -> str:
         f"{detail['name']} (owner {detail['owner']})",
         table(VERSION_COLUMNS, [version_row(v) for v in detail["versions"]]),
     ]
+    if detail["total_versions"] > len(detail["versions"]):
+        lines.append(f"(the first {len(detail['versions'])} of {detail['total_versions']} versions, as sorted)")
     moves = detail.get("alias_moves") or []
     if moves:
         lines.append("\nalias moves:")

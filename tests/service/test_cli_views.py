@@ -64,7 +64,8 @@ def test_a_models_page_shows_names_owners_and_actors_with_control_characters_as_
         "previous_version": "1",
         "actor": "eve\x1b]0;x\x07",
     }
-    text = detail_text({"name": "m\x1b[2J", "owner": "bob\x1b[2J", "versions": [], "alias_moves": [move]})
+    shown = {"name": "m\x1b[2J", "owner": "bob\x1b[2J", "versions": [], "total_versions": 0, "alias_moves": [move]}
+    text = detail_text(shown)
     assert text.splitlines()[0] == "m\\x1b[2J (owner bob\\x1b[2J)"  # an identity provider's subject, too
     assert text.splitlines()[-1].endswith("by eve\\x1b]0;x\\x07")
 

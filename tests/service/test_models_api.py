@@ -288,3 +288,10 @@ def test_model_pages_hold_no_database_connection_while_the_registry_answers(sess
         for path in ("/api/v1/models", f"/api/v1/models/{name}", f"/api/v1/models/{name}/comparison.png"):
             assert client.get(path).status_code == 200
     assert held == [0, 0, 0]  # a slow registry would hold one per request, out of everyone's pool
+
+
+def test_a_model_page_shows_the_first_versions_as_sorted_and_how_many_there_are(api, name):
+    top = api.get(f"/api/v1/models/{name}", params={"sort": "clean_acc", "order": "asc", "limit": 2}).json()
+    assert ([v["version"] for v in top["versions"]], top["total_versions"]) == (["5", "6"], 6)
+    for limit in (0, 1001):
+        assert api.get(f"/api/v1/models/{name}", params={"limit": limit}).status_code == 422

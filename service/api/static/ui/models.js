@@ -134,7 +134,8 @@ export function modelPage(view, name) {
         el("dl", { class: "fields" },
           el("dt", {}, "owner"), el("dd", {}, model.owner),
           el("dt", {}, "group"), el("dd", {}, model.group ?? "—"),
-          el("dt", {}, "versions"), el("dd", {}, model.versions.length))),
+          el("dt", {}, "versions"), el("dd", {}, model.total_versions > model.versions.length
+            ? `${model.total_versions} (the first ${model.versions.length} as sorted)` : model.total_versions))),
       el("section", { id: "versions" }, el("h2", {}, "Versions"), versionTable(model.versions, sorting, resort)),
       el("section", { id: "comparison" }, el("h2", {}, "Clean against robust accuracy"),
         el("img", { src: plot.url, alt: `clean against robust accuracy of ${model.name}'s versions`, class: "plot" })),
