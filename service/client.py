@@ -66,8 +66,9 @@ class AsclClient:
     def models(self) -> dict[str, Any]:
         return self._json("GET", "/api/v1/models")
 
-    def model(self, name: str, *, sort: str = "version", order: str = "desc") -> dict[str, Any]:
-        return self._json("GET", f"/api/v1/models/{quote(name, safe='')}", params={"sort": sort, "order": order})
+    def model(self, name: str, *, sort: str = "version", order: str = "desc", limit: int = 200) -> dict[str, Any]:
+        params: dict[str, Any] = {"sort": sort, "order": order, "limit": limit}
+        return self._json("GET", f"/api/v1/models/{quote(name, safe='')}", params=params)
 
     def promote(self, name: str, version: str, *, max_clean_drop: float = 0.01) -> dict[str, Any]:
         body = {"version": version, "max_clean_drop": max_clean_drop}

@@ -27,6 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     get.add_argument("name", help="the registered model's name")
     get.add_argument("--sort", choices=SORT_KEYS, default="version", help="sort versions by (default: version)")
     get.add_argument("--asc", action="store_true", help="ascending (default: descending)")
+    get.add_argument("--limit", type=int, default=200, help="show the first N versions as sorted (default 200)")
     get.add_argument("--json", action="store_true", help="print JSON instead of a table")
     get.set_defaults(handler=_get)
     promote = verbs.add_parser("promote", parents=[common], help="move @champion to a version, if the rules allow")
@@ -106,7 +107,7 @@ def _list(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     order = "asc" if args.asc else "desc"
     show = None if args.json else lambda found: print(detail_text(found))
-    return call(args, lambda c: c.model(args.name, sort=args.sort, order=order), show)
+    return call(args, lambda c: c.model(args.name, sort=args.sort, order=order, limit=args.limit), show)
 
 
 def _promote(args: argparse.Namespace) -> int:

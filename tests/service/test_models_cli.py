@@ -45,6 +45,8 @@ def test_models_commands_print_tables_json_reasons_and_the_plot(cli, capsys, tmp
     champion = next(line for line in lines if "@champion" in line)
     assert champion.split()[0] == "1"
     assert lines[-1].split()[-1] == "alice"  # the alias move, with its actor
+    assert main(["models", "get", name, "--sort", "clean_acc", "--limit", "2", *connection]) == 0
+    assert f"(the first 2 of {len(VERSIONS)} versions, as sorted)" in capsys.readouterr().out
     assert main(["models", "list", *connection]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing[1].split() == [name, "alice", str(len(VERSIONS)), str(len(VERSIONS)), "1", "90.0%", "40.0%"]
