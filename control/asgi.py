@@ -28,7 +28,7 @@ def create_app_from_env() -> FastAPI:
         upgrade(settings.resolved_database_url)
         tracker = tracker_for(settings, settings.resolved_mlflow_uri)  # a local store creates its tables
     cluster = (
-        RayCluster(address=settings.ray_address, dashboard_url=settings.ray_dashboard_url)
+        RayCluster(address=settings.ray_address, dashboard_url=settings.ray_dashboard_url, wait_for_capacity=False)
         if settings.ray_address
         else None
     )

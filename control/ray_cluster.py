@@ -34,9 +34,11 @@ KEYS = ("GPU", "CPU", "memory")
 
 
 class RayCluster:
-    def __init__(self, *, address: str, dashboard_url: str | None = None) -> None:
+    def __init__(self, *, address: str, dashboard_url: str | None = None, wait_for_capacity: bool = True) -> None:
         """The cluster whose GCS is at `address` (host:port, e.g. head:6379); its job server is
-        `dashboard_url`, else the dashboard that cluster reports (never an assumed 127.0.0.1:8265)."""
+        `dashboard_url`, else the dashboard that cluster reports (never an assumed 127.0.0.1:8265).
+        Nothing here needs the cluster up when `dashboard_url` is given and `wait_for_capacity` is
+        False (an API process starting before the Ray head): capacity is read in the background."""
         if "://" in address:
             raise ValueError(
                 f"ray_address {address!r}: give the head's GCS address (host:port, e.g. head:6379); "
@@ -51,12 +53,22 @@ class RayCluster:
                 raise RuntimeError(f"the Ray cluster at {address} reports no dashboard; set ASCL_RAY_DASHBOARD_URL")
             dashboard_url = reported.decode()
         self.dashboard_url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
-        self.client = JobSubmissionClient(self.dashboard_url)
+        self._client: JobSubmissionClient | None = None
         self.reads = JobServerReads(self.dashboard_url)  # what API requests ask: timed and bounded
         self._largest: tuple[float, dict[str, float] | None] = (float("-inf"), None)
         self._refreshing = threading.Lock()  # one background refresh at a time
         self._refreshing.acquire()
-        self._refresh_largest()  # the first submissions are checked too (the cluster answers at start)
+        if wait_for_capacity:
+            self._refresh_largest()  # the first submissions are checked too (the cluster answers at start)
+        else:
+            threading.Thread(target=self._refresh_largest, name="ray-capacity", daemon=True).start()
+
+    @property
+    def client(self) -> JobSubmissionClient:
+        """Ray's job client, made at first use: making it connects to the job server."""
+        if self._client is None:
+            self._client = JobSubmissionClient(self.dashboard_url)
+        return self._client
 
     # capacity -----------------------------------------------------------------------------------
     def largest_node(self) -> dict[str, float] | None:
