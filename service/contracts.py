@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ascl.config_fields import CONTROL_CHARACTERS
 
@@ -138,20 +138,11 @@ class AttemptSpec(BaseModel):
     per_worker: WorkerResources = Field(default_factory=WorkerResources)
 
 
-def _finite(value: Any) -> Any:
-    """NaN and the infinities are not JSON: PostgreSQL refuses them and readers do arithmetic on
-    these figures, so a worker's report carries finite numbers only (a 0/0 figure is left out)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite")
-    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
-        _finite(item)
-    return value
-
-
 def finite_only(data: Any) -> Any:
-    """`data` without its NaN and infinite numbers, which the API refuses: a figure that is 0/0 (a
-    batch without negatives) or a diverged loss is left out of a report rather than losing it all.
-    A non-finite value is dropped from a mapping, and becomes null in a list."""
+    """`data` without its NaN and infinite numbers: a figure that is 0/0 (a batch without negatives,
+    an empty split) or a diverged loss is left out of a report rather than losing it all. A
+    non-finite value is dropped from a mapping (an optional field becomes null, a required one is
+    missing), and becomes null in a list."""
     if isinstance(data, dict):
         return {key: finite_only(value) for key, value in data.items() if not _non_finite(value)}
     if isinstance(data, list):
@@ -167,13 +158,19 @@ MAX_METRICS = 64  # per report: the loop's own figures are about twenty
 Metrics = Annotated[
     dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")], float], Field(max_length=MAX_METRICS)
 ]
-FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite)]
 
 
 class WorkerReport(BaseModel):
-    """What a worker sends: finite numbers only (422 otherwise, not a database error)."""
+    """What a worker sends holds finite numbers only: NaN and the infinities are not JSON (PostgreSQL
+    refused them with a 500) and readers do arithmetic on these figures (a NaN ETA broke the queue
+    view), so they are left out as the report is made or read (`finite_only`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)  # "NaN" as a string: refused
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data: Any) -> Any:
+        return finite_only(data)
 
 
 class Progress(WorkerReport):
@@ -236,13 +233,13 @@ class HeartbeatReply(BaseModel):
 class TrainResult(WorkerReport):
     model_uri: str  # the logged model (runs:/ or models:/m-...), registered by the control plane
     checkpoint: str  # the file the model came from: best.pt or last.pt
-    test: FiniteJson  # the evaluation report's summary of the chosen checkpoint
-    best_epoch: int | None
-    best_val_robust_acc: float | None
+    test: dict[str, Any]  # the evaluation report's summary of the chosen checkpoint
+    best_epoch: int | None = None
+    best_val_robust_acc: float | None = None
     epochs_completed: int
     resumed_from_epoch: int
-    positive_fraction: float | None
-    negative_fraction: float | None
+    positive_fraction: float | None = None
+    negative_fraction: float | None = None
     seconds: float
 
 
@@ -250,7 +247,7 @@ class EvalResult(WorkerReport):
     model_uri: str
     model_name: str
     model_version: str
-    report: FiniteJson
+    report: dict[str, Any]
 
 
 class AttemptOutcome(WorkerReport):

@@ -24,7 +24,7 @@ import httpx
 import mlflow
 
 from ascl.training.callbacks import EpochSummary, StepProgress
-from service.contracts import HEARTBEAT_INTERVAL_S, EpochReport, Heartbeat, Phase, Progress, finite_only
+from service.contracts import HEARTBEAT_INTERVAL_S, EpochReport, Heartbeat, Phase, Progress
 from workers.api_client import ApiClient, Superseded
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ServiceReporter:
                     "val": summary.val,
                 }
             )
-            self._epochs.append(EpochReport.model_validate(finite_only(summary.as_dict())))
+            self._epochs.append(EpochReport.model_validate(summary.as_dict()))
         self._wake.set()
 
     def on_checkpoint(self, path: Path, *, epoch: int, is_best: bool) -> None:

@@ -1,8 +1,8 @@
 """What a worker reports reaches the API whole, or is refused alone: over real HTTP (uvicorn, SQLite
-and PostgreSQL), NaN and infinite figures are 422 (PostgreSQL refused them with a 500, and a NaN
-ETA broke everyone's queue view), the stock worker leaves a 0/0 figure out instead of losing its
-report, a refused heartbeat does not end the heartbeat thread, and the epoch history holds one
-entry per epoch of the job."""
+and PostgreSQL), NaN and infinite figures are left out of a report (PostgreSQL refused them with a
+500, a NaN ETA broke everyone's queue view, and a 0/0 figure made the stock worker's reports and its
+final result fail), a refused heartbeat does not end the heartbeat thread, and the epoch history
+holds one entry per epoch of the job."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from ascl.training.callbacks import EpochSummary, StepProgress
 from service.api.app import create_app
 from service.cluster import StaticCluster
+from service.contracts import AttemptOutcome, TrainResult
 from service.db import session_scope
 from service.db.models import Job
 from service.jobs import attempts
@@ -59,18 +60,46 @@ def epoch(number: int, **train: float) -> str:
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "status", "progress"),
     [
-        '{"progress": {"eta_s": NaN}}',
-        '{"progress": {"metrics": {"loss": Infinity}}}',
-        '{"epoch": {"epoch": 0, "epochs": 2, "lr": 0.1, "seconds": 1, "images_per_s": NaN, "train": {}}}',
+        ('{"progress": {"eta_s": NaN, "epoch": 1}}', 200, {"epoch": 1}),  # left out, the rest kept
+        ('{"progress": {"metrics": {"loss": Infinity, "clean_acc": 0.5}}}', 200, {"metrics": {"clean_acc": 0.5}}),
+        ('{"progress": {"eta_s": "NaN"}}', 422, None),
+        ('{"epoch": {"epoch": 0, "epochs": 2, "lr": 0.1, "seconds": 1, "images_per_s": NaN, "train": {}}}', 422, None),
     ],
 )
-def test_non_finite_figures_are_refused_and_the_queue_view_still_works(server, attempt, sessions, content):
-    refused = beat(server, attempt, content)
-    assert refused.status_code == 422, refused.text
-    listed = httpx.get(f"{server}/api/v1/jobs", headers=bearer(make_token(sessions)))
+def test_non_finite_figures_are_left_out_or_refused_and_the_queue_view_still_works(
+    server, attempt, sessions, content, status, progress
+):
+    answer = beat(server, attempt, content)
+    assert answer.status_code == status, answer.text
+    headers = bearer(make_token(sessions))
+    if progress is not None:
+        job = httpx.get(f"{server}/api/v1/jobs/{attempt[0]}", headers=headers).json()
+        assert {key: job["progress"][key] for key in progress} == progress
+        assert "eta_s" not in job["progress"]
+    listed = httpx.get(f"{server}/api/v1/jobs", headers=headers)
     assert listed.status_code == 200, listed.text
+
+
+def test_an_outcome_with_a_0_over_0_figure_is_recorded_with_it_left_out(server, attempt, sessions):
+    job_id, token = attempt
+    api = ApiClient(AttemptIdentity(api_url=server, job_id=job_id, attempt=1, token=token), retries=1)
+    result = TrainResult(  # built by the worker as runs.py builds it: batch_size=1 draws no negatives
+        model_uri="runs:/r/model",
+        checkpoint="best.pt",
+        test={"clean_acc": 0.9, "robust_acc": math.nan, "eps_sweep": [0.5, math.nan]},
+        epochs_completed=2,
+        resumed_from_epoch=0,
+        positive_fraction=0.5,
+        negative_fraction=math.nan,
+        seconds=3.0,
+    )
+    api.outcome(AttemptOutcome(succeeded=True, train=result))
+    with session_scope(sessions) as session:
+        recorded = session.get(Job, job_id).result
+    assert recorded["negative_fraction"] is None
+    assert recorded["test"] == {"clean_acc": 0.9, "eps_sweep": [0.5, None]}
 
 
 def test_the_epoch_history_holds_one_entry_per_epoch_of_the_job(server, attempt, sessions):
