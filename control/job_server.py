@@ -43,7 +43,11 @@ class JobServerReads:
         response = self._get(f"/api/jobs/{quote(submission_id, safe='')}/logs")
         if response is None or response.status_code != 200:
             return None
-        logs = response.json().get("logs")
+        try:
+            body = response.json()
+        except ValueError:  # not the job server (a proxy's page)
+            return None
+        logs = body.get("logs") if isinstance(body, dict) else None
         return logs if isinstance(logs, str) else None
 
     def ready(self) -> bool:

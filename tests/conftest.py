@@ -86,8 +86,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(app) -> Iterator[int]:
-    """The app served by uvicorn on a free local port, in a thread, for tests over real HTTP."""
+def serving(app, *, root_path: str = "") -> Iterator[int]:
+    """The app served by uvicorn on a free local port, in a thread, for tests over real HTTP
+    (`root_path`: as behind a proxy that serves it under that prefix and strips it)."""
     import threading
     import time
 
@@ -96,7 +97,7 @@ def serving(app) -> Iterator[int]:
     from control.ports import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", root_path=root_path))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -1,4 +1,4 @@
-"""Headers every response carries, whatever route or error produced it: no MIME sniffing, no
+"""Headers every response the app makes carries, whatever route or error made it: no MIME sniffing, no
 framing by another site (clickjacking), no Referer to other sites, and API answers kept out of
 browser caches (a signed-in dashboard's data stayed on disk after signing out)."""
 
@@ -23,7 +23,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        api = scope["path"].startswith("/api/")
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # behind a proxy's path prefix too
+        api = path.startswith("/api/")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -48,6 +48,8 @@ class JobServer(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/api/jobs/raysubmit_1/logs":
             body = json.dumps({"logs": "epoch 1\n"}).encode()
+        elif self.path == "/api/jobs/raysubmit_html/logs":  # a proxy's page in front of the job server
+            body = b"<html>502 Bad Gateway</html>"
         elif self.path == "/api/version":
             body = b'{"version": "5"}'
         else:
@@ -80,6 +82,7 @@ def test_a_job_server_that_answers_gives_the_log_and_readiness():
         reads = JobServerReads(f"http://127.0.0.1:{server.server_address[1]}")
         assert reads.log_for_request("raysubmit_1") == "epoch 1\n"
         assert reads.log("raysubmit_2") is None  # no record of it
+        assert reads.log("raysubmit_html") is None
         assert reads.ready()
     finally:
         server.shutdown()

@@ -132,3 +132,17 @@ def test_every_response_refuses_framing_and_sniffing_and_api_answers_are_not_cac
 
 def test_try_it_out_calls_the_api_relative_to_the_docs_page(api):
     assert api.get("/openapi.json").json()["servers"] == [{"url": "."}]  # not the host's root, behind a prefix
+
+
+def test_api_answers_are_not_cached_behind_a_path_prefix_either(sessions, tmp_path):
+    import httpx
+
+    from service.cluster import StaticCluster
+    from service.settings import ServiceSettings
+    from tests.conftest import bearer, make_token, serving
+
+    app = create_app(sessions, settings=ServiceSettings(data_dir=tmp_path), cluster=StaticCluster({"CPU": 8.0}))
+    with serving(app, root_path="/training") as port:
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/jobs", headers=bearer(make_token(sessions)))
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
