@@ -19,7 +19,7 @@ from control.job_server import JobServerReads
 
 
 @pytest.fixture
-def silent_server() -> Iterator[str]:
+def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -36,7 +36,7 @@ def silent_server() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", held
     stop.set()
     thread.join()
     for connection in held:
@@ -65,14 +65,18 @@ class JobServer(BaseHTTPRequestHandler):
 
 
 def test_a_silent_job_server_holds_no_caller_past_the_deadline(silent_server):
-    reads = JobServerReads(silent_server, timeout_s=0.5, concurrent=2)
+    url, connections = silent_server
+    reads = JobServerReads(url, timeout_s=1.0, concurrent=2)
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        logs = list(pool.map(reads.log_for_request, ["raysubmit_1"] * 8))
         readiness = list(pool.map(lambda _: reads.ready(), range(8)))
-    assert logs == [None] * 8
+        probes = len(connections)
+        logs = list(pool.map(reads.log_for_request, ["raysubmit_1"] * 8))
     assert readiness == [False] * 8
-    assert time.monotonic() - started < 3  # 16 reads of a server that never answers: about two deadlines
+    assert probes == 1  # eight probes at once: one check
+    assert logs == [None] * 8
+    assert len(connections) - probes == 2  # log reads beyond the bound of 2 answered at once, unconnected
+    assert time.monotonic() - started < 4  # 16 reads of a server that never answers: about two deadlines
 
 
 def test_a_job_server_that_answers_gives_the_log_and_readiness():
