@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ascl.config import ExperimentConfig
@@ -86,8 +86,15 @@ def _pending_job(session: Session, job_id: str) -> Job | None:
 
 
 def remember(session: Session, *, job_id: str, name: str, version: str, spec_hash: str, standard: bool) -> None:
-    """This job is the evaluation of its key from now on (in place of one that ended unsuccessfully)."""
-    session.merge(
+    """This job is the evaluation of its key from now on. One that ended unsuccessfully has its row
+    deleted first: a concurrent replacement then meets the primary key, and the group commit runs
+    this request again, which finds the other's job."""
+    stale = session.get(EvalCache, (name, version, spec_hash))
+    if stale is not None:
+        unsuccessful = delete(EvalCache).where(EvalCache.job_id == stale.job_id)
+        session.execute(unsuccessful.execution_options(synchronize_session=False))
+        session.expunge(stale)
+    session.add(
         EvalCache(model_name=name, model_version=version, config_hash=spec_hash, job_id=job_id, standard=standard)
     )
 
