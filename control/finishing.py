@@ -125,9 +125,18 @@ class Finisher:
     def keep_log_tail(self, job_id: str, attempt_no: int, submission_id: str, run_id: str | None) -> None:
         """Ray's job history is not durable and is deleted after its retention: keep the end of the
         attempt's log in our database (GET /jobs/{id}/logs falls back to it) and in the MLflow run."""
-        tail = "\n".join((self.cluster.final_log(submission_id) or "").splitlines()[-LOG_TAIL_LINES:])
-        tail = tail[-LOG_TAIL_CHARACTERS:]
+        tail = log_tail(self.cluster.final_log(submission_id) or "")
         with session_scope(self.sessions) as session:
             attempts.get_attempt(session, job_id, attempt_no).log_tail = tail
         if run_id is not None and tail:
             self.tracker.log_text(run_id, tail, f"logs/attempt-{attempt_no}.log")
+
+
+def log_tail(log: str) -> str:
+    """The end of a log, as it is (a reader following the log finds its place in it): its last
+    LOG_TAIL_LINES lines, and of those at most LOG_TAIL_CHARACTERS, from a line's start where one is."""
+    tail = "".join(log.splitlines(keepends=True)[-LOG_TAIL_LINES:])
+    if len(tail) <= LOG_TAIL_CHARACTERS:
+        return tail
+    cut = tail[-LOG_TAIL_CHARACTERS:]
+    return cut[cut.index("\n") + 1 :] if "\n" in cut[:-1] else cut

@@ -1,5 +1,5 @@
 """What the API needs to know about the execution cluster, as a protocol: the Ray implementation
-lives in workers/, so the API process can be tested (and run) without Ray."""
+lives in control/ (control.ray_cluster), so the API process can be tested (and run) without Ray."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ class ClusterView(Protocol):
         """Resources of the biggest node ({'GPU': 1, 'CPU': 16, ...}); None when unknown."""
 
     def logs(self, submission_id: str) -> str | None:
-        """The attempt's log text, or None when the cluster has no record of it."""
+        """The attempt's log text; None when the cluster has no record of it or cannot answer now
+        (busy with other reads, or not within its deadline)."""
 
     def ready(self) -> bool: ...
 

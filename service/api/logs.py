@@ -6,7 +6,6 @@ interval, lifetime and number (per user and in total)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.auth import CurrentUser, release_request_slot
 from service.api.deps import Sessions
 from service.api.limits import Slots
+from service.api.log_cursor import LogCursor, Source
 from service.api.params import JobId
 from service.auth.principal import require_details
 from service.cluster import ClusterView
@@ -28,14 +28,19 @@ from service.jobs import attempts, store
 from service.jobs.status import is_terminal
 
 router = APIRouter()
+TAIL_WAIT_S = 10.0
 
 
-def _log_text(cluster: ClusterView, attempt: Attempt | None) -> str:
-    """The attempt's log from Ray while Ray has it; after that, the tail kept when it ended."""
+def _log_text(cluster: ClusterView, attempt: Attempt | None, *, tail_only: bool = False) -> tuple[str, Source | None]:
+    """The attempt's log and where it came from: Ray's while Ray has it (unless `tail_only`), else the
+    tail kept when it ended; no source while neither can be read (Ray busy or away, the tail not yet
+    kept)."""
     if attempt is None:
-        return ""
-    live = cluster.logs(attempt.ray_submission_id)
-    return live if live is not None else (attempt.log_tail or "")
+        return "", "tail"  # no attempt: no log will come
+    live = None if tail_only else cluster.logs(attempt.ray_submission_id)
+    if live is not None:
+        return live, "ray"
+    return (attempt.log_tail, "tail") if attempt.log_tail is not None else ("", None)
 
 
 def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | None, str, str]:
@@ -43,13 +48,6 @@ def _current(sessions: sessionmaker[Session], job_id: str) -> tuple[Attempt | No
     with read_scope(sessions) as session:
         job = store.get_job(session, job_id)
         return attempts.current_attempt(session, job), job.status, job.owner
-
-
-def _resume_point(last_event_id: str) -> tuple[int, int] | None:
-    """(attempt, characters of its log already sent) from a reconnecting client's Last-Event-ID,
-    which is the `id` of the last line it received; None for anything else."""
-    match = re.fullmatch(r"([0-9]{1,9}):([0-9]{1,12})", last_event_id)
-    return (int(match[1]), int(match[2])) if match else None
 
 
 # text on success; errors keep their JSON body (a route-wide text/plain class would document them as text)
@@ -61,7 +59,7 @@ EVENTS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream"
 def job_logs(job_id: JobId, request: Request, sessions: Sessions, principal: CurrentUser) -> Response:
     attempt, _, owner = _current(sessions, job_id)
     require_details(principal, owner, shared=request.app.state.settings.share_job_details, what=f"job {job_id}")
-    return PlainTextResponse(_log_text(request.app.state.cluster, attempt))  # read outside the transaction
+    return PlainTextResponse(_log_text(request.app.state.cluster, attempt)[0])  # read outside the transaction
 
 
 @router.get("/jobs/{job_id}/logs/stream", response_class=Response, responses=EVENTS)
@@ -85,25 +83,23 @@ async def stream_logs(
     release_request_slot(request)  # the stream is bounded by its own slot from here on
     deadline = time.monotonic() + state.settings.log_stream_max_s
 
-    resume = _resume_point(request.headers.get("last-event-id", ""))
+    cursor = LogCursor.resumed(request.headers.get("last-event-id", ""))
 
     async def chunks() -> AsyncIterator[str]:
         try:
-            (shown_attempt, sent) = resume or (None, 0)
+            finished_at = None
             while True:
                 attempt, status, _ = await run_in_threadpool(_current, sessions, job_id)
-                text = await run_in_threadpool(_log_text, state.cluster, attempt)
                 number = attempt.attempt_no if attempt is not None else None
-                if number != shown_attempt:  # a retry's log starts from its beginning
-                    if shown_attempt is not None:
-                        yield f"data: [attempt {number}]\n\n"
-                    sent, shown_attempt = 0, number
+                tail_only = cursor.source == "tail" and cursor.attempt == number  # the tail, once read, stays
+                text, source = await run_in_threadpool(_log_text, state.cluster, attempt, tail_only=tail_only)
                 finished = is_terminal(status)
-                whole = text if finished else text[: text.rfind("\n") + 1]  # a line being written waits for its end
-                for line in whole[sent:].splitlines(keepends=True):  # a read that came back short sends nothing
-                    sent += len(line)
-                    yield f"id: {number}:{sent}\ndata: {(line.splitlines() or [''])[0]}\n\n"
-                if finished or time.monotonic() > deadline or await request.is_disconnected():
+                for event in cursor.events(number, text, source, finished=finished):
+                    yield event
+                finished_at = finished_at or (time.monotonic() if finished else None)
+                # an ended attempt's tail is kept just after the job's end: wait a little for it
+                waiting = finished_at is not None and source is None and time.monotonic() - finished_at < TAIL_WAIT_S
+                if (finished and not waiting) or time.monotonic() > deadline or await request.is_disconnected():
                     yield f"event: end\ndata: {status}\n\n"
                     return
                 await asyncio.sleep(poll_s)
