@@ -123,8 +123,9 @@ PROMOTION_WAIT_S = 30.0
 
 @contextmanager
 def _promoting(name: str) -> Iterator[None]:
-    """One promotion of a model at a time: each decides against the holder the previous one left
-    (two at once both won against the same old champion, and the record disagreed with MLflow)."""
+    """One promotion of a model at a time in this process: each decides against the holder the
+    previous one left (two at once both won against the same old champion, and the record disagreed
+    with MLflow). Across processes, the owner row's lock in `_promote` does the same on PostgreSQL."""
     with _PROMOTIONS_GUARD:
         lock = _PROMOTIONS.setdefault(name, threading.Lock())
     if not lock.acquire(timeout=PROMOTION_WAIT_S):
@@ -138,19 +139,22 @@ def _promoting(name: str) -> Iterator[None]:
 def _promote(
     name: str, body: PromoteRequest, registry: ModelRegistry, sessions: sessionmaker[Session], principal: Principal
 ) -> PromoteResult:
-    records = {r.version: r for r in registry.versions(name)}
-    candidate = _version(records, name, body.version)
-    holder = next((r for r in records.values() if body.alias in r.aliases), None)
-    decision = promotion.decide(
-        version=candidate.version,
-        candidate=Figures.from_tags(candidate.tags),
-        holder=None if holder is None else holder.version,
-        champion=None if holder is None else Figures.from_tags(holder.tags),
-        max_clean_drop=body.max_clean_drop,
-    )
-    if not decision.promoted:
-        return PromoteResult(promoted=False, reason=decision.reason, move=None)
-    with session_scope(sessions) as session:  # the move is recorded if and only if the registry took it
+    # the move is recorded if and only if the registry took it; the model's owner row stays locked
+    # meanwhile (PostgreSQL), so API processes promote one after another too
+    with session_scope(sessions) as session:
+        session.execute(select(ModelOwner).where(ModelOwner.name == name).with_for_update())
+        records = {r.version: r for r in registry.versions(name)}
+        candidate = _version(records, name, body.version)
+        holder = next((r for r in records.values() if body.alias in r.aliases), None)
+        decision = promotion.decide(
+            version=candidate.version,
+            candidate=Figures.from_tags(candidate.tags),
+            holder=None if holder is None else holder.version,
+            champion=None if holder is None else Figures.from_tags(holder.tags),
+            max_clean_drop=body.max_clean_drop,
+        )
+        if not decision.promoted:
+            return PromoteResult(promoted=False, reason=decision.reason, move=None)
         row = AliasMove(
             model_name=name,
             alias=body.alias,

@@ -295,3 +295,21 @@ def test_a_model_page_shows_the_first_versions_as_sorted_and_how_many_there_are(
     assert ([v["version"] for v in top["versions"]], top["total_versions"]) == (["5", "6"], 6)
     for limit in (0, 1001):
         assert api.get(f"/api/v1/models/{name}", params={"limit": limit}).status_code == 422
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_promotions_from_several_api_processes_decide_one_after_another(api, sessions, tracker, name):
+    """The per-process lock left out, as between two API processes: the owner row's lock orders them."""
+    from service.api import models as model_routes
+    from service.api.model_schemas import PromoteRequest
+
+    promote(api, name, "1")
+    alice = Principal(subject="alice", role=Role.USER)
+
+    def promote_unlocked(version: str) -> bool:
+        body = PromoteRequest(version=version, max_clean_drop=0.2)
+        return model_routes._promote(name, body, tracker, sessions, alice).promoted
+
+    with ThreadPoolExecutor(4) as pool:
+        promoted = list(pool.map(promote_unlocked, ["5", "6", "5", "6"]))
+    assert promoted.count(True) == 1, promoted
