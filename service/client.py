@@ -152,6 +152,8 @@ class AsclClient:
                         yield data
             except httpx.ConnectError as error:
                 raise ApiUnreachable(self.base_url, error) from None
+            except (httpx.ReadError, httpx.RemoteProtocolError):  # the connection dropped: reopen where it was
+                pass
             time.sleep(1.0)
 
     def wait(

@@ -88,3 +88,31 @@ def test_the_cli_shows_control_characters_of_a_log_as_escapes(client, sessions, 
         assert main(["jobs", "logs", job_id, *follow, *connection]) == 0
         shown = capsys.readouterr().out
         assert shown.splitlines() == ["step 1\\x1b[2J\\x1b]0;owned\\x07", "step 2"]
+
+
+def test_a_dropped_stream_is_reopened_where_it_was():
+    """A proxy that cuts an open stream (idle timeout): the follower reconnects with the last id."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    asked: list[str] = []
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    def chunk(text: str) -> bytes:
+        return f"{len(text.encode()):x}\r\n{text}\r\n".encode()
+
+    def serve() -> None:
+        for answer in (chunk("id: 1:2\ndata: a\n\n"), chunk("event: end\ndata: SUCCEEDED\n\n") + b"0\r\n\r\n"):
+            connection, _ = listener.accept()
+            with connection:
+                request = connection.recv(65536).decode()
+                asked.append(next((h for h in request.split("\r\n") if h.lower().startswith("last-event-id")), ""))
+                connection.sendall(head + answer)  # the first ends without the stream's last chunk: cut
+
+    threading.Thread(target=serve, daemon=True).start()
+    follower = AsclClient(f"http://127.0.0.1:{listener.getsockname()[1]}", token="t")
+    assert list(follower.follow_logs("0" * 32)) == ["a"]
+    assert asked == ["", "Last-Event-ID: 1:2"]
+    listener.close()

@@ -16,12 +16,7 @@ export class ApiError extends Error {
 // out of the address bar (and history) at once.
 export function takeTokenFromFragment() {
   if (!location.hash.startsWith("#token=")) return;
-  let given = null;
-  try {
-    given = new URLSearchParams(location.hash.slice(1)).get("token");
-  } catch {
-    // malformed: still taken out of the address bar below
-  }
+  const given = new URLSearchParams(location.hash.slice(1)).get("token"); // a broken escape stays as it is
   if (given) setToken(given);
   history.replaceState(null, "", `${location.pathname}${location.search}#/`);
 }
