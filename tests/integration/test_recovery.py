@@ -282,7 +282,7 @@ def test_reporter_sends_each_epoch_once_in_order_and_relays_a_cancel(service):
     from workers.api_client import ApiClient, AttemptIdentity
     from workers.reporting import ServiceReporter
 
-    job = service.client.submit(QUICK)
+    job = service.client.submit({**QUICK, "overrides": {**QUICK["overrides"], "train.epochs": 5}})  # as reported
     claim_only(service, job["id"])
     with session_scope(service.stack.dispatcher.sessions) as session:
         token = attempts.current_attempt(session, store.get_job(session, job["id"])).fencing_token
