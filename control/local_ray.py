@@ -7,6 +7,7 @@ default token file (~/.ray/auth_token) is shared by every cluster of the user.""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -35,6 +36,13 @@ PORT_FLAGS = (
 
 
 RAY_GRACE_S = 2.0
+RAY_EXECUTABLE = Path(sys.executable).with_name("ray")
+# What `ray start` prints once its node has registered with the GCS. Its dashboard answers before that,
+# and a node that does not register within Ray's fixed 30 s (a loaded machine) makes the head exit.
+STARTED_MARKER = b"Ray runtime started."
+START_ATTEMPTS = 3
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +52,9 @@ class LocalRay:
     auth_env: dict[str, str]  # what a client of this head needs in its environment (the token's file)
     head: FateShared
     temp_dir: Path
+
+    def alive(self) -> bool:
+        return self.head.alive()
 
     def stop(self) -> None:
         self.head.stop()
@@ -71,6 +82,18 @@ def dashboard_answers(dashboard_url: str) -> bool:
 
 
 def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float = 120) -> LocalRay:
+    """A head that exits while starting is started again (new ports, new directory), at most
+    START_ATTEMPTS times: a port taken meanwhile, or a node that missed Ray's registration deadline."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        local = _start_head(num_cpus=num_cpus, num_gpus=num_gpus, log=log, timeout_s=timeout_s)
+        if local is not None:
+            return local
+        logger.warning("the local Ray head exited while starting (try %d of %d); see %s", attempt, START_ATTEMPTS, log)
+    raise RuntimeError(f"the local Ray head exited while starting, {START_ATTEMPTS} times; see {log}")
+
+
+def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float) -> LocalRay | None:
+    """The started head, or None if it exited while starting."""
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
     temp_dir = Path(tempfile.mkdtemp(prefix="ascl-ray-"))  # short: Ray's socket paths must fit 107 bytes
     token = temp_dir / "auth_token"
@@ -78,14 +101,14 @@ def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, ti
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secrets.token_hex(32))
     auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    ray = str(Path(sys.executable).with_name("ray"))
-    command = [ray, "start", "--head", "--block", "--disable-usage-stats", "--dashboard-host=127.0.0.1"]
+    command = [str(RAY_EXECUTABLE), "start", "--head", "--block", "--disable-usage-stats", "--dashboard-host=127.0.0.1"]
     command += [f"--{flag}={port}" for flag, port in ports.items()]
     command += [f"--temp-dir={temp_dir}", "--include-dashboard=true"]
     if num_cpus is not None:
         command.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         command.append(f"--num-gpus={num_gpus}")
+    log_start = log.stat().st_size if log.exists() else 0  # the log is appended to: this start's part only
     # remove: its token too, even after a SIGKILL. grace: `ray start --block` and the raylet take ~10 s to
     # honour SIGTERM, and a Ray head the service started keeps nothing worth a graceful end
     head = FateShared(command, log=log, env=auth_env, remove=temp_dir, grace_s=RAY_GRACE_S)
@@ -93,9 +116,15 @@ def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, ti
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not head.alive():
-            raise RuntimeError(f"the local Ray head exited; see {log}")
-        if dashboard_answers(dashboard_url):
+            return None
+        if _said_started(log, log_start) and dashboard_answers(dashboard_url):
             return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
         time.sleep(0.5)
     head.stop()
     raise RuntimeError(f"the local Ray head did not start within {timeout_s:.0f} s; see {log}")
+
+
+def _said_started(log: Path, start: int) -> bool:
+    with log.open("rb") as text:
+        text.seek(start)
+        return STARTED_MARKER in text.read()

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from control.dispatcher import Dispatcher
 from control.heap import freeze_startup_heap
-from control.local_ray import become_client, start_local_ray
+from control.local_ray import LocalRay, become_client, start_local_ray
 from control.mlflow_server import MlflowServer, start_mlflow_server
 from control.ports import free_port, listening_sockets
 from control.ray_cluster import RayCluster
@@ -43,6 +43,7 @@ class Stack:
     mlflow: MlflowServer
     admin_token: str
     listeners: list[socket.socket]  # the API's listening sockets, for the first server to serve on
+    local_ray: LocalRay | None  # None: a Ray cluster we did not start
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -58,6 +59,14 @@ class Stack:
     @property
     def dispatcher(self) -> Dispatcher:
         return self.plane.dispatcher
+
+    def lost_child(self) -> str | None:
+        """Which program this service started has exited (None: none has): without it no job runs."""
+        if self.local_ray is not None and not self.local_ray.alive():
+            return f"the local Ray head exited; see {self.local_ray.head.log}"
+        if self.mlflow.process is not None and not self.mlflow.process.alive():
+            return f"the MLflow server exited; see {self.mlflow.process.log}"
+        return None
 
     def app(self) -> FastAPI:
         return api_app(
@@ -104,7 +113,7 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
         )
         apply_queues_file(settings, plane.sessions)
         admin_token = ensure_admin_token(plane.sessions, settings.admin_token_file)
-        stack = Stack(settings, plane, mlflow, admin_token, listeners)
+        stack = Stack(settings, plane, mlflow, admin_token, listeners, local)
         if settings.dispatcher:
             stack.thread = threading.Thread(
                 target=plane.dispatcher.run,
@@ -156,18 +165,28 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
         print(f"Admin token: {settings.admin_token_file} (mode 0600; `ascl jobs` on this machine finds it)", flush=True)
         print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
         print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)
-        status = 0
-        try:
-            if demo:
-                from control.demo import run_demo
+        demo_status: list[int] = []
+        if demo:
+            from control.demo import run_demo
 
-                status = run_demo(settings.api_url, stack.mlflow.url, token=stack.admin_token)
-                if exit_after_demo:
-                    return status
-            thread.join()
+            def run() -> None:
+                demo_status.append(run_demo(settings.api_url, stack.mlflow.url, token=stack.admin_token))
+
+            demo_thread = threading.Thread(target=run, name="demo", daemon=True)
+            demo_thread.start()
+        try:
+            # the API serves until stopped; the service stops too when a program it started has exited
+            # (Ray's head or MLflow's server: jobs would wait for them forever), or after its demo if asked
+            while thread.is_alive():
+                if (lost := stack.lost_child()) is not None:
+                    print(f"ascl serve: {lost}; stopping", file=sys.stderr, flush=True)
+                    return 1
+                if demo and exit_after_demo and not demo_thread.is_alive():
+                    return demo_status[0] if demo_status else 1
+                thread.join(timeout=1)
         except KeyboardInterrupt:
             pass
         finally:
             server.should_exit = True
             thread.join(timeout=10)
-        return status
+        return demo_status[0] if demo_status else 0

@@ -1,8 +1,8 @@
 """`ascl serve` as a real process: the README's first command (`ascl serve --demo`, after its install
 step) goes from a REST submission to a registered model on the embedded defaults while a second
-service runs beside it on the same host (every port they start is free, none fixed), and a SIGKILLed
-`ascl serve` leaves no process behind (its MLflow server, its Ray head and whatever those started
-die with it)."""
+service runs beside it on the same host (every port they start is free, none fixed); a service whose
+Ray head dies stops, and a SIGKILLed `ascl serve` leaves no process behind (its MLflow server, its Ray
+head and whatever those started die with it)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,11 @@ def test_the_demo_beside_a_second_service_and_neither_leaves_a_process_behind_af
             Path(arg.split("=", 1)[1]) for p in processes for arg in p.cmdline() if arg.startswith("--temp-dir=")
         }
         assert len(ray_dirs) == 2
+        # the second service's Ray head fails (its GCS dies): that service stops on its own, saying why,
+        # and its other children (the MLflow server) end with it
+        next(p for p in tree(started[1].pid) if p.name() == "gcs_server").kill()
+        assert started[1].wait(timeout=60) == 1
+        assert "ascl serve: the local Ray head exited; see" in (homes[1] / "serve.log").read_text()
     finally:
         for process in started:
             process.kill()  # SIGKILL, and nothing if it has ended already

@@ -1,0 +1,67 @@
+"""The embedded Ray head's start: ready once its node has registered (its dashboard answers before
+that), and started again when it exits while starting (`ray start` gives its node a fixed 30 s to
+register, which a loaded machine can miss: the head then exits, after its dashboard has answered)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from control import local_ray
+from control.local_ray import START_ATTEMPTS, start_local_ray
+
+# A stand-in for `ray start --head --block`: its dashboard answers at once; the first FAKE_RAY_FAILURES
+# starts exit 2 s later as Ray does when its node misses the deadline, the next one says it started.
+FAKE_RAY = """#!{python}
+import http.server, os, pathlib, sys, threading, time
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+port = next(int(arg.split("=")[1]) for arg in sys.argv if arg.startswith("--dashboard-port="))
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+tries = pathlib.Path(os.environ["FAKE_RAY_TRIES"])
+count = int(tries.read_text()) + 1 if tries.exists() else 1
+tries.write_text(str(count))
+if count <= int(os.environ["FAKE_RAY_FAILURES"]):
+    time.sleep(2)
+    print("Exception: The current node timed out during startup.", flush=True)
+    sys.exit(1)
+print("Ray runtime started.", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def fake_ray(tmp_path, monkeypatch):
+    executable = tmp_path / "ray"
+    executable.write_text(FAKE_RAY.format(python=sys.executable))
+    executable.chmod(0o755)
+    monkeypatch.setattr(local_ray, "RAY_EXECUTABLE", executable)
+    monkeypatch.setenv("FAKE_RAY_TRIES", str(tmp_path / "tries"))
+    return tmp_path / "tries"
+
+
+def test_a_head_that_exits_while_starting_is_started_again(fake_ray, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_RAY_FAILURES", "1")
+    local = start_local_ray(num_cpus=0, num_gpus=0, log=tmp_path / "ray-head.log", timeout_s=30)
+    try:
+        time.sleep(3)  # a head taken as started when its dashboard answered would have exited by now
+        assert local.alive()
+        assert fake_ray.read_text() == "2"
+    finally:
+        local.stop()
+    assert not local.temp_dir.exists()
+
+
+def test_a_head_that_keeps_exiting_while_starting_is_an_error_naming_its_log(fake_ray, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_RAY_FAILURES", str(START_ATTEMPTS))
+    log = tmp_path / "ray-head.log"
+    with pytest.raises(RuntimeError, match=f"exited while starting, {START_ATTEMPTS} times; see {log}"):
+        start_local_ray(num_cpus=0, num_gpus=0, log=log, timeout_s=30)
+    assert fake_ray.read_text() == str(START_ATTEMPTS)
