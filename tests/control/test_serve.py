@@ -62,3 +62,20 @@ def test_port_zero_listens_on_a_free_port_on_every_address_of_the_host():
 def test_the_api_url_brackets_an_ipv6_host():
     assert ServiceSettings(host="::1", port=8000).api_url == "http://[::1]:8000"
     assert ServiceSettings(host="127.0.0.1", port=8000).api_url == "http://127.0.0.1:8000"
+
+
+def test_the_stack_names_the_child_it_lost(tmp_path):
+    """What `ascl serve` checks every second: once its MLflow server (or Ray head) has exited, it stops
+    and says which, with the log to read."""
+    from control.children import FateShared
+    from control.mlflow_server import MlflowServer
+    from control.serve import Stack
+
+    log = tmp_path / "mlflow-server.log"
+    child = FateShared(["sleep", "60"], log=log)
+    stack = Stack(ServiceSettings(data_dir=tmp_path), None, MlflowServer("http://x", child), TOKEN, [], None)
+    try:
+        assert stack.lost_child() is None
+    finally:
+        child.stop()
+    assert stack.lost_child() == f"the MLflow server exited; see {log}"
