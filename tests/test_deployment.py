@@ -159,15 +159,11 @@ def run_suites(pytest: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_suite_runner_exits_with_the_suites_status(tmp_path):
-    """Every suite passing is exit 0 (a failing `kill` in its exit trap once made it 1), any failing
+    """Both suites passing is exit 0 (a failing `kill` in its exit trap once made it 1), either failing
     is that failure's status, and "nothing collected" passes with a message."""
     assert run_suites("true").returncode == 0
     assert run_suites("false").returncode == 1
     assert run_suites("true", "tests/ascl").returncode == 0
-    library_fails = tmp_path / "library-fails"  # one of the suites that run beside the integration suite
-    library_fails.write_text('#!/bin/sh\ncase "$*" in *tests/ascl*) exit 3;; esac\nexit 0\n')
-    library_fails.chmod(0o755)
-    assert run_suites(str(library_fails)).returncode == 3
     collects_nothing = tmp_path / "collects-nothing"
     collects_nothing.write_text("#!/bin/sh\nexit 5\n")
     collects_nothing.chmod(0o755)
