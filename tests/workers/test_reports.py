@@ -51,6 +51,7 @@ def beat(server: str, attempt: tuple[str, str], content: str) -> httpx.Response:
         f"{server}/api/v1/internal/jobs/{job_id}/attempts/1/heartbeat",
         content=content,
         headers={"X-Attempt-Token": token, "Content-Type": "application/json"},
+        timeout=30,  # httpx's 5 s default was once too short on a loaded 2-core CI machine
     )
 
 
