@@ -12,11 +12,6 @@ from ascl.presets import get_preset
 QUICK = {"train.epochs": 2, "eval.pgd_steps": 3, "eval.val_steps": 2, "eval.eps_sweep": [], "data.train_subset": 256}
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    torch.set_num_threads(2)
-
-
 @pytest.mark.slow
 def test_adversarial_training_beats_standard_training_at_eps_02(tmp_path):
     """eps 0.2 on digits: standard training collapses; PGD-AT and ASCL (leaked) do not."""
