@@ -22,17 +22,35 @@ def postgres_server() -> bool:
     return True
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite file migrated once per session, which each test copies (hundreds of tests would
+    otherwise each run every migration)."""
+    path = tmp_path_factory.mktemp("migrated") / "jobs.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server) -> Iterator[str]:
+    """A PostgreSQL database migrated once per session: the template each test's database copies."""
+    url, drop = scratch_database("ascl_template")
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        drop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """A migrated, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-        upgrade(url)
-        yield url
+        path = tmp_path / "jobs.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
         return
-    request.getfixturevalue("postgres_server")
-    url, drop = scratch_database("ascl_test")
-    upgrade(url)
+    url, drop = scratch_database("ascl_test", template=request.getfixturevalue("migrated_postgres"))
     try:
         yield url
     finally:

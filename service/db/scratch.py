@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 POSTGRES_ADMIN_URL = os.environ.get("ASCL_SCRATCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -23,12 +23,14 @@ def postgres_available() -> bool:
         return False
 
 
-def scratch_database(prefix: str) -> tuple[str, Callable[[], None]]:
-    """A new, empty database and the function that drops it (even with open connections)."""
+def scratch_database(prefix: str, *, template: str | None = None) -> tuple[str, Callable[[], None]]:
+    """A new database, empty or a copy of the database at `template` (a URL from this function, with
+    no connection open), and the function that drops it (even with open connections)."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    copy = "" if template is None else f' TEMPLATE "{make_url(template).database}"'
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
 
     def drop() -> None:
         with admin.connect() as connection:
