@@ -1,5 +1,5 @@
 """bench/gpu_check.sh, the one call a GPU machine gets, kept working between such machines: its CPU
-fall-back (`--quick`) runs every part but the compiling ones, each to a figure, and its summary reads
+fall-back (`--quick`) runs every part a CPU can (not the compiling ones), each to a figure, and its summary reads
 them (a broken part would otherwise be found only on the device, whose time is scarce)."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ QUICK_PARTS = [
     "env",
     "tests",
     "train-graph",
-    "autotune",
     "authors",
     "profile",
     "epoch",
