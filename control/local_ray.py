@@ -82,8 +82,9 @@ def dashboard_answers(dashboard_url: str) -> bool:
 
 
 def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float = 120) -> LocalRay:
-    """A head that exits while starting is started again (new ports, new directory), at most
-    START_ATTEMPTS times: a port taken meanwhile, or a node that missed Ray's registration deadline."""
+    """A head that exits while starting is started again (new ports, new directory), up to
+    START_ATTEMPTS starts in all: a port taken meanwhile, or a node that missed Ray's registration
+    deadline. `timeout_s` bounds each start."""
     for attempt in range(1, START_ATTEMPTS + 1):
         local = _start_head(num_cpus=num_cpus, num_gpus=num_gpus, log=log, timeout_s=timeout_s)
         if local is not None:
@@ -114,17 +115,30 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
     head = FateShared(command, log=log, env=auth_env, remove=temp_dir, grace_s=RAY_GRACE_S)
     dashboard_url = f"http://127.0.0.1:{ports['dashboard-port']}"
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not head.alive():
-            return None
-        if _said_started(log, log_start) and dashboard_answers(dashboard_url):
-            return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
-        time.sleep(0.5)
-    head.stop()
-    raise RuntimeError(f"the local Ray head did not start within {timeout_s:.0f} s; see {log}")
+    try:
+        while time.monotonic() < deadline:
+            # alive once more after the other checks: a head that exits between them is not started
+            if _said_started(log, log_start) and dashboard_answers(dashboard_url) and head.alive():
+                return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
+            if not head.alive():
+                return None
+            time.sleep(0.5)
+        raise RuntimeError(
+            f"the local Ray head did not start within {timeout_s:.0f} s (its log never said"
+            f" {STARTED_MARKER.decode()!r}, or its dashboard never answered); see {log}"
+        )
+    except BaseException:  # an interrupt or a timeout: the head that is starting goes too
+        head.stop()
+        raise
+    finally:
+        if not head.alive():  # its watchdog removes the directory, unless it died before it could
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _said_started(log: Path, start: int) -> bool:
-    with log.open("rb") as text:
-        text.seek(start)
-        return STARTED_MARKER in text.read()
+    try:
+        with log.open("rb") as text:
+            text.seek(start)
+            return STARTED_MARKER in text.read()
+    except FileNotFoundError:  # removed meanwhile: nothing said yet
+        return False

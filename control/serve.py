@@ -166,6 +166,7 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
         print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
         print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)
         demo_status: list[int] = []
+        demo_thread: threading.Thread | None = None
         if demo:
             from control.demo import run_demo
 
@@ -181,9 +182,11 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
                 if (lost := stack.lost_child()) is not None:
                     print(f"ascl serve: {lost}; stopping", file=sys.stderr, flush=True)
                     return 1
-                if demo and exit_after_demo and not demo_thread.is_alive():
+                if exit_after_demo and demo_thread is not None and not demo_thread.is_alive():
                     return demo_status[0] if demo_status else 1
                 thread.join(timeout=1)
+            print("ascl serve: the API server stopped; stopping", file=sys.stderr, flush=True)
+            return 1
         except KeyboardInterrupt:
             pass
         finally:

@@ -5,8 +5,10 @@ register, which a loaded machine can miss: the head then exits, after its dashbo
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 
+import psutil
 import pytest
 
 from control import local_ray
@@ -65,3 +67,25 @@ def test_a_head_that_keeps_exiting_while_starting_is_an_error_naming_its_log(fak
     with pytest.raises(RuntimeError, match=f"exited while starting, {START_ATTEMPTS} times; see {log}"):
         start_local_ray(num_cpus=0, num_gpus=0, log=log, timeout_s=30)
     assert fake_ray.read_text() == str(START_ATTEMPTS)
+
+
+def test_an_interrupted_start_leaves_no_head_and_no_directory(fake_ray, tmp_path, monkeypatch):
+    """Ctrl-C while the head starts: the head being started stops, and its directory (its token) goes."""
+    monkeypatch.setenv("FAKE_RAY_FAILURES", "0")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    started = []
+
+    def interrupted(dashboard_url: str) -> bool:
+        started.append(dashboard_url)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_ray, "dashboard_answers", interrupted)
+    monkeypatch.setattr(local_ray, "_said_started", lambda log, start: fake_ray.exists())
+    with pytest.raises(KeyboardInterrupt):
+        start_local_ray(num_cpus=0, num_gpus=0, log=tmp_path / "ray-head.log", timeout_s=30)
+    assert started
+    assert fake_ray.read_text() == "1"
+    assert list((tmp_path / "scratch").iterdir()) == []  # the head's directory, and so its token, went
+    heads = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "ray") in " ".join(p.info["cmdline"] or [])]
+    assert heads == []

@@ -3,9 +3,12 @@ API port: taken, it stops at once saying so; 0, any free one, held from the star
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -79,3 +82,36 @@ def test_the_stack_names_the_child_it_lost(tmp_path):
     finally:
         child.stop()
     assert stack.lost_child() == f"the MLflow server exited; see {log}"
+
+
+class ApiThatStops:
+    """uvicorn's server, as far as `serve` uses it, that starts and then ends by itself."""
+
+    def __init__(self, config: object) -> None:
+        self.started = False
+        self.should_exit = False
+
+    def run(self, sockets: object = None) -> None:
+        self.started = True
+        time.sleep(0.5)
+
+
+def test_serve_stops_with_status_1_when_its_api_server_ends_by_itself(tmp_path, monkeypatch, capsys):
+    """Not 0: a supervisor must see that the service failed, and why."""
+    from control import serve as serve_module
+
+    settings = ServiceSettings(data_dir=tmp_path, config_dir=tmp_path / "config", port=8123)
+    stack = SimpleNamespace(
+        settings=settings,
+        app=lambda: None,
+        listeners=[],
+        admin_token=TOKEN,
+        mlflow=SimpleNamespace(url="http://127.0.0.1:1"),
+        cluster=SimpleNamespace(dashboard_url="http://127.0.0.1:2"),
+        lost_child=lambda: None,
+    )
+    monkeypatch.setattr(serve_module, "running_stack", lambda _: contextlib.nullcontext(stack))
+    monkeypatch.setattr(serve_module.uvicorn, "Server", ApiThatStops)
+    monkeypatch.setattr(serve_module, "freeze_startup_heap", lambda: None)  # not this test process's heap
+    assert serve_module.serve(settings) == 1
+    assert "ascl serve: the API server stopped; stopping" in capsys.readouterr().err
