@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from control.fate import kill_what_is_left, remove_directory
+
 
 class FateShared:
     def __init__(
@@ -22,6 +24,7 @@ class FateShared:
         """`remove`: a directory of the command's own, deleted once it has ended however that came.
         `grace_s`: how long a stop waits after SIGTERM before SIGKILL (control.fate's default)."""
         self.log = log
+        self.remove = remove
         options = ["--remove", str(remove)] if remove is not None else []
         options += ["--grace", str(grace_s)] if grace_s is not None else []
         with log.open("ab") as out:
@@ -44,3 +47,10 @@ class FateShared:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
+        elif self.process.returncode < 0:
+            # the watchdog itself was killed (a watchdog that ended by itself took its group along):
+            # the command and what it started live on in its group, e.g. Ray's raylet and GCS
+            directory = None if self.remove is None else str(self.remove)
+            kill_what_is_left(self.process.pid, directory)
+            if directory is not None:
+                remove_directory(directory)

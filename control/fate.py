@@ -47,16 +47,16 @@ def main(argv: list[str]) -> int:
         time.sleep(0.1)
     stop(signal.SIGTERM, None)  # the command ended by itself: take what it left behind with it
     time.sleep(0.5)
-    _kill_what_is_left(remove)  # before the removal: nothing may still be writing into the directory
+    kill_what_is_left(os.getpgrp(), remove)  # before the removal: nothing may still be writing into the directory
     if remove is not None:
-        _remove(remove)
+        remove_directory(remove)
     return 1 if code is None else code
 
 
-def _kill_what_is_left(directory: str | None) -> None:
-    """SIGKILL the rest of this process group, and every process whose command line names the
-    directory: Ray starts its workers in process groups of their own."""
-    group, me = os.getpgrp(), os.getpid()
+def kill_what_is_left(group: int, directory: str | None) -> None:
+    """SIGKILL the rest of process group `group` (but the caller), and every process whose command
+    line names the directory: Ray starts its workers in process groups of their own."""
+    me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -67,7 +67,7 @@ def _kill_what_is_left(directory: str | None) -> None:
     time.sleep(0.2)  # SIGKILL is delivered at once; the processes' ends take a moment
 
 
-def _remove(directory: str, tries: int = 10) -> None:
+def remove_directory(directory: str, tries: int = 10) -> None:
     """Remove it, again if something that was still ending wrote into it meanwhile."""
     for _ in range(tries):
         shutil.rmtree(directory, ignore_errors=True)

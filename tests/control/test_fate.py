@@ -70,3 +70,28 @@ def test_a_sigkilled_parent_takes_the_command_and_its_directory_along(tmp_path, 
     while not (gone(fate.pid) and gone(command[0].pid) and not scratch.exists()):
         assert time.monotonic() < deadline, "the command or its directory outlived its parent"
         time.sleep(0.1)
+
+
+def test_stopping_a_child_whose_watchdog_was_killed_ends_what_the_watchdog_left(tmp_path):
+    """The watchdog SIGKILLed on its own (an OOM killer's pick, a hostile `kill -9`): its command lives
+    on in its group, as Ray's raylet and GCS would; the stop that `ascl serve` then makes ends it and
+    removes its directory."""
+    from control.children import FateShared
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    child = FateShared(["sleep", "300"], log=tmp_path / "child.log", remove=scratch)
+    fate = psutil.Process(child.process.pid)
+    deadline = time.monotonic() + 30
+    while not (command := [p for p in fate.children() if p.name() == "sleep"]):
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.1)
+    fate.kill()
+    child.process.wait()
+    assert not gone(command[0].pid)  # left behind, until the stop
+    child.stop()
+    deadline = time.monotonic() + 10
+    while not gone(command[0].pid):
+        assert time.monotonic() < deadline, "the command outlived the stop"
+        time.sleep(0.1)
+    assert not scratch.exists()
