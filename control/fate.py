@@ -31,6 +31,8 @@ def main(argv: list[str]) -> int:
     named = dict(zip(options[::2], options[1::2], strict=True))
     remove, grace_s = named.get("--remove"), float(named.get("--grace", GRACE_S))
     if not die_with_parent(signal.SIGTERM, parent=parent):  # it died before the signal was armed
+        if remove is not None:  # made for the command (with a token in it, for Ray): it goes all the same
+            remove_directory(remove)
         return 1
     child = subprocess.Popen(command)
     stopping: list[float] = []  # when the stop began

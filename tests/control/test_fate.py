@@ -95,3 +95,13 @@ def test_stopping_a_child_whose_watchdog_was_killed_ends_what_the_watchdog_left(
         assert time.monotonic() < deadline, "the command outlived the stop"
         time.sleep(0.1)
     assert not scratch.exists()
+
+
+def test_a_parent_gone_before_the_watchdog_is_armed_still_takes_the_directory_along(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "auth_token").write_text("secret")
+    not_its_parent = os.getpid() + 1_000_000  # beyond any pid: the watchdog's parent is this process
+    command = [sys.executable, "-m", "control.fate", str(not_its_parent), "--remove", str(scratch), "--", "true"]
+    assert subprocess.run(command, timeout=60, check=False).returncode == 1
+    assert not scratch.exists()
