@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from control.local_ray import RayHeadDidNotStart
     from control.ports import CannotListen
     from control.serve import serve
     from service.settings import ServiceSettings
@@ -43,3 +45,6 @@ def _serve(args: argparse.Namespace) -> int:
         return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
     except CannotListen as error:  # `ascl` prints a ValueError as "error: ..." and exits with 2
         raise ValueError(str(error)) from error
+    except RayHeadDidNotStart as error:  # not a usage error: one line and status 1; its log has the rest
+        sys.stderr.write(f"error: {error}\n")
+        return 1

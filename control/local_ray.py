@@ -61,6 +61,10 @@ class LocalRay:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
+class RayHeadDidNotStart(RuntimeError):
+    """The local Ray head would not start; the message names its log."""
+
+
 def become_client(local: LocalRay) -> None:
     """Point this process's Ray clients (the GCS client, the job server's client) at the head's token. Ray
     reads and caches its token once per process (at import, from ~/.ray/auth_token when that exists),
@@ -90,7 +94,7 @@ def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, ti
         if local is not None:
             return local
         logger.warning("the local Ray head exited while starting (try %d of %d); see %s", attempt, START_ATTEMPTS, log)
-    raise RuntimeError(f"the local Ray head exited while starting, {START_ATTEMPTS} times; see {log}")
+    raise RayHeadDidNotStart(f"the local Ray head exited while starting, {START_ATTEMPTS} times; see {log}")
 
 
 def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float) -> LocalRay | None:
@@ -123,7 +127,7 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
             if not head.alive():
                 return None
             time.sleep(0.5)
-        raise RuntimeError(
+        raise RayHeadDidNotStart(
             f"the local Ray head did not start within {timeout_s:.0f} s (its log never said"
             f" {STARTED_MARKER.decode()!r}, or its dashboard never answered); see {log}"
         )

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from control import local_ray
-from control.local_ray import START_ATTEMPTS, start_local_ray
+from control.local_ray import START_ATTEMPTS, RayHeadDidNotStart, start_local_ray
 
 # A stand-in for `ray start --head --block`: its dashboard answers at once; the first FAKE_RAY_FAILURES
 # starts exit 2 s later as Ray does when its node misses the deadline, the next one says it started.
@@ -64,7 +64,7 @@ def test_a_head_that_exits_while_starting_is_started_again(fake_ray, tmp_path, m
 def test_a_head_that_keeps_exiting_while_starting_is_an_error_naming_its_log(fake_ray, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RAY_FAILURES", str(START_ATTEMPTS))
     log = tmp_path / "ray-head.log"
-    with pytest.raises(RuntimeError, match=f"exited while starting, {START_ATTEMPTS} times; see {log}"):
+    with pytest.raises(RayHeadDidNotStart, match=f"exited while starting, {START_ATTEMPTS} times; see {log}"):
         start_local_ray(num_cpus=0, num_gpus=0, log=log, timeout_s=30)
     assert fake_ray.read_text() == str(START_ATTEMPTS)
 

@@ -115,3 +115,19 @@ def test_serve_stops_with_status_1_when_its_api_server_ends_by_itself(tmp_path, 
     monkeypatch.setattr(serve_module, "freeze_startup_heap", lambda: None)  # not this test process's heap
     assert serve_module.serve(settings) == 1
     assert "ascl serve: the API server stopped; stopping" in capsys.readouterr().err
+
+
+def test_a_ray_head_that_would_not_start_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
+    """Through `ascl serve` itself: no traceback, the log to read, and not a usage error's status 2."""
+    from ascl import cli
+    from control import serve as serve_module
+    from control.local_ray import RayHeadDidNotStart
+
+    message = f"the local Ray head exited while starting, 3 times; see {tmp_path / 'ray-head.log'}"
+
+    def would_not_start(settings: ServiceSettings, **_: object) -> int:
+        raise RayHeadDidNotStart(message)
+
+    monkeypatch.setattr(serve_module, "serve", would_not_start)
+    assert cli.main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
