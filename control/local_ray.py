@@ -125,6 +125,7 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
             if _said_started(log, log_start) and dashboard_answers(dashboard_url) and head.alive():
                 return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
             if not head.alive():
+                head.stop()  # nothing to do, unless its watchdog was killed: then what it left goes too
                 return None
             time.sleep(0.5)
         raise RayHeadDidNotStart(
