@@ -4,11 +4,16 @@ it is SIGKILLed: each runs under `control.fate` in a process group of its own.""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from control.fate import kill_what_is_left, remove_directory
+
+
+class ChildDidNotStart(RuntimeError):
+    """A program `ascl serve` starts would not start; the message names its log."""
 
 
 class FateShared:
@@ -24,6 +29,7 @@ class FateShared:
         """`remove`: a directory of the command's own, deleted once it has ended however that came.
         `grace_s`: how long a stop waits after SIGTERM before SIGKILL (control.fate's default)."""
         self.log = log
+        self.log_start = log.stat().st_size if log.exists() else 0  # the log is appended to: this start's part
         self.remove = remove
         options = ["--remove", str(remove)] if remove is not None else []
         options += ["--grace", str(grace_s)] if grace_s is not None else []
@@ -39,17 +45,26 @@ class FateShared:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def output(self) -> bytes:
+        """What this run of the command has written to its log so far."""
+        try:
+            with self.log.open("rb") as text:
+                text.seek(self.log_start)
+                return text.read()
+        except FileNotFoundError:  # removed meanwhile
+            return b""
+
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        elif self.process.returncode < 0:
-            # the watchdog itself was killed (a watchdog that ended by itself took its group along):
-            # the command and what it started live on in its group, e.g. Ray's raylet and GCS
+        if self.process.returncode < 0:
+            # the watchdog was killed (by the SIGKILL above, or on its own) before its clean-up: the
+            # command and what it started may live on (Ray's workers leave the group), its directory too
             directory = None if self.remove is None else str(self.remove)
             kill_what_is_left(self.process.pid, directory)
             if directory is not None:

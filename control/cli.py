@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from control.local_ray import RayHeadDidNotStart
+    from control.children import ChildDidNotStart
     from control.ports import CannotListen
     from control.serve import serve
     from service.settings import ServiceSettings
@@ -45,6 +45,6 @@ def _serve(args: argparse.Namespace) -> int:
         return serve(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
     except CannotListen as error:  # `ascl` prints a ValueError as "error: ..." and exits with 2
         raise ValueError(str(error)) from error
-    except RayHeadDidNotStart as error:  # not a usage error: one line and status 1; its log has the rest
+    except ChildDidNotStart as error:  # Ray's head, MLflow's server: not a usage error; its log has the rest
         sys.stderr.write(f"error: {error}\n")
         return 1

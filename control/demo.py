@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+
+import httpx
 
 from service.cli.render import progress_line
-from service.client import AsclClient
+from service.client import ApiError, ApiUnreachable, AsclClient
 
 DEMO_JOB = {
     "kind": "train",
@@ -18,10 +21,16 @@ DEMO_JOB = {
 
 
 def run_demo(api_url: str, mlflow_url: str, *, token: str) -> int:
+    """0 once the demo job has a registered model; else 1, with one line on standard error when the
+    service could not be followed (it stops, e.g. after losing its Ray head) rather than a traceback."""
     client = AsclClient(api_url, token=token)
-    job = client.submit(DEMO_JOB)
-    print(f"demo: submitted job {job['id']} ({job['status']}); following it...", flush=True)
-    done = client.wait(job["id"], timeout_s=900, on_update=lambda j: print(f"demo: {progress_line(j)}", flush=True))
+    try:
+        job = client.submit(DEMO_JOB)
+        print(f"demo: submitted job {job['id']} ({job['status']}); following it...", flush=True)
+        done = client.wait(job["id"], timeout_s=900, on_update=lambda j: print(f"demo: {progress_line(j)}", flush=True))
+    except (ApiUnreachable, httpx.HTTPError, ApiError, TimeoutError) as error:
+        sys.stderr.write(f"demo: stopped following the job: {error or type(error).__name__}\n")
+        return 1
     result = done.get("result") or {}
     test = result.get("test") or {}
     print(

@@ -24,6 +24,7 @@ from types import FrameType
 from service.parent_death import die_with_parent
 
 GRACE_S = 10.0
+NOT_STARTED = 127  # the exit status when the command cannot be run at all (as a shell's "not found")
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +35,13 @@ def main(argv: list[str]) -> int:
         if remove is not None:  # made for the command (with a token in it, for Ray): it goes all the same
             remove_directory(remove)
         return 1
-    child = subprocess.Popen(command)
+    try:
+        child = subprocess.Popen(command)
+    except OSError as error:  # missing, not executable: no retry can help, and its directory is of no use
+        sys.stderr.write(f"control.fate: cannot run {command[0]}: {error.strerror}\n")
+        if remove is not None:
+            remove_directory(remove)
+        return NOT_STARTED
     stopping: list[float] = []  # when the stop began
 
     def stop(_signal: int, _frame: FrameType | None) -> None:

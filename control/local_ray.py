@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from control.children import FateShared
+from control.children import ChildDidNotStart, FateShared
+from control.fate import NOT_STARTED
 from control.ports import free_ports
 
 PORT_FLAGS = (
@@ -57,11 +57,10 @@ class LocalRay:
         return self.head.alive()
 
     def stop(self) -> None:
-        self.head.stop()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.head.stop()  # its directory goes with it, however the head or its watchdog ended
 
 
-class RayHeadDidNotStart(RuntimeError):
+class RayHeadDidNotStart(ChildDidNotStart):
     """The local Ray head would not start; the message names its log."""
 
 
@@ -113,7 +112,6 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
         command.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         command.append(f"--num-gpus={num_gpus}")
-    log_start = log.stat().st_size if log.exists() else 0  # the log is appended to: this start's part only
     # remove: its token too, even after a SIGKILL. grace: `ray start --block` and the raylet take ~10 s to
     # honour SIGTERM, and a Ray head the service started keeps nothing worth a graceful end
     head = FateShared(command, log=log, env=auth_env, remove=temp_dir, grace_s=RAY_GRACE_S)
@@ -122,10 +120,12 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
     try:
         while time.monotonic() < deadline:
             # alive once more after the other checks: a head that exits between them is not started
-            if _said_started(log, log_start) and dashboard_answers(dashboard_url) and head.alive():
+            if _said_started(head) and dashboard_answers(dashboard_url) and head.alive():
                 return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
             if not head.alive():
                 head.stop()  # nothing to do, unless its watchdog was killed: then what it left goes too
+                if head.process.returncode == NOT_STARTED:  # no later start can do better
+                    raise RayHeadDidNotStart(f"cannot run {RAY_EXECUTABLE} (is Ray installed?); see {log}")
                 return None
             time.sleep(0.5)
         raise RayHeadDidNotStart(
@@ -135,15 +135,7 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
     except BaseException:  # an interrupt or a timeout: the head that is starting goes too
         head.stop()
         raise
-    finally:
-        if not head.alive():  # its watchdog removes the directory, unless it died before it could
-            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _said_started(log: Path, start: int) -> bool:
-    try:
-        with log.open("rb") as text:
-            text.seek(start)
-            return STARTED_MARKER in text.read()
-    except FileNotFoundError:  # removed meanwhile: nothing said yet
-        return False
+def _said_started(head: FateShared) -> bool:
+    return STARTED_MARKER in head.output()

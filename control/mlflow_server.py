@@ -3,14 +3,22 @@ so workers log over HTTP and need no storage credentials. It dies with `ascl ser
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
-from control.children import FateShared
+from control.children import ChildDidNotStart, FateShared
+from control.ports import free_port
 from service.settings import ServiceSettings
+
+START_ATTEMPTS = 3
+PORT_TAKEN = b"address already in use"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,10 +31,31 @@ class MlflowServer:
             self.process.stop()
 
 
-def start_mlflow_server(settings: ServiceSettings, port: int, *, timeout_s: float = 120) -> MlflowServer:
+class MlflowServerDidNotStart(ChildDidNotStart):
+    """The embedded MLflow server would not start; the message names its log."""
+
+
+def start_mlflow_server(settings: ServiceSettings, *, timeout_s: float = 120) -> MlflowServer:
+    """On settings.mlflow_port, else on a free port: a server that finds the free port taken (Ray's
+    processes, starting beside it, bind free ports too) starts again on another, up to
+    START_ATTEMPTS starts in all. `timeout_s` bounds each start."""
+    log = settings.data_dir / "mlflow-server.log"
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = settings.mlflow_port or free_port()
+        if (server := _start(settings, port, log=log, timeout_s=timeout_s)) is not None:
+            return server
+        if settings.mlflow_port:  # the port asked for: another start would find it taken too
+            raise MlflowServerDidNotStart(f"the MLflow server's port {port} (ASCL_MLFLOW_PORT) is taken; see {log}")
+        logger.warning("the MLflow server's free port was taken as it started (try %d of %d)", attempt, START_ATTEMPTS)
+    raise MlflowServerDidNotStart(
+        f"the MLflow server's free port was taken as it started, {START_ATTEMPTS} times; see {log}"
+    )
+
+
+def _start(settings: ServiceSettings, port: int, *, log: Path, timeout_s: float) -> MlflowServer | None:
+    """The started server, or None if its port was taken."""
     artifacts = settings.data_dir.resolve() / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    log = settings.data_dir / "mlflow-server.log"
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.resolved_mlflow_uri]
     command += ["--artifacts-destination", artifacts.as_uri(), "--serve-artifacts"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -36,7 +65,10 @@ def start_mlflow_server(settings: ServiceSettings, port: int, *, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not process.alive():
-            raise RuntimeError(f"the MLflow server exited; see {log}")
+            process.stop()  # nothing to do, unless its watchdog was killed: then what it left goes too
+            if PORT_TAKEN in process.output():  # uvicorn says so, and exits with status 0
+                return None
+            raise MlflowServerDidNotStart(f"the MLflow server exited while starting; see {log}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return MlflowServer(url, process)
@@ -44,4 +76,4 @@ def start_mlflow_server(settings: ServiceSettings, port: int, *, timeout_s: floa
             pass
         time.sleep(0.5)
     process.stop()
-    raise RuntimeError(f"the MLflow server did not answer /health within {timeout_s:.0f} s")
+    raise MlflowServerDidNotStart(f"the MLflow server did not answer /health within {timeout_s:.0f} s; see {log}")

@@ -22,7 +22,7 @@ from control.dispatcher import Dispatcher
 from control.heap import freeze_startup_heap
 from control.local_ray import LocalRay, become_client, start_local_ray
 from control.mlflow_server import MlflowServer, start_mlflow_server
-from control.ports import free_port, listening_sockets
+from control.ports import listening_sockets
 from control.ray_cluster import RayCluster
 from control.tracking import Tracker
 from control.wiring import ControlPlane, api_app, apply_queues_file, build_control_plane, tracker_for, ui_url
@@ -93,7 +93,7 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
         starting = cleanup.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-start"))
         mlflow_started = None
         if settings.mlflow_tracking_uri is None:
-            mlflow_started = starting.submit(start_mlflow_server, settings, settings.mlflow_port or free_port())
+            mlflow_started = starting.submit(start_mlflow_server, settings)
             cleanup.callback(_stop_once_started, mlflow_started)
         address, dashboard_url = settings.ray_address, settings.ray_dashboard_url
         local = None

@@ -38,6 +38,15 @@ def gone(pid: int) -> bool:
         return True
 
 
+def command_under(fate: psutil.Process, name: str) -> psutil.Process:
+    """The watchdog's command, once it has started."""
+    deadline = time.monotonic() + 30
+    while not (command := [p for p in fate.children() if p.name() == name]):
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.1)
+    return command[0]
+
+
 @pytest.mark.parametrize(
     ("command", "name", "grace_s"),
     [
@@ -59,15 +68,12 @@ def test_a_sigkilled_parent_takes_the_command_and_its_directory_along(tmp_path, 
     )
     try:
         fate = psutil.Process(int(parent.stdout.readline()))
-        deadline = time.monotonic() + 30
-        while not (command := [p for p in fate.children() if p.name() == name]):
-            assert time.monotonic() < deadline, "the command did not start"
-            time.sleep(0.1)
+        started = command_under(fate, name)
     finally:
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
     deadline = time.monotonic() + 30
-    while not (gone(fate.pid) and gone(command[0].pid) and not scratch.exists()):
+    while not (gone(fate.pid) and gone(started.pid) and not scratch.exists()):
         assert time.monotonic() < deadline, "the command or its directory outlived its parent"
         time.sleep(0.1)
 
@@ -82,18 +88,47 @@ def test_stopping_a_child_whose_watchdog_was_killed_ends_what_the_watchdog_left(
     scratch.mkdir()
     child = FateShared(["sleep", "300"], log=tmp_path / "child.log", remove=scratch)
     fate = psutil.Process(child.process.pid)
-    deadline = time.monotonic() + 30
-    while not (command := [p for p in fate.children() if p.name() == "sleep"]):
-        assert time.monotonic() < deadline, "the command did not start"
-        time.sleep(0.1)
+    command = command_under(fate, "sleep")
     fate.kill()
     child.process.wait()
-    assert not gone(command[0].pid)  # left behind, until the stop
+    assert not gone(command.pid)  # left behind, until the stop
     child.stop()
     deadline = time.monotonic() + 10
-    while not gone(command[0].pid):
+    while not gone(command.pid):
         assert time.monotonic() < deadline, "the command outlived the stop"
         time.sleep(0.1)
+    assert not scratch.exists()
+
+
+def test_a_stop_that_outlasts_its_timeout_still_ends_the_command_and_removes_its_directory(tmp_path):
+    """The stop SIGKILLs a watchdog still busy after the timeout, and so does its clean-up itself."""
+    from control.children import FateShared
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    child = FateShared(["sh", "-c", WRITER_ELSEWHERE.format(scratch)], log=tmp_path / "child.log", remove=scratch)
+    command_under(psutil.Process(child.process.pid), "sh")
+    while not (scratch / "logs").exists():  # the writer in a group of its own has started
+        time.sleep(0.1)
+    child.stop(timeout_s=0.05)  # far shorter than the watchdog's own end (its grace, its clean-up)
+    assert child.process.returncode == -signal.SIGKILL
+    writers = [p for p in psutil.process_iter(["cmdline"]) if str(scratch) in " ".join(p.info["cmdline"] or [])]
+    assert all(gone(p.pid) for p in writers)
+    assert not scratch.exists()
+
+
+def test_a_command_that_cannot_be_run_is_one_line_and_takes_its_directory_along(tmp_path):
+    from control.fate import NOT_STARTED
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    missing = str(tmp_path / "no-such-program")
+    command = [sys.executable, "-m", "control.fate", str(os.getpid()), "--remove", str(scratch), "--", missing]
+    run = subprocess.run(command, timeout=60, check=False, capture_output=True, text=True)
+    assert (run.returncode, run.stderr) == (
+        NOT_STARTED,
+        f"control.fate: cannot run {missing}: No such file or directory\n",
+    )
     assert not scratch.exists()
 
 

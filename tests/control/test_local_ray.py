@@ -81,7 +81,7 @@ def test_an_interrupted_start_leaves_no_head_and_no_directory(fake_ray, tmp_path
         raise KeyboardInterrupt
 
     monkeypatch.setattr(local_ray, "dashboard_answers", interrupted)
-    monkeypatch.setattr(local_ray, "_said_started", lambda log, start: fake_ray.exists())
+    monkeypatch.setattr(local_ray, "_said_started", lambda head: fake_ray.exists())
     with pytest.raises(KeyboardInterrupt):
         start_local_ray(num_cpus=0, num_gpus=0, log=tmp_path / "ray-head.log", timeout_s=30)
     assert started
@@ -89,3 +89,15 @@ def test_an_interrupted_start_leaves_no_head_and_no_directory(fake_ray, tmp_path
     assert list((tmp_path / "scratch").iterdir()) == []  # the head's directory, and so its token, went
     heads = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "ray") in " ".join(p.info["cmdline"] or [])]
     assert heads == []
+
+
+def test_a_missing_ray_is_one_error_at_once_and_leaves_no_directory(tmp_path, monkeypatch):
+    """A start that can never succeed is not tried again."""
+    monkeypatch.setattr(local_ray, "RAY_EXECUTABLE", tmp_path / "no-ray-here")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    log = tmp_path / "ray-head.log"
+    with pytest.raises(RayHeadDidNotStart, match=f"cannot run {tmp_path / 'no-ray-here'} .*; see {log}"):
+        start_local_ray(num_cpus=0, num_gpus=0, log=log, timeout_s=30)
+    assert log.read_text().count("cannot run") == 1
+    assert list((tmp_path / "scratch").iterdir()) == []

@@ -117,16 +117,19 @@ def test_serve_stops_with_status_1_when_its_api_server_ends_by_itself(tmp_path, 
     assert "ascl serve: the API server stopped; stopping" in capsys.readouterr().err
 
 
-def test_a_ray_head_that_would_not_start_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("child", ["ray", "mlflow"])
+def test_a_child_that_would_not_start_is_one_line_and_status_1(tmp_path, monkeypatch, capsys, child):
     """Through `ascl serve` itself: no traceback, the log to read, and not a usage error's status 2."""
     from ascl import cli
     from control import serve as serve_module
     from control.local_ray import RayHeadDidNotStart
+    from control.mlflow_server import MlflowServerDidNotStart
 
-    message = f"the local Ray head exited while starting, 3 times; see {tmp_path / 'ray-head.log'}"
+    error = RayHeadDidNotStart if child == "ray" else MlflowServerDidNotStart
+    message = f"the {child} program exited while starting; see {tmp_path / f'{child}.log'}"
 
     def would_not_start(settings: ServiceSettings, **_: object) -> int:
-        raise RayHeadDidNotStart(message)
+        raise error(message)
 
     monkeypatch.setattr(serve_module, "serve", would_not_start)
     assert cli.main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 1

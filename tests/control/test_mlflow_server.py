@@ -1,0 +1,43 @@
+"""The embedded MLflow server's start: on a free port, started again on another when Ray's processes,
+starting beside it, took that port first; on the port asked for, an error at once when it is taken."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from control import mlflow_server
+from control.mlflow_server import MlflowServerDidNotStart, start_mlflow_server
+from control.ports import free_port
+from service.settings import ServiceSettings
+
+
+def test_a_free_port_taken_before_the_server_binds_it_is_replaced_by_another(tmp_path, monkeypatch):
+    settings = ServiceSettings(data_dir=tmp_path, mlflow_tracking_uri=None)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        second = free_port()
+        picks = iter([taken.getsockname()[1], second])
+        monkeypatch.setattr(mlflow_server, "free_port", lambda: next(picks))
+        server = start_mlflow_server(settings)
+    try:
+        assert server.url == f"http://127.0.0.1:{second}"
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+        assert (tmp_path / "mlflow-server.log").read_bytes().count(mlflow_server.PORT_TAKEN) == 1
+    finally:
+        server.stop()
+
+
+def test_the_port_asked_for_taken_is_an_error_at_once_naming_it(tmp_path, monkeypatch):
+    starts: list[int] = []
+
+    def port_taken(settings: ServiceSettings, port: int, **_: object) -> None:
+        starts.append(port)
+
+    monkeypatch.setattr(mlflow_server, "_start", port_taken)
+    with pytest.raises(
+        MlflowServerDidNotStart, match=r"port 5123 \(ASCL_MLFLOW_PORT\) is taken; see .*mlflow-server.log"
+    ):
+        start_mlflow_server(ServiceSettings(data_dir=tmp_path, mlflow_port=5123))
+    assert starts == [5123]
