@@ -62,9 +62,9 @@ class FateShared:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self.process.returncode < 0:
-            # the watchdog was killed (by the SIGKILL above, or on its own) before its clean-up: the
-            # command and what it started may live on (Ray's workers leave the group), its directory too
+        if self.process.returncode < 0 or (self.remove is not None and self.remove.exists()):
+            # the watchdog was killed (by the SIGKILL above, or on its own) or failed before its clean-up:
+            # the command and what it started may live on (Ray's workers leave the group), its directory too
             directory = None if self.remove is None else str(self.remove)
             kill_what_is_left(self.process.pid, directory)
             if directory is not None:

@@ -28,8 +28,11 @@ def run_demo(api_url: str, mlflow_url: str, *, token: str) -> int:
         job = client.submit(DEMO_JOB)
         print(f"demo: submitted job {job['id']} ({job['status']}); following it...", flush=True)
         done = client.wait(job["id"], timeout_s=900, on_update=lambda j: print(f"demo: {progress_line(j)}", flush=True))
-    except (ApiUnreachable, httpx.HTTPError, ApiError, TimeoutError) as error:
-        sys.stderr.write(f"demo: stopped following the job: {error or type(error).__name__}\n")
+    except (ApiError, TimeoutError) as error:  # refused, or still running after 15 minutes
+        sys.stderr.write(f"demo: {error}\n")
+        return 1
+    except (ApiUnreachable, httpx.HTTPError):
+        sys.stderr.write(f"demo: the service at {api_url} stopped; the demo stops with it\n")
         return 1
     result = done.get("result") or {}
     test = result.get("test") or {}

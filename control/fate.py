@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         child = subprocess.Popen(command)
-    except OSError as error:  # missing, not executable: no retry can help, and its directory is of no use
+    except (FileNotFoundError, PermissionError) as error:  # no retry can help; its directory is of no use
         sys.stderr.write(f"control.fate: cannot run {command[0]}: {error.strerror}\n")
         if remove is not None:
             remove_directory(remove)

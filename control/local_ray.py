@@ -123,7 +123,7 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
             if _said_started(head) and dashboard_answers(dashboard_url) and head.alive():
                 return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
             if not head.alive():
-                head.stop()  # nothing to do, unless its watchdog was killed: then what it left goes too
+                head.stop()  # its watchdog may have been killed: then what it left goes too
                 if head.process.returncode == NOT_STARTED:  # no later start can do better
                     raise RayHeadDidNotStart(f"cannot run {RAY_EXECUTABLE} (is Ray installed?); see {log}")
                 return None

@@ -16,7 +16,7 @@ from control.ports import free_port
 from service.settings import ServiceSettings
 
 START_ATTEMPTS = 3
-PORT_TAKEN = b"address already in use"
+PORT_TAKEN = b"address already in use"  # uvicorn's words when it cannot bind; `mlflow server` then exits 0
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def start_mlflow_server(settings: ServiceSettings, *, timeout_s: float = 120) ->
             return server
         if settings.mlflow_port:  # the port asked for: another start would find it taken too
             raise MlflowServerDidNotStart(f"the MLflow server's port {port} (ASCL_MLFLOW_PORT) is taken; see {log}")
-        logger.warning("the MLflow server's free port was taken as it started (try %d of %d)", attempt, START_ATTEMPTS)
+        logger.warning("the MLflow server's free port was taken (try %d of %d); see %s", attempt, START_ATTEMPTS, log)
     raise MlflowServerDidNotStart(
         f"the MLflow server's free port was taken as it started, {START_ATTEMPTS} times; see {log}"
     )
@@ -62,18 +62,25 @@ def _start(settings: ServiceSettings, port: int, *, log: Path, timeout_s: float)
     # its job runner serves GenAI features (scorers, trace roll-ups) the service never uses: one process less
     process = FateShared(command, log=log, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
+    # what uvicorn says once it has bound the port: until then an answer there may come from whatever
+    # holds the port (another MLflow, Ray's metrics exporter answers 200 on any path)
+    bound = f"Uvicorn running on {url}".encode()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not process.alive():
-            process.stop()  # nothing to do, unless its watchdog was killed: then what it left goes too
-            if PORT_TAKEN in process.output():  # uvicorn says so, and exits with status 0
+            process.stop()  # its watchdog may have been killed: then what it left goes too
+            if PORT_TAKEN in process.output():
                 return None
             raise MlflowServerDidNotStart(f"the MLflow server exited while starting; see {log}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return MlflowServer(url, process)
-        except httpx.TransportError:
-            pass
+        if bound in process.output() and _healthy(url) and process.alive():
+            return MlflowServer(url, process)
         time.sleep(0.5)
     process.stop()
     raise MlflowServerDidNotStart(f"the MLflow server did not answer /health within {timeout_s:.0f} s; see {log}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -4,6 +4,7 @@ register, which a loaded machine can miss: the head then exits, after its dashbo
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -97,7 +98,8 @@ def test_a_missing_ray_is_one_error_at_once_and_leaves_no_directory(tmp_path, mo
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
     log = tmp_path / "ray-head.log"
-    with pytest.raises(RayHeadDidNotStart, match=f"cannot run {tmp_path / 'no-ray-here'} .*; see {log}"):
+    missing = re.escape(str(tmp_path / "no-ray-here"))
+    with pytest.raises(RayHeadDidNotStart, match=f"cannot run {missing} .*; see {re.escape(str(log))}"):
         start_local_ray(num_cpus=0, num_gpus=0, log=log, timeout_s=30)
     assert log.read_text().count("cannot run") == 1
     assert list((tmp_path / "scratch").iterdir()) == []

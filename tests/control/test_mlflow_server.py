@@ -3,7 +3,8 @@ starting beside it, took that port first; on the port asked for, an error at onc
 
 from __future__ import annotations
 
-import socket
+import http.server
+import threading
 
 import httpx
 import pytest
@@ -14,13 +15,30 @@ from control.ports import free_port
 from service.settings import ServiceSettings
 
 
+class AnswersEverything(http.server.BaseHTTPRequestHandler):
+    """What may hold the port: Ray's metrics exporter answers 200 on any path, /health included."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_a_free_port_taken_before_the_server_binds_it_is_replaced_by_another(tmp_path, monkeypatch):
+    """Whatever holds the taken port, and answers there, is not taken for the MLflow server."""
     settings = ServiceSettings(data_dir=tmp_path, mlflow_tracking_uri=None)
-    with socket.create_server(("127.0.0.1", 0)) as taken:
+    taken = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnswersEverything)
+    threading.Thread(target=taken.serve_forever, daemon=True).start()
+    try:
         second = free_port()
-        picks = iter([taken.getsockname()[1], second])
+        picks = iter([taken.server_address[1], second])
         monkeypatch.setattr(mlflow_server, "free_port", lambda: next(picks))
         server = start_mlflow_server(settings)
+    finally:
+        taken.shutdown()
+        taken.server_close()
     try:
         assert server.url == f"http://127.0.0.1:{second}"
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
