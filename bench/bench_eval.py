@@ -1,7 +1,7 @@
 """Evaluation speed and precision: the library's own `evaluate_robustness`, one JSON line per figure.
 
     python bench/bench_eval.py pgd --examples 10000 --precision tf32 bf16
-    python bench/bench_eval.py autoattack --examples 500
+    python bench/bench_eval.py autoattack --examples 4096 --budget-fraction 0.1
     python bench/bench_eval.py precision --epochs 8
 
 pgd         PGD-200 (eps 8/255, step 2/255) on synthetic CIFAR-shaped images with ResNet-18, timed
@@ -10,7 +10,11 @@ autoattack  AutoAttack ('standard' unless --version) on a subset, against a mode
             attack then runs its whole budget on every example, the worst case of the cost. The
             time per example of each attack is extrapolated to 10,000 examples twice: worst case,
             and for a typical adversarially trained ResNet-18, where fewer examples reach the later
-            attacks (fractions below; an assumption, labelled in the output).
+            attacks (fractions below; an assumption, labelled in the output). An attack's time
+            per example falls as its batch grows, and a 10,000-image evaluation runs in batches of
+            thousands: with --budget-fraction F every attack runs F of its iterations (Square: of
+            its queries), each costing the same, on a subset as large as such a batch, and the
+            time is scaled by 1/F (slightly pessimistic: each attack's set-up is scaled too).
 precision   a model trained on the digits data (PGD-AT, a few epochs), evaluated with PGD-20 and
             AutoAttack 'custom' in fp32, TF32 and bf16: accuracy in each, how many examples change
             verdict against fp32, and the binomial standard error of the accuracy for scale.
@@ -40,6 +44,9 @@ from ascl.models import build_model
 # Share of the test set that reaches each attack of the standard cascade for an adversarially
 # trained CIFAR-10 ResNet-18 (clean ~83%, ~49% after AutoAttack, nearly all of it after APGD-T).
 TYPICAL_REACH = {"apgd-ce": 0.83, "apgd-t": 0.52, "fab-t": 0.49, "square": 0.49}
+# Where each attack of pyautoattack's AutoAttack keeps its budget: (attribute, budget field).
+BUDGETS = {"apgd-ce": ("apgd", "n_iter"), "apgd-t": ("apgd_targeted", "n_iter"), "fab-t": ("fab", "n_iter")}
+BUDGETS["square"] = ("square", "n_queries")
 
 
 def device_name(device: torch.device) -> str:
@@ -132,7 +139,30 @@ class AttackClock:
             self.current = None
 
 
+def cut_budgets(fraction: float) -> dict[str, float]:
+    """Make every AutoAttack built from now on run `fraction` of each attack's budget; the returned
+    dict fills with each attack's budget as run over its budget in full (rounding)."""
+    import pyautoattack
+
+    run: dict[str, float] = {}
+
+    class Cut(pyautoattack.AutoAttack):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # the version's budgets are set here
+            for name, (attack, field) in BUDGETS.items():
+                full = getattr(getattr(self, attack), field)
+                cut = max(1, round(full * fraction))
+                setattr(getattr(self, attack), field, cut)
+                run[name] = cut / full
+
+    pyautoattack.AutoAttack = Cut  # the evaluation imports it when it runs
+    return run
+
+
 def bench_autoattack(args: argparse.Namespace, device: torch.device) -> None:
+    if not 0 < args.budget_fraction <= 1:
+        raise SystemExit("--budget-fraction is in (0, 1]")
+    run_fraction = cut_budgets(args.budget_fraction)
     model = NeverFooled(_classifier(args.model, device))
     split = _images(args.examples, device, labels=torch.zeros(args.examples, dtype=torch.long, device=device))
     for precision in args.precision:
@@ -150,7 +180,7 @@ def bench_autoattack(args: argparse.Namespace, device: torch.device) -> None:
         clock = AttackClock(device)
         report = evaluate_robustness(model, split, plan, progress=clock)
         clock.stop()
-        per_example = {name: clock.seconds[name] / clock.examples[name] for name in clock.seconds}
+        per_example = {name: clock.seconds[name] / clock.examples[name] / run_fraction[name] for name in clock.seconds}
         emit(
             {
                 "bench": f"eval_autoattack_{args.version}",
@@ -161,13 +191,14 @@ def bench_autoattack(args: argparse.Namespace, device: torch.device) -> None:
                 "measured_examples": args.examples,
                 "batch_size": report.batch_size,
                 "attacks": report.autoattack_attacks,
+                "budget_fraction": args.budget_fraction,
                 "seconds_per_attack": {k: round(v, 2) for k, v in clock.seconds.items()},
                 "extrapolated_10k_worst_case_s": round(10_000 * sum(per_example.values())),
                 "extrapolated_10k_typical_robust_s": round(
                     10_000 * sum(per_example[name] * TYPICAL_REACH[name] for name in per_example)
                 ),
-                "note": "extrapolated from the measured subset; typical = assumed reach fractions "
-                + json.dumps(TYPICAL_REACH),
+                "note": "extrapolated from the measured subset and budget fraction (seconds_per_attack are"
+                " as measured); typical = assumed reach fractions " + json.dumps(TYPICAL_REACH),
             },
             args.out,
         )
@@ -231,6 +262,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500, help="the smallest batch (auto-batch grows it on CUDA)")
     parser.add_argument("--epochs", type=int, default=8, help="digits training epochs for the precision check")
     parser.add_argument("--version", default="standard", choices=["standard", "custom"], help="AutoAttack version")
+    parser.add_argument(
+        "--budget-fraction", type=float, default=1.0, help="autoattack: run this share of each attack's iterations"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="append the JSON lines to this file too")
     args = parser.parse_args()

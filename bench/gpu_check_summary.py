@@ -80,7 +80,8 @@ def figure_line(r: dict[str, Any]) -> None:
         worst, typical = r["extrapolated_10k_worst_case_s"], r["extrapolated_10k_typical_robust_s"]
         print(
             f"\n{r['bench']}, {r['precision']}, measured on {r['measured_examples']} never-fooled examples "
-            f"(batch {r['batch_size']}): {r['seconds_per_attack']}; EXTRAPOLATED to 10,000: worst case "
+            f"(batch {r['batch_size']}, {r.get('budget_fraction', 1.0)} of each attack's budget): "
+            f"{r['seconds_per_attack']}; EXTRAPOLATED to 10,000: worst case "
             f"{worst} s, typical robust model {typical} s"
         )
 

@@ -40,11 +40,14 @@ def test_the_quick_gpu_check_runs_every_part_on_a_cpu(tmp_path):
     assert out.parent == tmp_path
     status = [line.split()[:2] for line in (out / "status.txt").read_text().splitlines()]
     assert status == [[part, "ok"] for part in QUICK_PARTS], (out / "gpu_check.log").read_text()[-4000:]
-    figures = {json.loads(line)["bench"] for line in (out / "results.jsonl").read_text().splitlines()}
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    figures = {line["bench"] for line in lines}
     assert {"train_step", "authors_step_emulation", "ascl_train_epoch", "eval_pgd", "eval_precision"} <= figures
     assert "step_profile" in figures
     assert len(list(out.glob("profile-*.txt"))) == 2
-    assert any(name.startswith("eval_autoattack") for name in figures)
+    autoattack = [line for line in lines if line["bench"].startswith("eval_autoattack")]
+    assert [line["budget_fraction"] for line in autoattack] == [0.1]  # the budget cut the GPU runs too
+    assert "0.1 of each attack's budget" in (out / "summary.txt").read_text()
     summary = (out / "summary.txt").read_text()
     # no CUDA here: the GPU tests without compilation are collected and skipped; the compiling ones
     # belong to a part the CPU fall-back leaves out
