@@ -22,9 +22,9 @@ QUICK_PARTS = [
     "profile",
     "epoch",
     "train-eager",
+    "autoattack",
     "eval-pgd",
     "precision",
-    "autoattack",
 ]
 
 
