@@ -126,7 +126,7 @@ def build_new_job(
             raise InvalidSpec("model", "only eval jobs take 'model'")
         target = None
         config = (prepared or prepare(body, settings)).checked_config()
-    name = body.name or (f"eval {body.model}" if body.kind == JobKind.EVAL else config.name)
+    name = body.name or (store.clipped(f"eval {body.model}") if body.kind == JobKind.EVAL else config.name)
     model_name = body.model_name or (
         default_model_name(principal.subject, config.name) if body.kind == JobKind.TRAIN else None
     )
@@ -272,7 +272,10 @@ def resolve_data_dir(config: ExperimentConfig, data_root: Path | None) -> Experi
     if data_root is None or config.data.dataset not in REQUIRED_FILES:
         return config  # no data root, or bundled/synthetic data that reads no files
     root = data_root.resolve()
-    data_dir = Path(config.data.data_dir).expanduser()
+    try:
+        data_dir = Path(config.data.data_dir).expanduser()
+    except RuntimeError:  # '~name' of no user here
+        raise InvalidSpec("data.data_dir", f"{config.data.data_dir!r} names no home directory") from None
     absolute = (root / data_dir).resolve() if not data_dir.is_absolute() else data_dir.resolve()
     config = config.with_overrides({"data.data_dir": str(absolute)})
     if config.data.download or not absolute.is_relative_to(root):

@@ -21,6 +21,9 @@ class Base(DeclarativeBase):
     )
 
 
+JOB_NAME_LENGTH = 200
+
+
 class Job(Base):
     __tablename__ = "job"
     __table_args__ = (
@@ -32,7 +35,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # train | eval
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(JOB_NAME_LENGTH))
     owner: Mapped[str] = mapped_column(String(100), default="anonymous")
     queue: Mapped[str] = mapped_column(String(100), default="default")
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs sooner

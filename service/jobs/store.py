@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.group_commit import batch_added, batch_read
-from service.db.models import Job, JobEvent
+from service.db.models import JOB_NAME_LENGTH, Job, JobEvent
 from service.jobs.errors import IdempotencyConflict, InvalidTransition, JobNotFound
 from service.jobs.status import TERMINAL, JobStatus, sources_of
 
@@ -70,6 +70,11 @@ def transition(
 
 def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def clipped(name: str, *, suffix: str = "") -> str:
+    """A job name made of `name` and `suffix` that fits its column: `name` is cut, the suffix kept."""
+    return name[: JOB_NAME_LENGTH - len(suffix)] + suffix
 
 
 @dataclass(frozen=True, slots=True)

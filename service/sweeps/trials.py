@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from ascl.config import ExperimentConfig
-from service.jobs.store import NewJob
+from service.jobs.store import NewJob, clipped
 
 
 def template(new: NewJob, *, explicit_model_name: str | None) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def trial_job(
     spec = ExperimentConfig.from_dict(base.spec).with_overrides(params).to_dict()
     return replace(
         base,
-        name=f"{sweep_name} #{number}",
+        name=clipped(sweep_name, suffix=f" #{number}"),
         spec=spec,
         tags=[*base.tags, f"sweep-{sweep_id[:12]}"][:50],
         sweep_id=sweep_id,

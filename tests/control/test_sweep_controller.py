@@ -102,6 +102,18 @@ def test_a_grid_runs_exactly_its_points_never_more_than_the_concurrency_and_ends
     assert [t["values"] for t in trials] == [[pytest.approx(0.2 + 0.1 * n)] for n in range(4)]
 
 
+def test_a_sweep_named_to_the_limit_gets_trials_named_within_the_job_name_limit(world, sessions):
+    """'<name> #<n>' is cut to the job name's 200 characters, keeping the number (PostgreSQL refused
+    the longer name at every pass, and the sweep never had a trial)."""
+    api, controller, _ = world
+    sweep = api.post("/api/v1/sweeps", json={**GRID, "name": "s" * 200}).json()
+    controller.advance(sweep["id"])
+    with session_scope(sessions) as session:
+        names = sorted((job.trial_number, job.name) for job in records.trials(session, sweep["id"]))
+    assert [number for number, _ in names] == [0, 1]
+    assert all(len(name) == 200 and name.endswith(f"s #{number}") for number, name in names)
+
+
 def test_the_median_rule_prunes_a_hopeless_trial(world, sessions):
     api, controller, _ = world
     body = {

@@ -106,11 +106,21 @@ def test_out_of_range_and_control_bytes_are_422_naming_the_field(api, body, fiel
         "/api/v1/jobs?created_after=0001-01-01T00:00:00%2B05:00",
         "/api/v1/jobs?created_before=9999-12-31T23:59:59-05:00",
         f"/api/v1/jobs?limit={2**70}",
+        "/api/v1/internal/jobs/abc%00def/attempts/1/spec",
     ],
 )
 def test_nul_bytes_and_huge_numbers_in_urls_are_4xx(api, path):
     response = api.get(path)
     assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+
+
+@pytest.mark.parametrize("route", ["heartbeat", "outcome"])
+def test_a_workers_report_for_a_job_id_with_a_nul_byte_is_4xx(api, route):
+    """The worker routes take no user token, so anyone who reaches the API can send these."""
+    response = api.post(
+        f"/api/v1/internal/jobs/abc%00def/attempts/1/{route}", json={}, headers={"X-Attempt-Token": "t"}
+    )
+    assert 400 <= response.status_code < 500, response.text
 
 
 def test_a_stored_config_that_todays_rules_refuse_is_422_not_500(api, sessions):

@@ -113,6 +113,25 @@ def test_a_dataset_missing_under_the_data_root_is_refused_with_the_fix(api, tmp_
     assert accepted.json()["spec"]["data"]["data_dir"] == str(tmp_path / "datasets" / "data")  # what runs
 
 
+def test_an_eval_jobs_default_name_fits_however_long_its_model_name(api, tracker):
+    """'eval models:/<name>/1' is longer than a job name may be when the model's name is at its own
+    limit (PostgreSQL refused it with a server error)."""
+    name = "m" * 200
+    client = MlflowClient(tracker.tracking_uri)
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{tracker.run_id}/model", run_id=tracker.run_id)
+    response = submit(api, {"kind": "eval", "model": f"models:/{name}/1"})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == f"eval models:/{name}/1"[:200]
+
+
+def test_a_data_dir_in_the_home_of_no_user_is_422(api):
+    body = {"preset": "paper-cifar10-resnet18-ascl", "overrides": {"data.data_dir": "~nosuchuser12345/x"}}
+    response = submit(api, body)
+    assert (response.status_code, response.json()["field"]) == (422, "data.data_dir"), response.text
+    assert "names no home directory" in response.json()["detail"]
+
+
 def test_every_request_field_reaches_the_job_and_its_retry(api):
     body = {
         "preset": "digits-ascl",

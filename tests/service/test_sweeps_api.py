@@ -38,6 +38,10 @@ GRID = {
     "space": {"objective.temperature": {"values": [0.1, 0.2]}, "attack.eps": {"values": [0.1, 0.2]}},
 }
 
+HUGE_GRID = {
+    key: {"values": [0.001 * (i + 1) for i in range(100)]} for key in ("optim.lr", "attack.eps", "optim.momentum")
+}
+
 
 @pytest.fixture
 def api(sessions, database_url, tmp_path):
@@ -65,13 +69,19 @@ def create(api, body, **params):
         ({"max_trials": 5000}, "max_trials", "allows 1000"),
         ({"objective": [{"metric": "val.robust_acc"}, {"metric": "val.clean_acc"}]}, "early_stopping", "single"),
         ({"objective": [{"metric": "robust_acc"}]}, "objective.metric", "pattern"),
+        # Optuna's grid sampler lists the whole grid at every trial, in the dispatcher's thread
+        ({"algorithm": "grid", "space": HUGE_GRID}, "space", "a grid of 1,000,000 points; at most 10,000"),
+        ({"space": {"seed": {"low": 0.5, "high": 3, "log": True, "int": True}}}, "space.seed", "whole numbers"),
+        ({"space": {"seed": {"low": 0.2, "high": 0.7, "int": True}}}, "space.seed", "whole numbers"),
+        ({"space": {"seed": {"low": 0, "high": 3, "log": True, "int": True}}}, "space.seed", "log range"),
     ],
 )
 def test_bad_sweeps_are_422_naming_the_field(api, change, field, fragment):
-    response = create(api, {**SWEEP, **change})
-    assert response.status_code == 422, response.text
-    assert response.json()["field"] == field
-    assert fragment in response.json()["detail"]
+    for params in ({"dry_run": "true"}, {}):
+        response = create(api, {**SWEEP, **change}, **params)
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == field
+        assert fragment in response.json()["detail"]
     assert api.get("/api/v1/sweeps").json()["items"] == []
 
 
