@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Path
 
-USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"
+from service.auth.principal import USER_PATTERN
+
+__all__ = ["USER_PATTERN", "JobId"]
 
 JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

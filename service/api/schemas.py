@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from service.api.experiment_schema import experiment_schema, overrides_schema
+from service.auth.principal import LABEL_PATTERN
 from service.contracts import PRINTABLE, JobKind, ModelName
 from service.db.models import Job, JobEvent
 from service.jobs.store import as_utc
@@ -35,7 +36,7 @@ def _in_utc(moment: datetime) -> datetime:
 
 UtcMoment = Annotated[datetime, AfterValidator(_in_utc)]  # a time filter: any offset, compared in UTC
 Text = Annotated[str, Field(max_length=200, pattern=PRINTABLE)]
-Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$")]
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)]
 QueueName = Annotated[
     str,
     Field(

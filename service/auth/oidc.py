@@ -5,13 +5,14 @@ configurable claims; a token without a recognised role gets the 'user' role."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 
-from service.auth.principal import Principal, Role
+from service.auth.principal import LABEL_PATTERN, USER_PATTERN, Principal, Role
 from service.jobs.errors import Unauthenticated
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
@@ -57,8 +58,12 @@ class OidcVerifier:
         except (jwt.PyJWTError, httpx.HTTPError) as error:
             raise Unauthenticated(f"the token is not a valid token of {self.config.issuer}: {error}") from None
         subject = claims.get(self.config.subject_claim)
-        if not isinstance(subject, str) or not subject or len(subject) > 100:
-            raise Unauthenticated(f"the token's {self.config.subject_claim!r} claim names no user")
+        if not isinstance(subject, str) or len(subject) > 100 or not re.fullmatch(USER_PATTERN, subject):
+            # it becomes job owners, event actors and filters: the alphabet of every other user name
+            raise Unauthenticated(
+                f"the token's {self.config.subject_claim!r} claim names no user (at most 100 letters, digits,"
+                " and _ . @ + -; ASCL_OIDC_SUBJECT_CLAIM chooses another claim)"
+            )
         roles = _strings(claims.get(self.config.roles_claim))
         role = (
             Role.ADMIN
@@ -67,7 +72,8 @@ class OidcVerifier:
             if self.config.viewer_role in roles
             else Role.USER
         )
-        groups = tuple(_strings(claims.get(self.config.groups_claim)))
+        # a group that no token could name (an LDAP DN, say) cannot own a model here: it is left out
+        groups = tuple(g for g in _strings(claims.get(self.config.groups_claim)) if _is_label(g))
         return Principal(subject=subject, role=role, groups=groups, kind="user", via="oidc")
 
 
@@ -77,3 +83,7 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [item for item in value if isinstance(item, str)]
     return []
+
+
+def _is_label(text: str) -> bool:
+    return len(text) <= 64 and re.fullmatch(LABEL_PATTERN, text) is not None

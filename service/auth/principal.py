@@ -9,6 +9,9 @@ from enum import StrEnum
 
 from service.jobs.errors import Forbidden
 
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"  # a user's or service account's name, at most 100
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$"  # a group or a tag, at most 64
+
 
 class Role(StrEnum):
     ADMIN = "admin"

@@ -302,6 +302,22 @@ def test_an_identity_providers_jwts_are_accepted_for_its_issuer_and_audience(ses
             assert as_(api, bad, "GET", "/api/v1/whoami").status_code == 401
 
 
+def test_an_identity_providers_subject_outside_a_user_names_alphabet_is_401(sessions, identity_provider):
+    """The subject becomes job owners, event actors and `?owner=` filters: a NUL byte (a server error on
+    PostgreSQL), a newline (a forged log line) or a bidi override would reach all of them. Groups that
+    no token could name are left out rather than refusing their member."""
+    issuer, jwks_url, sign = identity_provider
+    app = app_for(sessions, oidc_issuer=issuer, oidc_audience="ascl", oidc_jwks_url=jwks_url)
+    with TestClient(app) as api:
+        for subject in ("a\u0000b", "eve\nINFO forged", "\u202eevil", "", " erin", "x" * 101):
+            response = as_(api, sign({"sub": subject}), "POST", "/api/v1/jobs", json=JOB)
+            assert response.status_code == 401, (subject, response.text)
+            assert "names no user" in response.json()["detail"]
+        groups = ["lab", "CN=Lab Users,OU=People", "g" * 65, "ok\u0000"]
+        user = as_(api, sign({"sub": "erin@example.org", "groups": groups}), "GET", "/api/v1/whoami").json()
+        assert (user["subject"], user["groups"]) == ("erin@example.org", ["lab"])
+
+
 def test_an_event_row_never_names_a_header_the_client_chose(api, people, sessions):
     job = as_(api, people["alice"], "POST", "/api/v1/jobs", json=JOB, headers={"X-User": "mallory"}).json()
     with session_scope(sessions) as session:
