@@ -4,6 +4,7 @@ the version's standard evaluation succeeds, read back by the API (promotion, lis
 from __future__ import annotations
 
 import math
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from ascl.config import Norm
 PREFIX = "robustness."
 REPORT_ARTIFACT = "report.json"  # the eval run's artifacts, logged by the attempt runner
 PLOT_ARTIFACT = "eps_sweep.png"
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,64}")  # job ids, MLflow run ids, AutoAttack versions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +70,7 @@ class Figures:
         if get.get("norm") not in typing.get_args(Norm):  # tags anyone with MLflow rights may edit
             return None
         try:
-            return cls(
+            figures = cls(
                 norm=get["norm"],
                 epsilon=float(get["epsilon"]),
                 clean_acc=float(get["clean_acc"]),
@@ -82,6 +84,21 @@ class Figures:
             )
         except (KeyError, ValueError):
             return None
+        return figures if figures._plausible() else None
+
+    def _plausible(self) -> bool:
+        """What an evaluation can have written: 'inf' parses as a float, and a champion at an accuracy
+        of inf could never be replaced (PostgreSQL's JSON refuses it outright)."""
+        accuracies = [self.clean_acc, self.pgd_acc] + ([] if self.autoattack_acc is None else [self.autoattack_acc])
+        return (
+            all(0.0 <= acc <= 1.0 for acc in accuracies)  # False for NaN too
+            and math.isfinite(self.epsilon)
+            and self.epsilon > 0
+            and self.pgd_steps >= 0
+            and self.examples > 0
+            and all(_IDENTIFIER.fullmatch(i) for i in (self.eval_job_id, self.eval_run_id) if i is not None)
+            and (self.autoattack_version is None or _IDENTIFIER.fullmatch(self.autoattack_version) is not None)
+        )
 
     @classmethod
     def from_report(cls, report: dict[str, Any], *, eval_job_id: str, eval_run_id: str | None) -> Figures:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from service.models.figures import Figures
 from service.models.plot import Point, pareto_front
 from service.models.promotion import decide
@@ -20,6 +22,28 @@ def test_figures_survive_the_round_trip_through_version_tags():
     assert Figures.from_tags(shown.to_tags()) == shown
     assert shown.to_tags()["robustness.report"] == "runs:/r/report.json"
     assert Figures.from_tags({"robustness.clean_acc": "x"}) is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        ("pgd_acc", "inf"),
+        ("pgd_acc", "nan"),
+        ("clean_acc", "1.5"),
+        ("autoattack_acc", "-0.1"),
+        ("epsilon", "inf"),
+        ("epsilon", "0"),
+        ("examples", "0"),
+        ("eval_run", "abc/../../x"),
+        ("autoattack_version", "standard\nforged"),
+    ],
+)
+def test_figures_no_evaluation_could_have_written_are_no_figures(tag, value):
+    """The tags are editable by anyone with MLflow rights: a champion at an accuracy of inf could
+    never be replaced, and PostgreSQL's JSON refuses it (a server error)."""
+    shown = figures(0.83, 0.49)
+    assert Figures.from_tags(shown.to_tags()) == shown
+    assert Figures.from_tags({**shown.to_tags(), f"robustness.{tag}": value}) is None
 
 
 def test_autoattack_is_compared_when_it_ran_else_pgd():
