@@ -65,6 +65,8 @@ def assert_nothing_stored(api) -> None:
         (f'{{"preset": "digits-ascl", "overrides": {{"train.epochs": {2**70}}}}}', "overrides.train.epochs"),
         (f'{{"preset": "digits-ascl", "overrides": {{"seed": {2**64}}}}}', "overrides.seed"),
         ('{"preset": "digits-ascl", "name": "a\\u0000b"}', "name"),
+        ('{"preset": "digits-ascl", "name": "\\u202eevil"}', "name"),
+        ('{"preset": "digits-ascl", "overrides": {"name": "a\\u2029b"}}', "overrides.name"),
         (json.dumps({"preset": "digits-ascl", "name": "x" * 10_000}), "name"),
         ('{"preset": "digits-ascl", "tags": {"k": "v\\u0000"}}', "tags"),
         ('{"preset": "digits-ascl", "queue": "default\\u0000"}', "queue"),
@@ -136,8 +138,11 @@ def test_a_stored_config_that_todays_rules_refuse_is_422_not_500(api, sessions):
     assert "name: must be one line of printable text" in retried.json()["detail"]
 
 
-def test_a_queue_description_with_control_bytes_is_422(api):
-    response = api.put("/api/v1/queues/q1", json={"description": "x\u0000"})
+@pytest.mark.parametrize("text", ["x\u0000", "x\u2028y", "\u202eevil", "a\u2066b"])
+def test_a_queue_description_with_control_bytes_is_422(api, text):
+    """Unicode's line separators break a line as a newline does; its bidi controls reorder what a
+    terminal or a table shows."""
+    response = api.put("/api/v1/queues/q1", json={"description": text})
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "description"
 
