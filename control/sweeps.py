@@ -208,7 +208,14 @@ class SweepController:
         logger.warning("sweep.failed sweep_id=%s %s", sweep.id, sweep.reason)
 
     def _add_trial_job(self, session: Session, sweep: Sweep, number: int, params: dict[str, Any]) -> None:
-        new = trials.trial_job(sweep.base_spec, sweep_id=sweep.id, sweep_name=sweep.name, number=number, params=params)
+        new = trials.trial_job(
+            sweep.base_spec,
+            sweep_id=sweep.id,
+            sweep_name=sweep.name,
+            number=number,
+            params=params,
+            data_root=self.settings.data_root,
+        )
         store.add_job(session, new, idempotency_key=f"sweep-{sweep.id}-t{number}", body_hash=sweep.id)
         session.flush()
         logger.info("sweep.trial sweep_id=%s trial=%d params=%s", sweep.id, number, params)

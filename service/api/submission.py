@@ -9,13 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ascl.config import ExperimentConfig, check_same_model
-from ascl.dataset_files import REQUIRED_FILES, missing_files
 from ascl.errors import ConfigError
 from service.api.schemas import JobCreate
 from service.auth.models import require_readable
@@ -24,6 +22,7 @@ from service.cluster import ClusterView
 from service.contracts import EvalTarget, JobKind, ModelRef
 from service.db.models import Job
 from service.jobs import queueing, store
+from service.jobs.data_root import resolve_data_dir
 from service.jobs.errors import InvalidSpec, JobNotFound
 from service.jobs.spec import resolve_experiment
 from service.jobs.spec_limits import SpecLimits
@@ -264,30 +263,6 @@ def _eval_target(
         job_id=source.id,
     )
     return target, source.spec
-
-
-def resolve_data_dir(config: ExperimentConfig, data_root: Path | None) -> ExperimentConfig:
-    """With a data root configured, a relative data.data_dir is resolved against it (the stored spec
-    names the directory that is read), and a dataset missing there is refused now, not at run time."""
-    if data_root is None or config.data.dataset not in REQUIRED_FILES:
-        return config  # no data root, or bundled/synthetic data that reads no files
-    root = data_root.resolve()
-    try:
-        data_dir = Path(config.data.data_dir).expanduser()
-    except RuntimeError:  # '~name' of no user here
-        raise InvalidSpec("data.data_dir", f"{config.data.data_dir!r} names no home directory") from None
-    absolute = (root / data_dir).resolve() if not data_dir.is_absolute() else data_dir.resolve()
-    config = config.with_overrides({"data.data_dir": str(absolute)})
-    if config.data.download or not absolute.is_relative_to(root):
-        return config  # downloading, or a directory only the workers may see
-    missing = missing_files(config.data.dataset, absolute)
-    if missing:
-        raise InvalidSpec(
-            "data.data_dir",
-            f"{config.data.dataset} is not in {absolute} (missing {', '.join(missing)}); put the files there, "
-            "point data.data_dir at them, or set data.download=true",
-        )
-    return config
 
 
 def gang_resources(body: JobCreate) -> dict[str, Any]:

@@ -5,6 +5,7 @@ sweep of any length is one row and one Optuna study."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path as PathType
 from typing import Annotated, Any
 
 import optuna
@@ -61,7 +62,7 @@ def create_sweep(
         if not dry_run:
             _check_room(session, principal.subject, state.settings)
     if dry_run:
-        return _dry_run(body, template, planned)
+        return _dry_run(body, template, planned, data_root=state.settings.data_root)
     sweep_id = uuid.uuid4().hex
     directions = [objective.direction for objective in body.objective]
     storage = study.storage(state.settings.resolved_database_url)  # outside our transaction: its own writes
@@ -114,7 +115,8 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
         )
     except InvalidSpec as error:
         raise InvalidSpec(f"base.{error.field}", str(error).split(": ", 1)[-1]) from None
-    space.validate(body.space, ExperimentConfig.from_dict(new.spec), state.settings.spec_limits_checker)
+    base = ExperimentConfig.from_dict(new.spec)
+    space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
     if body.algorithm == "nsga2" and len(body.objective) != 2:
         raise InvalidSpec("algorithm", "nsga2 searches two objectives: give two in 'objective'")
     if body.early_stopping is not None and len(body.objective) != 1:
@@ -125,7 +127,7 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     return trials.template(new, explicit_model_name=body.base.model_name), planned
 
 
-def _dry_run(body: SweepCreate, template: dict[str, Any], planned: int) -> SweepDryRun:
+def _dry_run(body: SweepCreate, template: dict[str, Any], planned: int, *, data_root: PathType | None) -> SweepDryRun:
     count = min(body.max_concurrency, planned)
     directions = [objective.direction for objective in body.objective]
     params = study.first_params(
@@ -133,7 +135,14 @@ def _dry_run(body: SweepCreate, template: dict[str, Any], planned: int) -> Sweep
     )
     first = []
     for number, chosen in enumerate(params):
-        job = trials.trial_job(template, sweep_id="0" * 32, sweep_name=body.name, number=number, params=chosen)
+        job = trials.trial_job(
+            template,
+            sweep_id="0" * 32,
+            sweep_name=body.name,
+            number=number,
+            params=chosen,
+            data_root=data_root,
+        )
         first.append(DryRunTrial(number=number, params=chosen, spec=job.spec))
     return SweepDryRun(trials_planned=planned, first_trials=first)
 

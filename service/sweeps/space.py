@@ -3,6 +3,7 @@ choice (`values`) or a range (`low`/`high`, optionally `log` and `int`), as Optu
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ascl.config import ExperimentConfig
 from ascl.errors import ConfigError
+from service.jobs.data_root import resolve_data_dir
 from service.jobs.errors import InvalidSpec
 from service.jobs.spec_limits import SpecLimits
 
@@ -70,9 +72,10 @@ class Dimension(BaseModel):
 Space = dict[str, Dimension]
 
 
-def validate(space: Space, base: ExperimentConfig, limits: SpecLimits) -> None:
+def validate(space: Space, base: ExperimentConfig, limits: SpecLimits, data_root: Path | None) -> None:
     """Every key a field of the config and every value one it accepts, within the operator's limits
-    (a range's ends are among its samples); errors name `space.<key>`."""
+    and with its data where a job's must be (a range's ends are among its samples); errors name
+    `space.<key>`."""
     if not space:
         raise InvalidSpec("space", "name at least one field to search")
     if len(space) > MAX_DIMENSIONS:
@@ -84,7 +87,7 @@ def validate(space: Space, base: ExperimentConfig, limits: SpecLimits) -> None:
             except ConfigError as error:
                 raise InvalidSpec(f"space.{key}", error.problem if error.field == key else str(error)) from None
             try:
-                limits.check(config)
+                limits.check(resolve_data_dir(config, data_root))
             except InvalidSpec as error:
                 raise InvalidSpec(f"space.{key}", str(error)) from None
 

@@ -4,9 +4,11 @@ at the sweep's creation) and, per trial, its parameters applied as overrides."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from ascl.config import ExperimentConfig
+from service.jobs.data_root import with_data_dir_resolved
 from service.jobs.store import NewJob, clipped
 
 
@@ -16,10 +18,18 @@ def template(new: NewJob, *, explicit_model_name: str | None) -> dict[str, Any]:
 
 
 def trial_job(
-    template: dict[str, Any], *, sweep_id: str, sweep_name: str, number: int, params: dict[str, Any]
+    template: dict[str, Any],
+    *,
+    sweep_id: str,
+    sweep_name: str,
+    number: int,
+    params: dict[str, Any],
+    data_root: Path | None,
 ) -> NewJob:
+    """The trial's job: its data directory resolved as a job's is (the space was checked at submission)."""
     base = NewJob(**template)
-    spec = ExperimentConfig.from_dict(base.spec).with_overrides(params).to_dict()
+    config = ExperimentConfig.from_dict(base.spec).with_overrides(params)
+    spec = with_data_dir_resolved(config, data_root).to_dict()
     return replace(
         base,
         name=clipped(sweep_name, suffix=f" #{number}"),

@@ -156,3 +156,27 @@ def test_a_users_sweeps_are_bounded_like_their_queued_jobs(sessions, database_ur
             assert api.post("/api/v1/jobs", json={"preset": "digits-ascl"}).status_code == 201
         full = create(api, GRID).json()
         assert (full["field"], "already has 2 queued jobs" in full["detail"]) == ("queue", True)
+
+
+def test_a_sweeps_data_directories_are_checked_and_resolved_as_a_jobs_are(sessions, database_url, tmp_path):
+    """A trial's data must be where a job's must be (ASCL_DATA_ROOT): a directory missing there is
+    422 at submission, and the trials' specs name the directories that are read."""
+    root = tmp_path / "datasets"
+    for present in ("data", "other"):
+        (root / present / "cifar-10-batches-py").mkdir(parents=True)
+    settings = ServiceSettings(data_dir=tmp_path, database_url=database_url, data_root=root)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    base = {"preset": "paper-cifar10-resnet18-ascl", "force_queue": True}
+    with TestClient(app, headers=bearer(make_token(sessions, "alice", "user"))) as api:
+        for values, fragment in (
+            (["other", "missing"], "is not in"),
+            (["~nosuchuser12345"], "names no home directory"),
+        ):
+            body = {**GRID, "base": base, "space": {"data.data_dir": {"values": values}}}
+            response = create(api, body, dry_run="true")
+            assert (response.status_code, response.json()["field"]) == (422, "space.data.data_dir"), response.text
+            assert fragment in response.json()["detail"]
+        body = {**GRID, "base": base, "space": {"data.data_dir": {"values": ["other"]}}}
+        planned = create(api, body, dry_run="true")
+        assert planned.status_code == 201, planned.text
+        assert [t["spec"]["data"]["data_dir"] for t in planned.json()["first_trials"]] == [str(root / "other")]
