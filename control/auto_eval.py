@@ -38,7 +38,7 @@ def standard_eval_of(version: str, plan: evaluation.StandardEval) -> Callable[[S
         target = EvalTarget(requested=uri, model_name=name, model_version=version, run_id=train.mlflow_run_id)
         new = store.NewJob(
             kind=JobKind.EVAL,
-            name=f"standard eval {uri}",
+            name=store.clipped(f"standard eval {uri}"),
             owner=train.owner,
             queue=train.queue,
             priority=train.priority,

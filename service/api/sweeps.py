@@ -115,6 +115,8 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
         )
     except InvalidSpec as error:
         raise InvalidSpec(f"base.{error.field}", str(error).split(": ", 1)[-1]) from None
+    if body.algorithm == "grid":  # before the values are checked one by one: a grid is bounded first
+        space.check_grid(body.space)
     base = ExperimentConfig.from_dict(new.spec)
     space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
     if body.algorithm == "nsga2" and len(body.objective) != 2:

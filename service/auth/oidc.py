@@ -61,8 +61,8 @@ class OidcVerifier:
         if not isinstance(subject, str) or len(subject) > 100 or not re.fullmatch(USER_PATTERN, subject):
             # it becomes job owners, event actors and filters: the alphabet of every other user name
             raise Unauthenticated(
-                f"the token's {self.config.subject_claim!r} claim names no user (at most 100 letters, digits,"
-                " and _ . @ + -; ASCL_OIDC_SUBJECT_CLAIM chooses another claim)"
+                f"the token's {self.config.subject_claim!r} claim names no user (at most 100 ASCII letters, digits"
+                " and _ . @ + | : / ' -; ASCL_OIDC_SUBJECT_CLAIM chooses another claim)"
             )
         roles = _strings(claims.get(self.config.roles_claim))
         role = (

@@ -93,7 +93,7 @@ class Figures:
         return (
             all(0.0 <= acc <= 1.0 for acc in accuracies)  # False for NaN too
             and math.isfinite(self.epsilon)
-            and self.epsilon > 0
+            and self.epsilon >= 0  # 0: a model trained and evaluated without attacks
             and self.pgd_steps >= 0
             and self.examples > 0
             and all(_IDENTIFIER.fullmatch(i) for i in (self.eval_job_id, self.eval_run_id) if i is not None)

@@ -40,10 +40,6 @@ class Dimension(BaseModel):
                 raise ValueError(f"low {self.low:g} must be below high {self.high:g}")
             if self.log and self.low <= 0:
                 raise ValueError("a log range needs low > 0")
-            if self.integer and not (self.low.is_integer() and self.high.is_integer()):
-                raise ValueError("an integer range ('int') takes whole numbers for low and high")
-            if self.integer and self.log and self.low < 1:
-                raise ValueError("an integer log range needs low >= 1")
         return self
 
     @property
@@ -81,6 +77,10 @@ def validate(space: Space, base: ExperimentConfig, limits: SpecLimits, data_root
     if len(space) > MAX_DIMENSIONS:
         raise InvalidSpec("space", f"at most {MAX_DIMENSIONS} fields")
     for key, dimension in space.items():
+        # here, not in Dimension: a stored sweep's request is read back with Dimension's rules
+        ends = [end for end in (dimension.low, dimension.high) if end is not None]
+        if dimension.integer and not all(end.is_integer() for end in ends):
+            raise InvalidSpec(f"space.{key}", "an integer range ('int') takes whole numbers for low and high")
         for value in dimension.samples():
             try:
                 config = base.with_overrides({key: value})
@@ -105,10 +105,13 @@ def grid(space: Space) -> dict[str, list[Any]]:
 
 
 def grid_size(space: Space) -> int:
-    """The number of points of a choices-only space, at most MAX_GRID_POINTS."""
     size = 1
     for values in grid(space).values():
         size *= len(values)
-    if size > MAX_GRID_POINTS:
-        raise InvalidSpec("space", f"a grid of {size:,} points; at most {MAX_GRID_POINTS:,} (use 'random' or 'tpe')")
     return size
+
+
+def check_grid(space: Space) -> None:
+    """At submission: a grid search's space is choices only, of at most MAX_GRID_POINTS points."""
+    if (size := grid_size(space)) > MAX_GRID_POINTS:
+        raise InvalidSpec("space", f"a grid of {size:,} points; at most {MAX_GRID_POINTS:,} (use 'random' or 'tpe')")

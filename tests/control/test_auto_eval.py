@@ -109,6 +109,24 @@ def test_a_registered_version_is_evaluated_once_and_its_figures_tag_it(sessions,
     assert len(eval_jobs(sessions)) == 1
 
 
+def test_a_model_named_to_the_limit_gets_its_standard_evaluation_named_within_the_job_name_limit(
+    sessions, tmp_path, tracker
+):
+    """'standard eval models:/<name>/1' outgrew the job name's 200 characters: on PostgreSQL the train
+    job's success could not be recorded."""
+    name = f"long-{uuid.uuid4().hex[:8]}".ljust(200, "x")
+    settings = ServiceSettings(data_dir=tmp_path, auto_eval_autoattack="custom", auto_eval_examples=100)
+    reconciler = Reconciler(sessions, FinishedExecutions(), tracker, settings)  # type: ignore[arg-type]
+    train_id = finished(
+        sessions, tmp_path, tracker, result=trained_result(tracker), model_name=name, spec=TRAINED.to_dict()
+    )
+    reconciler.reconcile()
+    (evaluation,) = eval_jobs(sessions)
+    assert evaluation.name == f"standard eval models:/{name}/1"[:200]
+    with session_scope(sessions) as session:
+        assert session.get(Job, train_id).status == JobStatus.SUCCEEDED
+
+
 @pytest.mark.parametrize(
     ("spec", "auto_evaluate"),
     [(TRAINED.to_dict(), False), ({"no": "config"}, True)],

@@ -313,6 +313,10 @@ def test_an_identity_providers_subject_outside_a_user_names_alphabet_is_401(sess
             response = as_(api, sign({"sub": subject}), "POST", "/api/v1/jobs", json=JOB)
             assert response.status_code == 401, (subject, response.text)
             assert "names no user" in response.json()["detail"]
+        for subject in ("auth0|5f7c8ec7c33c6c004bbafe82", "repo:octo/app:ref:refs/heads/main", "o'brien@example.org"):
+            job = as_(api, sign({"sub": subject}), "POST", "/api/v1/jobs", json=JOB)
+            assert job.status_code == 201, (subject, job.text)
+            assert as_(api, sign({"sub": subject}), "GET", "/api/v1/jobs", params={"owner": subject}).json()["items"]
         groups = ["lab", "CN=Lab Users,OU=People", "g" * 65, "ok\u0000"]
         user = as_(api, sign({"sub": "erin@example.org", "groups": groups}), "GET", "/api/v1/whoami").json()
         assert (user["subject"], user["groups"]) == ("erin@example.org", ["lab"])

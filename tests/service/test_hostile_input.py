@@ -116,13 +116,17 @@ def test_nul_bytes_and_huge_numbers_in_urls_are_4xx(api, path):
     assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
 
 
-@pytest.mark.parametrize("route", ["heartbeat", "outcome"])
-def test_a_workers_report_for_a_job_id_with_a_nul_byte_is_4xx(api, route):
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [("heartbeat", {}), ("outcome", {"succeeded": False, "error_class": "USER_ERROR", "error_message": "x"})],
+)
+def test_a_workers_report_for_a_job_id_with_a_nul_byte_is_422_naming_it(api, route, body):
     """The worker routes take no user token, so anyone who reaches the API can send these."""
     response = api.post(
-        f"/api/v1/internal/jobs/abc%00def/attempts/1/{route}", json={}, headers={"X-Attempt-Token": "t"}
+        f"/api/v1/internal/jobs/abc%00def/attempts/1/{route}", json=body, headers={"X-Attempt-Token": "t"}
     )
-    assert 400 <= response.status_code < 500, response.text
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "job_id"
 
 
 def test_a_stored_config_that_todays_rules_refuse_is_422_not_500(api, sessions):

@@ -32,7 +32,7 @@ def test_figures_survive_the_round_trip_through_version_tags():
         ("clean_acc", "1.5"),
         ("autoattack_acc", "-0.1"),
         ("epsilon", "inf"),
-        ("epsilon", "0"),
+        ("epsilon", "-0.1"),
         ("examples", "0"),
         ("eval_run", "abc/../../x"),
         ("autoattack_version", "standard\nforged"),
