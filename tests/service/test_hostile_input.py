@@ -142,7 +142,7 @@ def test_a_stored_config_that_todays_rules_refuse_is_422_not_500(api, sessions):
     assert "name: must be one line of printable text" in retried.json()["detail"]
 
 
-@pytest.mark.parametrize("text", ["x\u0000", "x\u2028y", "\u202eevil", "a\u2066b"])
+@pytest.mark.parametrize("text", ["x\u0000", "x\u2028y", "\u202eevil", "a\u2066b", "a\u200fb", "a\u061cb"])
 def test_a_queue_description_with_control_bytes_is_422(api, text):
     """Unicode's line separators break a line as a newline does; its bidi controls reorder what a
     terminal or a table shows."""
