@@ -13,7 +13,7 @@ from ascl.presets import PRESETS
 from ascl.run_files import LAST
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
-from service.api.params import USER_PATTERN, JobId
+from service.api.params import JobId
 from service.api.schemas import EventRead, JobCreate, JobPage, JobRead, Label, QueueName, RetryRequest, UtcMoment
 from service.api.submission import (
     Prepared,
@@ -26,7 +26,7 @@ from service.api.submission import (
     retried_target,
 )
 from service.auth import models
-from service.auth.principal import Principal, may_read_details, require_details, require_owner
+from service.auth.principal import USER_PATTERN, Principal, may_read_details, require_details, require_owner
 from service.contracts import EvalTarget, JobKind
 from service.db import read_scope, session_scope
 from service.db.models import Job

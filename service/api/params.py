@@ -6,8 +6,4 @@ from typing import Annotated
 
 from fastapi import Path
 
-from service.auth.principal import USER_PATTERN
-
-__all__ = ["USER_PATTERN", "JobId"]
-
 JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

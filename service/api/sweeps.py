@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from ascl.config import ExperimentConfig
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
-from service.api.params import USER_PATTERN
 from service.api.submission import build_new_job, check_queued_limit
 from service.api.sweep_schemas import (
     DryRunTrial,
@@ -28,6 +27,7 @@ from service.api.sweep_schemas import (
     TrialRead,
 )
 from service.auth.principal import (
+    USER_PATTERN,
     Principal,
     Role,
     may_read_details,

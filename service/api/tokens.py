@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
-from service.api.params import USER_PATTERN
 from service.api.schemas import Label, Text, Timestamp
 from service.auth import tokens
-from service.auth.principal import Principal, Role, require_role
+from service.auth.principal import USER_PATTERN, Principal, Role, require_role
 from service.db import session_scope
 from service.db.models import ApiToken
 from service.jobs.errors import Forbidden, InvalidSpec
