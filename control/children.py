@@ -7,7 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from control.fate import kill_what_is_left, remove_directory
 
@@ -69,3 +73,30 @@ class FateShared:
             kill_what_is_left(self.process.pid, directory)
             if directory is not None:
                 remove_directory(directory)
+
+
+def await_start(child: FateShared, ready: Callable[[], bool], *, timeout_s: float) -> bool:
+    """True once `ready()` holds and the child is still alive after it (a child that exits between
+    the checks is not started); False once it has exited (stopped, so that what a killed watchdog
+    left goes too). Raises TimeoutError after `timeout_s`; a timeout or an interrupt stops the child."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if ready() and child.alive():
+                return True
+            if not child.alive():
+                child.stop()
+                return False
+            time.sleep(0.5)
+        raise TimeoutError
+    except BaseException:
+        child.stop()
+        raise
+
+
+def answers(url: str, statuses: tuple[int, ...] = (200,)) -> bool:
+    """Does a server answer at `url` with one of `statuses`? (No connection yet: no.)"""
+    try:
+        return httpx.get(url, timeout=2).status_code in statuses
+    except httpx.TransportError:
+        return False

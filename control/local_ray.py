@@ -12,13 +12,10 @@ import os
 import secrets
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from control.children import ChildDidNotStart, FateShared
+from control.children import ChildDidNotStart, FateShared, answers, await_start
 from control.fate import NOT_STARTED
 from control.ports import free_ports
 
@@ -78,10 +75,7 @@ def become_client(local: LocalRay) -> None:
 def dashboard_answers(dashboard_url: str) -> bool:
     """Is the head's dashboard up? Any answer means it is; with Ray's token authentication (its
     default) it is a 401."""
-    try:
-        return httpx.get(f"{dashboard_url}/api/version", timeout=2).status_code in (200, 401)
-    except httpx.TransportError:
-        return False
+    return answers(f"{dashboard_url}/api/version", (200, 401))
 
 
 def start_local_ray(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeout_s: float = 120) -> LocalRay:
@@ -116,25 +110,20 @@ def _start_head(*, num_cpus: int | None, num_gpus: int | None, log: Path, timeou
     # honour SIGTERM, and a Ray head the service started keeps nothing worth a graceful end
     head = FateShared(command, log=log, env=auth_env, remove=temp_dir, grace_s=RAY_GRACE_S)
     dashboard_url = f"http://127.0.0.1:{ports['dashboard-port']}"
-    deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline:
-            # alive once more after the other checks: a head that exits between them is not started
-            if _said_started(head) and dashboard_answers(dashboard_url) and head.alive():
-                return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
-            if not head.alive():
-                head.stop()  # its watchdog may have been killed: then what it left goes too
-                if head.process.returncode == NOT_STARTED:  # no later start can do better
-                    raise RayHeadDidNotStart(f"cannot run {RAY_EXECUTABLE} (is Ray installed?); see {log}")
-                return None
-            time.sleep(0.5)
+        started = await_start(
+            head, lambda: _said_started(head) and dashboard_answers(dashboard_url), timeout_s=timeout_s
+        )
+    except TimeoutError:
         raise RayHeadDidNotStart(
             f"the local Ray head did not start within {timeout_s:.0f} s (its log never said"
             f" {STARTED_MARKER.decode()!r}, or its dashboard never answered); see {log}"
-        )
-    except BaseException:  # an interrupt or a timeout: the head that is starting goes too
-        head.stop()
-        raise
+        ) from None
+    if started:
+        return LocalRay(f"127.0.0.1:{ports['port']}", dashboard_url, auth_env, head, temp_dir)
+    if head.process.returncode == NOT_STARTED:  # no later start can do better
+        raise RayHeadDidNotStart(f"cannot run {RAY_EXECUTABLE} (is Ray installed?); see {log}")
+    return None
 
 
 def _said_started(head: FateShared) -> bool:

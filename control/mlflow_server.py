@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from control.children import ChildDidNotStart, FateShared
+from control.children import ChildDidNotStart, FateShared, answers, await_start
 from control.ports import free_port
 from service.settings import ServiceSettings
 
@@ -65,22 +62,16 @@ def _start(settings: ServiceSettings, port: int, *, log: Path, timeout_s: float)
     # what uvicorn says once it has bound the port: until then an answer there may come from whatever
     # holds the port (another MLflow, Ray's metrics exporter answers 200 on any path)
     bound = f"Uvicorn running on {url}".encode()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not process.alive():
-            process.stop()  # its watchdog may have been killed: then what it left goes too
-            if PORT_TAKEN in process.output():
-                return None
-            raise MlflowServerDidNotStart(f"the MLflow server exited while starting; see {log}")
-        if bound in process.output() and _healthy(url) and process.alive():
-            return MlflowServer(url, process)
-        time.sleep(0.5)
-    process.stop()
-    raise MlflowServerDidNotStart(f"the MLflow server did not answer /health within {timeout_s:.0f} s; see {log}")
-
-
-def _healthy(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+        started = await_start(
+            process, lambda: bound in process.output() and answers(f"{url}/health"), timeout_s=timeout_s
+        )
+    except TimeoutError:
+        raise MlflowServerDidNotStart(
+            f"the MLflow server did not answer /health within {timeout_s:.0f} s; see {log}"
+        ) from None
+    if started:
+        return MlflowServer(url, process)
+    if PORT_TAKEN in process.output():
+        return None
+    raise MlflowServerDidNotStart(f"the MLflow server exited while starting; see {log}")
