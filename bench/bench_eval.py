@@ -45,8 +45,12 @@ from ascl.models import build_model
 # trained CIFAR-10 ResNet-18 (clean ~83%, ~49% after AutoAttack, nearly all of it after APGD-T).
 TYPICAL_REACH = {"apgd-ce": 0.83, "apgd-t": 0.52, "fab-t": 0.49, "square": 0.49}
 # Where each attack of pyautoattack's AutoAttack keeps its budget: (attribute, budget field).
-BUDGETS = {"apgd-ce": ("apgd", "n_iter"), "apgd-t": ("apgd_targeted", "n_iter"), "fab-t": ("fab", "n_iter")}
-BUDGETS["square"] = ("square", "n_queries")
+BUDGETS = {
+    "apgd-ce": ("apgd", "n_iter"),
+    "apgd-t": ("apgd_targeted", "n_iter"),
+    "fab-t": ("fab", "n_iter"),
+    "square": ("square", "n_queries"),
+}
 
 
 def device_name(device: torch.device) -> str:
