@@ -121,8 +121,12 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
     if body.algorithm == "nsga2" and len(body.objective) != 2:
         raise InvalidSpec("algorithm", "nsga2 searches two objectives: give two in 'objective'")
-    if body.early_stopping is not None and len(body.objective) != 1:
-        raise InvalidSpec("early_stopping", "early stopping needs a single objective")
+    for objective in body.objective:
+        objectives.check_reported(objective.metric, "objective.metric")
+    if body.early_stopping is not None:
+        if len(body.objective) != 1:
+            raise InvalidSpec("early_stopping", "early stopping needs a single objective")
+        objectives.check_reported(body.early_stopping.metric, "early_stopping.metric", per_epoch=True)
     planned = body.max_trials
     if body.algorithm == "grid":
         planned = min(planned, space.grid_size(body.space))

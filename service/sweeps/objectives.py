@@ -6,9 +6,12 @@ training average."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ascl.metric_names import REPORTED, Scope
+from service.jobs.errors import InvalidSpec
 
 METRIC_PATTERN = r"^(val|test|train)\.[a-z][a-z0-9_]{0,63}$"
 
@@ -22,6 +25,17 @@ class Objective(BaseModel):
     @property
     def direction(self) -> Literal["maximize", "minimize"]:
         return "maximize" if self.mode == "max" else "minimize"
+
+
+def check_reported(metric: str, field: str, *, per_epoch: bool = False) -> None:
+    """A name the trials will report (per epoch: a `val` or `train` one); the error names `field` and
+    lists the names there are. Checked at submission only: a stored request is read back as it was."""
+    scope, key = _split(metric)
+    if per_epoch and scope == "test":
+        raise InvalidSpec(field, f"{metric} is reported once, at the end; per epoch there are val.* and train.*")
+    known = REPORTED[scope]
+    if key not in known:
+        raise InvalidSpec(field, f"trials report no {metric}; {scope} figures: {', '.join(known)}")
 
 
 def final_value(metric: str, result: dict[str, Any] | None, history: list[dict[str, Any]]) -> float | None:
@@ -46,11 +60,11 @@ def epoch_value(metric: str, epoch: dict[str, Any]) -> float | None:
     return _number((epoch.get("val" if scope == "val" else "train") or {}).get(key))
 
 
-def _split(metric: str) -> tuple[str, str]:
+def _split(metric: str) -> tuple[Scope, str]:
     if re.fullmatch(METRIC_PATTERN, metric) is None:
         raise ValueError(f"not a sweep metric: {metric!r}")
     scope, _, key = metric.partition(".")
-    return scope, key
+    return cast(Scope, scope), key
 
 
 def _number(value: object) -> float | None:

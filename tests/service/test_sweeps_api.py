@@ -69,6 +69,11 @@ def create(api, body, **params):
         ({"max_trials": 5000}, "max_trials", "allows 1000"),
         ({"objective": [{"metric": "val.robust_acc"}, {"metric": "val.clean_acc"}]}, "early_stopping", "single"),
         ({"objective": [{"metric": "robust_acc"}]}, "objective.metric", "pattern"),
+        # a name no trial reports failed every trial, up to max_failed_trials
+        ({"objective": [{"metric": "val.robust_accuracy"}]}, "objective.metric", "val figures: clean_acc, robust_acc"),
+        ({"objective": [{"metric": "val.pgd_acc"}], "early_stopping": None}, "objective.metric", "no val.pgd_acc"),
+        ({"early_stopping": {"rule": "median", "metric": "train.los"}}, "early_stopping.metric", "train figures"),
+        ({"early_stopping": {"rule": "median", "metric": "test.robust_acc"}}, "early_stopping.metric", "at the end"),
         # Optuna's grid sampler lists the whole grid at every trial, in the dispatcher's thread
         ({"algorithm": "grid", "space": HUGE_GRID}, "space", "a grid of 1,000,000 points; at most 10,000"),
         ({"space": {"seed": {"low": 0.5, "high": 3, "log": True, "int": True}}}, "space.seed", "whole numbers"),
