@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.seams import Tracking
@@ -82,8 +83,14 @@ class SweepController:
 
     def advance(self, sweep_id: str) -> None:
         with read_scope(self.sessions) as session:
+            stored = records.get(session, sweep_id).request
+        try:
+            request = SweepCreate.model_validate(stored)
+        except ValidationError as error:  # stored by a version with other rules
+            self._end_unreadable(sweep_id, error)
+            return
+        with read_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
-            request = SweepCreate.model_validate(sweep.request)
             if SweepStatus(sweep.status) in ENDED:  # ended in a pass that died before its summary
                 self._close_parent_run(sweep_id, request, sweep.status)
                 return
@@ -206,6 +213,27 @@ class SweepController:
             if job.status == JobStatus.QUEUED:
                 store.cancel(session, job.id, actor="sweep", reason=f"sweep {sweep.id} stopped: {sweep.reason}")
         logger.warning("sweep.failed sweep_id=%s %s", sweep.id, sweep.reason)
+
+    def _end_unreadable(self, sweep_id: str, error: ValidationError) -> None:
+        """A stored request this version's rules refuse would fail every pass: the sweep ends once,
+        FAILED with the reason, its trials cancelled and its MLflow run closed without a summary."""
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        reason = f"its stored request no longer reads under this version's rules ({where}: {problem['msg']})"
+        with session_scope(self.sessions) as session:
+            sweep = records.get(session, sweep_id)
+            if sweep.status in (SweepStatus.RUNNING, SweepStatus.STOPPING):
+                sweep.status = sweep.outcome = SweepStatus.FAILED.value
+                sweep.reason = reason[:500]  # a stored dict key can be in the place named
+                for job in records.trials(session, sweep.id):
+                    if not is_terminal(job.status):
+                        store.cancel(session, job.id, actor="sweep", reason=f"sweep {sweep.id} failed: {reason}")
+            run_id, status = sweep.mlflow_run_id, sweep.status
+        if run_id is not None:
+            self.tracker.finish_run(run_id, RUN_STATUS.get(SweepStatus(status), "KILLED"))
+        with session_scope(self.sessions) as session:
+            records.get(session, sweep_id).summarized = True
+        logger.error("sweep.unreadable sweep_id=%s %s", sweep_id, reason)
 
     def _add_trial_job(self, session: Session, sweep: Sweep, number: int, params: dict[str, Any]) -> None:
         new = trials.trial_job(

@@ -248,3 +248,27 @@ def test_passes_reach_every_sweep_in_turn_within_their_time_budget(world, sessio
         controller.cycle()
         reached.append(controller._reached)
     assert reached == [*ids, ids[0]]
+
+
+def test_a_stored_request_this_version_refuses_ends_its_sweep_once_with_the_reason(world, sessions, caplog):
+    api, controller, tracker = world
+    sweep = api.post("/api/v1/sweeps", json={**GRID, "max_concurrency": 2}).json()
+    controller.advance(sweep["id"])
+    running, queued = (job_id for job_id, *_ in trial_jobs(sessions, sweep["id"]))
+    with session_scope(sessions) as session:  # stored by an older version: a name it allowed
+        for target in (JobStatus.CLAIMED, JobStatus.SUBMITTED, JobStatus.RUNNING):
+            store.transition(session, running, target, actor="test", reason="driven")
+        stored = records.get(session, sweep["id"])
+        stored.request = {**stored.request, "name": "line\u2028separator"}
+    for _ in range(3):
+        controller.cycle()
+    ended = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    assert ended["status"] == "FAILED"
+    assert "no longer reads under this version's rules (name:" in ended["reason"]
+    with session_scope(sessions) as session:
+        assert session.get(Job, running).status == JobStatus.CANCELLING
+        assert session.get(Job, queued).status == JobStatus.CANCELLED
+    assert MlflowClient(tracker.tracking_uri).get_run(ended["mlflow_run_id"]).info.status == "FAILED"
+    logged = [r.message.split(" ")[0] for r in caplog.records if r.message.startswith("sweep.")]
+    assert logged.count("sweep.unreadable") == 1  # once, not at every pass
+    assert "sweep.advance_failed" not in logged
