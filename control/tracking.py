@@ -143,9 +143,10 @@ class Tracker:
             self.client.get_registered_model(name)
         except Exception:
             self.client.create_registered_model(name, tags={"created_by": "ascl-service"})
-        for version in self._all_versions(name):
-            if version.tags.get(JOB_TAG) == job_id:
-                return str(version.version)
+        # one filtered search, not every version read: a sweep's model can have thousands
+        this_job = f"name = {filter_literal(name)} AND tags.`{JOB_TAG}` = {filter_literal(job_id)}"
+        for version in self.client.search_model_versions(this_job, max_results=1):
+            return str(version.version)
         version = mlflow.register_model(model_uri, name, tags={JOB_TAG: job_id, **tags})
         logger.info("mlflow.registered name=%s version=%s job_id=%s", name, version.version, job_id)
         return str(version.version)
