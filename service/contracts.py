@@ -55,6 +55,8 @@ class Phase(StrEnum):
 
 
 PRINTABLE = f"^[^{CONTROL_CHARACTERS}]*$"  # one line, no control character (PostgreSQL refuses NUL)
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # ours are 32 hex digits; bounded wherever one is taken
+QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
 MODEL_NAME_PATTERN = f"^{_MODEL_NAME}$"
 _VERSION_OR_ALIAS = r"(?:/(?P<version>[1-9][0-9]{0,8})|@(?P<alias>[A-Za-z][\w-]{0,99}))"

@@ -6,4 +6,6 @@ from typing import Annotated
 
 from fastapi import Path
 
-JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+from service.contracts import JOB_ID_PATTERN
+
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN)]

@@ -13,6 +13,7 @@ from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.schemas import Timestamp
 from service.auth.principal import Role, require_role
+from service.contracts import QUEUE_NAME_PATTERN
 from service.db import read_scope, session_scope
 from service.db.models import Job, Queue
 from service.jobs import queue_config
@@ -20,7 +21,7 @@ from service.jobs.errors import InvalidTransition, NotFound
 from service.jobs.status import ACTIVE, JobStatus
 
 router = APIRouter()
-QueuePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+QueuePath = Annotated[str, Path(pattern=QUEUE_NAME_PATTERN)]
 
 
 class QueueRead(BaseModel):

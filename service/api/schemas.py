@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from service.api.experiment_schema import experiment_schema, overrides_schema
-from service.auth.principal import LABEL_PATTERN
-from service.contracts import PRINTABLE, JobKind, ModelName
+from service.auth.principal import LABEL_LENGTH, LABEL_PATTERN
+from service.contracts import JOB_ID_PATTERN, PRINTABLE, QUEUE_NAME_PATTERN, JobKind, ModelName
 from service.db.models import Job, JobEvent
 from service.jobs.store import as_utc
 
@@ -36,13 +36,8 @@ def _in_utc(moment: datetime) -> datetime:
 
 UtcMoment = Annotated[datetime, AfterValidator(_in_utc)]  # a time filter: any offset, compared in UTC
 Text = Annotated[str, Field(max_length=200, pattern=PRINTABLE)]
-Label = Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)]
-QueueName = Annotated[
-    str,
-    Field(
-        min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="lowercase letters, digits, _ . -"
-    ),
-]
+Label = Annotated[str, Field(min_length=1, max_length=LABEL_LENGTH, pattern=LABEL_PATTERN)]
+QueueName = Annotated[str, Field(pattern=QUEUE_NAME_PATTERN, description="lowercase letters, digits, _ . -; 1-64")]
 
 
 def _no_parent_segment(name: str) -> str:
@@ -99,7 +94,7 @@ class Resources(BaseModel):
 class Dependency(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    job: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    job: Annotated[str, Field(pattern=JOB_ID_PATTERN)]
     on: Literal["success", "any"] = Field("success", description="start after the job succeeded, or after it ended")
 
 

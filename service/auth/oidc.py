@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import jwt
 
-from service.auth.principal import LABEL_PATTERN, USER_PATTERN, Principal, Role
+from service.auth.principal import LABEL_LENGTH, LABEL_PATTERN, USER_PATTERN, Principal, Role
 from service.jobs.errors import Unauthenticated
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
@@ -86,4 +86,4 @@ def _strings(value: object) -> list[str]:
 
 
 def _is_label(text: str) -> bool:
-    return len(text) <= 64 and re.fullmatch(LABEL_PATTERN, text) is not None
+    return len(text) <= LABEL_LENGTH and re.fullmatch(LABEL_PATTERN, text) is not None

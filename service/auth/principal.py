@@ -12,7 +12,8 @@ from service.jobs.errors import Forbidden
 # a user's or service account's name, at most 100: e-mail addresses and identity providers' subjects
 # (Auth0's 'auth0|5f7c...', GitHub's 'repo:org/app:ref:...') fit; spaces and control characters do not
 USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+|:/'-]*$"
-LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$"  # a group or a tag, at most 64
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+@/-]*$"  # a group or a tag
+LABEL_LENGTH = 64
 
 
 class Role(StrEnum):

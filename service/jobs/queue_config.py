@@ -15,12 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from service.contracts import PRINTABLE
+from service.contracts import PRINTABLE, QUEUE_NAME_PATTERN
 from service.db.models import Queue
 from service.jobs.errors import InvalidSpec
 from service.jobs.store import now
-
-QUEUE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
 class QueueSpec(BaseModel):
@@ -65,6 +63,6 @@ def load_file(path: Path) -> dict[str, QueueSpec]:
     except ValidationError as error:
         raise InvalidSpec("queues_file", f"{path}: {error}") from None
     for name in parsed.queues:
-        if re.fullmatch(QUEUE_NAME, name) is None:
-            raise InvalidSpec("queues_file", f"{path}: queue name {name!r} must match {QUEUE_NAME}")
+        if re.fullmatch(QUEUE_NAME_PATTERN, name) is None:
+            raise InvalidSpec("queues_file", f"{path}: queue name {name!r} must match {QUEUE_NAME_PATTERN}")
     return parsed.queues
