@@ -12,13 +12,14 @@ from service.jobs.errors import InvalidSpec
 
 def with_data_dir_resolved(config: ExperimentConfig, data_root: Path | None) -> ExperimentConfig:
     """data.data_dir made absolute against the data root (no root, or data that reads no files: as is)."""
-    if data_root is None or config.data.dataset not in REQUIRED_FILES:
+    root = _applying_root(config, data_root)
+    if root is None:
         return config
     try:
         data_dir = Path(config.data.data_dir).expanduser()
     except RuntimeError:  # '~name' of no user here
         raise InvalidSpec("data.data_dir", f"{config.data.data_dir!r} names no home directory") from None
-    absolute = (data_root.resolve() / data_dir).resolve()  # an absolute data_dir stays itself
+    absolute = (root / data_dir).resolve()  # an absolute data_dir stays itself
     return config.with_overrides({"data.data_dir": str(absolute)})
 
 
@@ -26,10 +27,11 @@ def resolve_data_dir(config: ExperimentConfig, data_root: Path | None) -> Experi
     """The config with its data directory resolved, and a dataset missing there refused now, not at
     run time (unless it is to be downloaded, or lies outside the root, where only the workers may see it)."""
     config = with_data_dir_resolved(config, data_root)
-    if data_root is None or config.data.dataset not in REQUIRED_FILES:
+    root = _applying_root(config, data_root)
+    if root is None:
         return config
     absolute = Path(config.data.data_dir)
-    if config.data.download or not absolute.is_relative_to(data_root.resolve()):
+    if config.data.download or not absolute.is_relative_to(root):
         return config
     missing = missing_files(config.data.dataset, absolute)
     if missing:
@@ -39,3 +41,8 @@ def resolve_data_dir(config: ExperimentConfig, data_root: Path | None) -> Experi
             "point data.data_dir at them, or set data.download=true",
         )
     return config
+
+
+def _applying_root(config: ExperimentConfig, data_root: Path | None) -> Path | None:
+    """The data root, resolved, where it applies: one is set and the dataset reads files."""
+    return data_root.resolve() if data_root is not None and config.data.dataset in REQUIRED_FILES else None
