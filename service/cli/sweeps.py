@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     create.add_argument("--max-concurrency", type=int, default=4, help="trials at once (default 4)")
     create.add_argument("--max-failed-trials", type=int, default=3, help="stop after this many failures (default 3)")
     create.add_argument("--early-stopping", choices=["median", "successive_halving"], help="prune hopeless trials")
+    create.add_argument(
+        "--early-stopping-metric",
+        metavar="METRIC",
+        help="the per-epoch figure pruning compares (val.* or train.*; default: the objective's)",
+    )
     create.add_argument("--grace-epochs", type=int, default=2, help="epochs before a trial may be pruned (default 2)")
     create.add_argument("--cpus", type=float, default=1.0, help="CPUs per trial (default 1)")
     create.add_argument("--gpus", type=float, default=0.0, help="GPUs per trial (default 0)")
@@ -65,7 +71,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 SET_HELP = "a fixed override of the base job, e.g. train.epochs=3 (repeatable)"
 SPACE_HELP = "a searched field: choices (objective.temperature=0.1,0.2) or a range (optim.lr=0.001:0.1:log)"
-OBJECTIVE_HELP = "what to optimise (default val.robust_acc, maximised); METRIC:min minimises; give two for nsga2"
+OBJECTIVE_HELP = (
+    "what to optimise: val.*, train.* or test.* (default val.robust_acc, maximised); METRIC:min minimises; "
+    "give two for nsga2"
+)
 
 
 def dimension(text: str) -> tuple[str, dict[str, Any]]:
@@ -81,6 +90,15 @@ def dimension(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def _create(args: argparse.Namespace) -> int:
+    if args.early_stopping_metric and not args.early_stopping:
+        print("error: --early-stopping-metric needs --early-stopping (median or successive_halving)", file=sys.stderr)
+        return 2
+    body = sweep_body(args)
+    return call(args, lambda c: c.create_sweep(body, dry_run=args.dry_run))
+
+
+def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The request body `ascl sweeps create` sends."""
     if args.file:
         body: dict[str, Any] = json.loads(args.file.read_text())
     else:
@@ -106,10 +124,10 @@ def _create(args: argparse.Namespace) -> int:
         if args.early_stopping:
             body["early_stopping"] = {
                 "rule": args.early_stopping,
-                "metric": body["objective"][0]["metric"],
+                "metric": args.early_stopping_metric or body["objective"][0]["metric"],
                 "grace_epochs": args.grace_epochs,
             }
-    return call(args, lambda c: c.create_sweep(body, dry_run=args.dry_run))
+    return body
 
 
 def _list(args: argparse.Namespace) -> int:

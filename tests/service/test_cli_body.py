@@ -1,9 +1,10 @@
-"""What `ascl jobs submit` sends: the request body built from its options."""
+"""What `ascl jobs submit` and `ascl sweeps create` send: the request body built from their options."""
 
 from __future__ import annotations
 
 from ascl.cli import build_parser
 from service.cli.jobs import submission_body
+from service.cli.sweeps import sweep_body
 
 
 def body(*argv: str) -> dict:
@@ -37,3 +38,25 @@ def test_hold_and_release_are_commands():
 def test_the_standard_evaluation_is_opted_out_only_when_asked():
     assert "auto_evaluate" not in body("--preset", "digits-ascl")
     assert body("--preset", "digits-ascl", "--no-auto-eval")["auto_evaluate"] is False
+
+
+def sweep(*argv: str) -> dict:
+    return sweep_body(build_parser().parse_args(["sweeps", "create", "--preset", "digits-ascl", *argv]))
+
+
+def test_a_sweep_prunes_on_its_objective_unless_told_another_per_epoch_figure():
+    assert sweep("--early-stopping", "median")["early_stopping"]["metric"] == "val.robust_acc"
+    # the final report's figures exist only at the end: pruning needs a per-epoch one
+    told = sweep(
+        "--objective", "test.robust_acc", "--early-stopping", "median", "--early-stopping-metric", "val.robust_acc"
+    )
+    assert (told["objective"], told["early_stopping"]["metric"]) == (
+        [{"metric": "test.robust_acc", "mode": "max"}],
+        "val.robust_acc",
+    )
+
+
+def test_a_pruning_metric_without_a_pruning_rule_is_an_error(capsys):
+    args = build_parser().parse_args(["sweeps", "create", "--preset", "p", "--early-stopping-metric", "val.clean_acc"])
+    assert args.handler(args) == 2
+    assert "needs --early-stopping" in capsys.readouterr().err
