@@ -1,15 +1,46 @@
 """The figures a training run reports, by where they appear: `train` (an epoch's averages over its
 steps), `val` (the evaluation that selects the checkpoint) and `test` (the final evaluation report's
-accuracies). Torch-free, so that a service checks a metric name before any training runs."""
+accuracies); which ones depends on the config. Torch-free, so that a service checks a metric name
+before any training runs; a test runs every objective and compares what it reports with this."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-Scope = Literal["train", "val", "test"]
+from ascl.config import ExperimentConfig
 
-LOSS_TERMS = ("loss", "ce_nat", "ce_adv", "kl", "contrastive")  # which ones depend on the objective
-TRAIN_METRICS = (*LOSS_TERMS, "clean_acc", "adv_acc", "pos_frac", "neg_frac")
+Scope = Literal["train", "val", "test"]
+Better = Literal["higher", "lower"]
+
 VALIDATION_METRICS = ("clean_acc", "robust_acc")
-TEST_METRICS = ("clean_acc", "pgd_acc", "robust_acc", "robust_clean_acc", "autoattack_acc")
-REPORTED: dict[Scope, tuple[str, ...]] = {"train": TRAIN_METRICS, "val": VALIDATION_METRICS, "test": TEST_METRICS}
+_CONTRASTIVE = ("ascl", "scl_at")
+
+
+def reported(config: ExperimentConfig) -> dict[Scope, tuple[str, ...]]:
+    """The figures every run of `config` reports, by scope."""
+    return {"train": _training(config), "val": VALIDATION_METRICS, "test": _final(config)}
+
+
+def better(key: str) -> Better | None:
+    """Which way a figure improves: accuracies up, loss terms down; fractions neither."""
+    if key.endswith("_acc"):
+        return "higher"
+    return None if key.endswith("_frac") else "lower"
+
+
+def _training(config: ExperimentConfig) -> tuple[str, ...]:
+    objective = config.objective
+    if objective.kind == "standard":
+        return ("loss", "ce_nat", "clean_acc")
+    terms = ["loss", "ce_nat", "kl" if objective.kind == "trades" else "ce_adv"]
+    if objective.kind in _CONTRASTIVE:
+        terms += ["kl"] if objective.smoothness_weight > 0 else []
+        terms += ["contrastive"]
+    terms += ["clean_acc", "adv_acc"]
+    return (*terms, "pos_frac", "neg_frac") if objective.kind == "ascl" else tuple(terms)
+
+
+def _final(config: ExperimentConfig) -> tuple[str, ...]:
+    pgd = ("pgd_acc",) if config.eval.pgd_steps > 0 else ()
+    autoattack = ("autoattack_acc",) if config.eval.autoattack != "none" else ()
+    return ("clean_acc", *pgd, "robust_acc", "robust_clean_acc", *autoattack)

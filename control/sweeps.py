@@ -39,7 +39,6 @@ PRUNED = "PRUNED"
 # taking further sweeps after this long; the next pass starts with the sweeps it did not reach.
 TRIALS_PER_PASS = 4
 PASS_BUDGET_S = 1.0
-RUN_STATUS = {SweepStatus.SUCCEEDED: "FINISHED", SweepStatus.FAILED: "FAILED"}  # else KILLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +64,7 @@ class SweepController:
         self.settings = settings
         self.storage = study.storage(settings.resolved_database_url)
         self._reached = ""  # the last sweep a pass advanced
+        self._awaiting_upgrade: set[str] = set()  # sweeps a newer version wrote, warned of once
 
     def cycle(self) -> None:
         with read_scope(self.sessions) as session:
@@ -215,25 +215,35 @@ class SweepController:
         logger.warning("sweep.failed sweep_id=%s %s", sweep.id, sweep.reason)
 
     def _end_unreadable(self, sweep_id: str, error: ValidationError) -> None:
-        """A stored request this version's rules refuse would fail every pass: the sweep ends once,
-        FAILED with the reason, its trials cancelled and its MLflow run closed without a summary."""
+        """A stored request this version's rules refuse would fail every pass: the sweep stops as
+        FAILED with the reason, its trials cancelled, and ends once they have; its MLflow run is
+        closed without a summary. A field this version does not know is a newer writer's (an API
+        upgraded before the control plane): that sweep waits for this process to be upgraded."""
+        if any(problem["type"] == "extra_forbidden" for problem in error.errors()):
+            if sweep_id not in self._awaiting_upgrade:
+                self._awaiting_upgrade.add(sweep_id)
+                logger.warning("sweep.newer_request sweep_id=%s: left alone until this version is upgraded", sweep_id)
+            return
         problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
+        where = ".".join(str(part) for part in problem["loc"]) or "request"
         reason = f"its stored request no longer reads under this version's rules ({where}: {problem['msg']})"
         with session_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
-            if sweep.status in (SweepStatus.RUNNING, SweepStatus.STOPPING):
-                sweep.status = sweep.outcome = SweepStatus.FAILED.value
-                sweep.reason = reason[:500]  # a stored dict key can be in the place named
-                for job in records.trials(session, sweep.id):
+            if sweep.status == SweepStatus.RUNNING:  # a user's cancel, already stopping it, keeps its course
+                sweep.status, sweep.outcome, sweep.reason = SweepStatus.STOPPING.value, SweepStatus.FAILED.value, reason
+                for job in records.trials(session, sweep_id):
                     if not is_terminal(job.status):
-                        store.cancel(session, job.id, actor="sweep", reason=f"sweep {sweep.id} failed: {reason}")
-            run_id, status = sweep.mlflow_run_id, sweep.status
+                        store.cancel(session, job.id, actor="sweep", reason=f"sweep {sweep_id} stopped: {reason}")
+                logger.error("sweep.unreadable sweep_id=%s %s", sweep_id, reason)
+            if sweep.status == SweepStatus.STOPPING and records.active_trials(session, sweep_id) == 0:
+                self._end(sweep, completed=0)
+            run_id, status = sweep.mlflow_run_id, SweepStatus(sweep.status)
+        if status not in ENDED:
+            return
         if run_id is not None:
-            self.tracker.finish_run(run_id, RUN_STATUS.get(SweepStatus(status), "KILLED"))
+            self.tracker.finish_run(run_id, _run_status(status))
         with session_scope(self.sessions) as session:
             records.get(session, sweep_id).summarized = True
-        logger.error("sweep.unreadable sweep_id=%s %s", sweep_id, reason)
 
     def _add_trial_job(self, session: Session, sweep: Sweep, number: int, params: dict[str, Any]) -> None:
         new = trials.trial_job(
@@ -308,10 +318,15 @@ class SweepController:
         metrics = {f"best_{o.metric.replace('.', '_')}": value for o, value in best_values}
         self.tracker.finish_sweep_run(
             run_id,
-            status=RUN_STATUS.get(SweepStatus(status), "KILLED"),
+            status=_run_status(SweepStatus(status)),
             metrics=metrics,
             files=summary_files(rows, request),
         )
+
+
+def _run_status(status: SweepStatus) -> str:
+    """The MLflow status of an ended sweep's parent run."""
+    return {SweepStatus.SUCCEEDED: "FINISHED", SweepStatus.FAILED: "FAILED"}.get(status, "KILLED")
 
 
 def best_of(loaded: optuna.Study, request: SweepCreate) -> dict[str, Any] | None:

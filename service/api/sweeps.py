@@ -118,15 +118,15 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     if body.algorithm == "grid":  # before the values are checked one by one: a grid is bounded first
         space.check_grid(body.space)
     base = ExperimentConfig.from_dict(new.spec)
-    space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
+    configs = space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
     if body.algorithm == "nsga2" and len(body.objective) != 2:
         raise InvalidSpec("algorithm", "nsga2 searches two objectives: give two in 'objective'")
     for objective in body.objective:
-        objectives.check_reported(objective.metric, "objective.metric")
+        objectives.check_reported(objective.metric, "objective.metric", configs)
     if body.early_stopping is not None:
         if len(body.objective) != 1:
             raise InvalidSpec("early_stopping", "early stopping needs a single objective")
-        objectives.check_reported(body.early_stopping.metric, "early_stopping.metric", per_epoch=True)
+        objectives.check_pruning(body.early_stopping.metric, body.objective[0], configs)
     planned = body.max_trials
     if body.algorithm == "grid":
         planned = min(planned, space.grid_size(body.space))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ascl.config import parse_override
+from ascl.metric_names import VALIDATION_METRICS
 from service.cli.common import call, connection_options, print_json
 from service.cli.render import age, table, visible
 
@@ -37,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     create.add_argument(
         "--early-stopping-metric",
         metavar="METRIC",
-        help="the per-epoch figure pruning compares (val.* or train.*; default: the objective's)",
+        help="the per-epoch figure pruning compares (val.* or train.*; default: the objective, or for test.X val.X)",
     )
     create.add_argument("--grace-epochs", type=int, default=2, help="epochs before a trial may be pruned (default 2)")
     create.add_argument("--cpus", type=float, default=1.0, help="CPUs per trial (default 1)")
@@ -124,10 +125,19 @@ def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
         if args.early_stopping:
             body["early_stopping"] = {
                 "rule": args.early_stopping,
-                "metric": args.early_stopping_metric or body["objective"][0]["metric"],
+                "metric": args.early_stopping_metric or _per_epoch(body["objective"][0]["metric"]),
                 "grace_epochs": args.grace_epochs,
             }
     return body
+
+
+def _per_epoch(metric: str) -> str:
+    """The objective, or for a final figure (test.*) its validation counterpart: pruning compares
+    figures reported per epoch."""
+    scope, _, key = metric.partition(".")
+    if scope != "test":
+        return metric
+    return f"val.{key}" if key in VALIDATION_METRICS else "val.robust_acc"
 
 
 def _list(args: argparse.Namespace) -> int:

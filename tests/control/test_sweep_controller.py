@@ -250,7 +250,7 @@ def test_passes_reach_every_sweep_in_turn_within_their_time_budget(world, sessio
     assert reached == [*ids, ids[0]]
 
 
-def test_a_stored_request_this_version_refuses_ends_its_sweep_once_with_the_reason(world, sessions, caplog):
+def test_a_stored_request_this_version_refuses_stops_its_sweep_once_with_the_reason(world, sessions, caplog):
     api, controller, tracker = world
     sweep = api.post("/api/v1/sweeps", json={**GRID, "max_concurrency": 2}).json()
     controller.advance(sweep["id"])
@@ -262,13 +262,32 @@ def test_a_stored_request_this_version_refuses_ends_its_sweep_once_with_the_reas
         stored.request = {**stored.request, "name": "line\u2028separator"}
     for _ in range(3):
         controller.cycle()
-    ended = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
-    assert ended["status"] == "FAILED"
-    assert "no longer reads under this version's rules (name:" in ended["reason"]
+    stopping = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    assert stopping["status"] == "STOPPING"  # as any stopped sweep, until its running trial has ended
+    assert "no longer reads under this version's rules (name:" in stopping["reason"]
     with session_scope(sessions) as session:
-        assert session.get(Job, running).status == JobStatus.CANCELLING
         assert session.get(Job, queued).status == JobStatus.CANCELLED
+        store.transition(session, running, JobStatus.CANCELLED, actor="test", reason="its attempt ended")
+    controller.cycle()
+    ended = api.get(f"/api/v1/sweeps/{sweep['id']}").json()
+    assert (ended["status"], ended["reason"]) == ("FAILED", stopping["reason"])
+    assert ended["finished_at"] is not None
     assert MlflowClient(tracker.tracking_uri).get_run(ended["mlflow_run_id"]).info.status == "FAILED"
+    controller.cycle()  # ended and closed: left alone
     logged = [r.message.split(" ")[0] for r in caplog.records if r.message.startswith("sweep.")]
     assert logged.count("sweep.unreadable") == 1  # once, not at every pass
     assert "sweep.advance_failed" not in logged
+
+
+def test_a_request_a_newer_version_stored_waits_for_this_one_to_be_upgraded(world, sessions, caplog):
+    api, controller, _ = world
+    sweep = api.post("/api/v1/sweeps", json=GRID).json()
+    with session_scope(sessions) as session:
+        stored = records.get(session, sweep["id"])
+        stored.request = {**stored.request, "a_later_option": True}
+    for _ in range(3):
+        controller.cycle()
+    assert api.get(f"/api/v1/sweeps/{sweep['id']}").json()["status"] == "RUNNING"
+    assert trial_jobs(sessions, sweep["id"]) == []
+    warned = [r for r in caplog.records if r.message.startswith("sweep.newer_request")]
+    assert len(warned) == 1

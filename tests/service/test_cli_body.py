@@ -46,7 +46,13 @@ def sweep(*argv: str) -> dict:
 
 def test_a_sweep_prunes_on_its_objective_unless_told_another_per_epoch_figure():
     assert sweep("--early-stopping", "median")["early_stopping"]["metric"] == "val.robust_acc"
-    # the final report's figures exist only at the end: pruning needs a per-epoch one
+    # the final report's figures exist only at the end: pruning takes their per-epoch counterpart
+    final = sweep("--objective", "test.clean_acc", "--early-stopping", "median")["early_stopping"]["metric"]
+    assert final == "val.clean_acc"
+    assert (
+        sweep("--objective", "test.pgd_acc", "--early-stopping", "median")["early_stopping"]["metric"]
+        == "val.robust_acc"
+    )
     told = sweep(
         "--objective", "test.robust_acc", "--early-stopping", "median", "--early-stopping-metric", "val.robust_acc"
     )

@@ -74,6 +74,15 @@ def create(api, body, **params):
         ({"objective": [{"metric": "val.pgd_acc"}], "early_stopping": None}, "objective.metric", "no val.pgd_acc"),
         ({"early_stopping": {"rule": "median", "metric": "train.los"}}, "early_stopping.metric", "train figures"),
         ({"early_stopping": {"rule": "median", "metric": "test.robust_acc"}}, "early_stopping.metric", "at the end"),
+        # what trials report depends on their config: no AutoAttack by default, pos_frac for ascl only
+        ({"objective": [{"metric": "test.autoattack_acc"}]}, "objective.metric", "no test.autoattack_acc"),
+        (
+            {"space": {"objective.kind": {"values": ["ascl", "scl_at"]}}, "objective": [{"metric": "train.pos_frac"}]},
+            "objective.metric",
+            "some trials would not report train.pos_frac",
+        ),
+        # pruning compares trials the objective's way: on the loss, it would stop the best ones
+        ({"early_stopping": {"rule": "median", "metric": "train.loss"}}, "early_stopping.metric", "max val.robust"),
         # Optuna's grid sampler lists the whole grid at every trial, in the dispatcher's thread
         ({"algorithm": "grid", "space": HUGE_GRID}, "space", "a grid of 1,000,000 points; at most 10,000"),
         ({"space": {"seed": {"low": 0.5, "high": 3, "log": True, "int": True}}}, "space.seed", "whole numbers"),
@@ -87,6 +96,32 @@ def test_bad_sweeps_are_422_naming_the_field(api, change, field, fragment):
         assert response.json()["field"] == field
         assert fragment in response.json()["detail"]
     assert api.get("/api/v1/sweeps").json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"objective": [{"metric": "test.robust_acc"}]},  # pruned on val.robust_acc
+        {
+            "objective": [{"metric": "train.loss", "mode": "min"}],
+            "early_stopping": {"rule": "median", "metric": "train.loss"},
+        },
+        {"early_stopping": {"rule": "successive_halving", "metric": "val.clean_acc"}},
+        {
+            "base": {**SWEEP["base"], "overrides": {"eval.autoattack": "custom"}},
+            "objective": [{"metric": "test.autoattack_acc"}],
+            "early_stopping": None,
+        },
+        {
+            "space": {"objective.kind": {"values": ["ascl", "trades"]}},
+            "objective": [{"metric": "train.kl", "mode": "min"}],
+            "early_stopping": None,
+        },
+    ],
+)
+def test_a_figure_every_trial_reports_is_a_sweeps_objective(api, change):
+    response = create(api, {**SWEEP, **change}, dry_run=True)
+    assert response.status_code == 201, response.json().get("detail")
 
 
 def test_a_dry_run_shows_the_first_trials_and_is_reproducible_from_the_seed(api):
