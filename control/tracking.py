@@ -15,13 +15,14 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus, ViewType
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from ascl.run_files import CONFIG
+from control.version_counts import VersionCounts
 from service.contracts import MODEL_NAME_PATTERN, ModelRef
 from service.jobs.errors import InvalidSpec
-from service.registry import RegisteredVersion, VersionRecord
+from service.registry import ModelSummary, RegisteredVersion, VersionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root  # only for local stores; a tracking server decides its own
         self.client = MlflowClient(tracking_uri)
+        self._counts = VersionCounts()
         mlflow.set_tracking_uri(tracking_uri)  # mlflow.register_model resolves logged-model URIs globally
 
     def ready(self) -> bool:
@@ -166,30 +168,35 @@ class Tracker:
                 return found
 
     def versions(self, name: str) -> list[VersionRecord]:
-        try:  # a version search leaves aliases out: the registered model has them
-            aliases = dict(self.client.get_registered_model(name).aliases or {})
+        model = self._registered(name)
+        if model is None:
+            return []
+        held = _aliases_by_version(model)
+        return sorted((_record(v, held) for v in self._all_versions(name)), key=lambda record: int(record.version))
+
+    def summary(self, name: str, champion_alias: str) -> ModelSummary:
+        model = self._registered(name)
+        if model is None:
+            return ModelSummary(versions=0, latest_version=None, champion=None)
+        count, latest = self._counts.get(
+            name, model.last_updated_timestamp, lambda: [int(v.version) for v in self._all_versions(name)]
+        )
+        champion = (model.aliases or {}).get(champion_alias)
+        return ModelSummary(
+            versions=count,
+            latest_version=latest,
+            champion=None
+            if champion is None
+            else _record(self.client.get_model_version(name, str(champion)), _aliases_by_version(model)),
+        )
+
+    def _registered(self, name: str) -> RegisteredModel | None:
+        try:
+            return self.client.get_registered_model(name)
         except MlflowException as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            return []
-        held: dict[str, list[str]] = {}
-        for alias, version in aliases.items():
-            held.setdefault(str(version), []).append(str(alias))
-        found = self._all_versions(name)
-        return sorted(
-            (
-                VersionRecord(
-                    name=name,
-                    version=str(v.version),
-                    run_id=str(v.run_id or ""),
-                    created_at=datetime.fromtimestamp((v.creation_timestamp or 0) / 1000, tz=UTC),
-                    aliases=sorted(held.get(str(v.version), [])),
-                    tags=dict(v.tags or {}),
-                )
-                for v in found
-            ),
-            key=lambda record: int(record.version),
-        )
+            return None
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
@@ -199,6 +206,25 @@ class Tracker:
         """Set the tags (again): idempotent, so a retried success just writes the same values."""
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, value)
+
+
+def _aliases_by_version(model: RegisteredModel) -> dict[str, list[str]]:
+    """A version read from a search has no aliases: the registered model has them."""
+    held: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        held.setdefault(str(version), []).append(str(alias))
+    return held
+
+
+def _record(version: ModelVersion, held: dict[str, list[str]]) -> VersionRecord:
+    return VersionRecord(
+        name=str(version.name),
+        version=str(version.version),
+        run_id=str(version.run_id or ""),
+        created_at=datetime.fromtimestamp((version.creation_timestamp or 0) / 1000, tz=UTC),
+        aliases=sorted(held.get(str(version.version), [])),
+        tags=dict(version.tags or {}),
+    )
 
 
 def filter_literal(value: str) -> str:

@@ -33,12 +33,25 @@ class VersionRecord:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSummary:
+    """A model as the model list shows it."""
+
+    versions: int
+    latest_version: str | None
+    champion: VersionRecord | None
+
+
 class ModelRegistry(Protocol):
     def resolve(self, ref: ModelRef) -> RegisteredVersion:
         """The version `ref` names now; raises InvalidSpec('model', ...) when it cannot be used."""
 
     def versions(self, name: str) -> list[VersionRecord]:
         """Every version of `name` (a name matching MODEL_NAME_PATTERN), oldest first; [] if none."""
+
+    def summary(self, name: str, champion_alias: str) -> ModelSummary:
+        """How many versions `name` has, its latest, and the version `champion_alias` names (if any),
+        without reading every version each time: the model list asks this of every model."""
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` of `name` at `version`."""
@@ -52,6 +65,9 @@ class NoRegistry:
 
     def versions(self, name: str) -> list[VersionRecord]:  # noqa: ARG002 (no registry: no versions)
         return []
+
+    def summary(self, name: str, champion_alias: str) -> ModelSummary:  # noqa: ARG002 (no registry: no versions)
+        return ModelSummary(versions=0, latest_version=None, champion=None)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         raise InvalidSpec(

@@ -43,15 +43,15 @@ def list_models(request: Request, sessions: Sessions, principal: CurrentUser) ->
     ui = request.app.state.mlflow_ui_url
     models = []
     for owner in readable:
-        records = _registry(request).versions(owner.name)
-        champion = next((r for r in records if CHAMPION in r.aliases), None)
+        summary = _registry(request).summary(owner.name, CHAMPION)
+        champion = summary.champion
         models.append(
             ModelView(
                 name=owner.name,
                 owner=owner.owner,
                 group=owner.group,
-                versions=len(records),
-                latest_version=records[-1].version if records else None,
+                versions=summary.versions,
+                latest_version=summary.latest_version,
                 champion=None
                 if champion is None
                 else version_view(champion, owner=owner, job=jobs_of[owner.name].get(champion.version), ui=ui),

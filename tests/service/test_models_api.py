@@ -159,6 +159,30 @@ def test_versions_side_by_side_sorted_with_the_unevaluated_last(api, name):
     assert png.content.startswith(b"\x89PNG")
 
 
+def test_the_model_list_reads_every_version_again_only_once_versions_were_added_or_deleted(
+    api, store, tracker, name, monkeypatch
+):
+    searches = []
+    search = tracker.client.search_model_versions
+    monkeypatch.setattr(tracker.client, "search_model_versions", lambda *a, **k: searches.append(a) or search(*a, **k))
+
+    def listed():
+        (model,) = api.get("/api/v1/models").json()["models"]
+        return model["versions"], model["latest_version"], (model["champion"] or {}).get("version")
+
+    assert listed() == (6, "6", None)
+    promote(api, name, "1")
+    assert listed() == (6, "6", "1")
+    read = len(searches)
+    assert listed() == (6, "6", "1")
+    assert len(searches) == read  # the dashboard asks every two seconds: a model of thousands is read once
+    client = MlflowClient(tracker.tracking_uri)
+    client.create_model_version(name, f"runs:/{store[1]}/model", run_id=store[1])
+    assert listed() == (7, "7", "1")
+    client.delete_model_version(name, "3")
+    assert listed() == (6, "7", "1")
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
@@ -280,6 +304,10 @@ def test_model_pages_hold_no_database_connection_while_the_registry_answers(sess
         def versions(self, model):
             held.append(engine.pool.checkedout())
             return tracker.versions(model)
+
+        def summary(self, model, alias):
+            held.append(engine.pool.checkedout())
+            return tracker.summary(model, alias)
 
     with session_scope(sessions) as session:
         models.claim(session, name, Principal(subject="alice", role=Role.USER), group=None)
