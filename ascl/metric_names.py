@@ -5,7 +5,8 @@ before any training runs; a test runs every objective and compares what it repor
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from ascl.config import ExperimentConfig
 
@@ -13,7 +14,16 @@ Scope = Literal["train", "val", "test"]
 Better = Literal["higher", "lower"]
 
 VALIDATION_METRICS = ("clean_acc", "robust_acc")
+LOSS_TERMS = ("loss", "ce_nat", "ce_adv", "kl", "contrastive")
 _CONTRASTIVE = ("ascl", "scl_at")
+# the fields `reported` reads, each with what of its value it reads: which figures a run reports
+# changes only where one of these does
+DEPENDS_ON: dict[str, Callable[[Any], object]] = {
+    "objective.kind": lambda kind: kind,
+    "objective.smoothness_weight": lambda weight: weight > 0,
+    "eval.pgd_steps": lambda steps: steps > 0,
+    "eval.autoattack": lambda version: version != "none",
+}
 
 
 def reported(config: ExperimentConfig) -> dict[Scope, tuple[str, ...]]:
@@ -22,10 +32,15 @@ def reported(config: ExperimentConfig) -> dict[Scope, tuple[str, ...]]:
 
 
 def better(key: str) -> Better | None:
-    """Which way a figure improves: accuracies up, loss terms down; fractions neither."""
+    """Which way a figure improves: accuracies up, loss terms down; others (fractions) neither."""
     if key.endswith("_acc"):
         return "higher"
-    return None if key.endswith("_frac") else "lower"
+    return "lower" if key in LOSS_TERMS else None
+
+
+def validation_counterpart(test_key: str) -> str:
+    """The per-epoch validation figure nearest a final one: its clean or its robust accuracy."""
+    return "clean_acc" if test_key in ("clean_acc", "robust_clean_acc") else "robust_acc"
 
 
 def _training(config: ExperimentConfig) -> tuple[str, ...]:

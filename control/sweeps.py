@@ -64,7 +64,7 @@ class SweepController:
         self.settings = settings
         self.storage = study.storage(settings.resolved_database_url)
         self._reached = ""  # the last sweep a pass advanced
-        self._awaiting_upgrade: set[str] = set()  # sweeps a newer version wrote, warned of once
+        self._awaiting_upgrade: set[str] = set()  # sweeps with a field this version does not know, warned of once
 
     def cycle(self) -> None:
         with read_scope(self.sessions) as session:
@@ -217,19 +217,22 @@ class SweepController:
     def _end_unreadable(self, sweep_id: str, error: ValidationError) -> None:
         """A stored request this version's rules refuse would fail every pass: the sweep stops as
         FAILED with the reason, its trials cancelled, and ends once they have; its MLflow run is
-        closed without a summary. A field this version does not know is a newer writer's (an API
-        upgraded before the control plane): that sweep waits for this process to be upgraded."""
-        if any(problem["type"] == "extra_forbidden" for problem in error.errors()):
-            if sweep_id not in self._awaiting_upgrade:
-                self._awaiting_upgrade.add(sweep_id)
-                logger.warning("sweep.newer_request sweep_id=%s: left alone until this version is upgraded", sweep_id)
-            return
+        closed without a summary. A field this version does not know is most likely a newer
+        version's (an API upgraded before the control plane): that sweep is left running, warned of
+        once, though a user's cancel still ends it."""
+        unknown_field = any(problem["type"] == "extra_forbidden" for problem in error.errors())
         problem = error.errors()[0]
         where = ".".join(str(part) for part in problem["loc"]) or "request"
-        reason = f"its stored request no longer reads under this version's rules ({where}: {problem['msg']})"
+        # capped: a stored dict key (a searched field's name) can be in the place named
+        reason = f"its stored request no longer reads under this version's rules ({where}: {problem['msg']})"[:500]
+        if unknown_field and sweep_id not in self._awaiting_upgrade:
+            self._awaiting_upgrade.add(sweep_id)
+            logger.warning(
+                "sweep.unknown_field sweep_id=%s: left running until this version knows it; %s", sweep_id, reason
+            )
         with session_scope(self.sessions) as session:
             sweep = records.get(session, sweep_id)
-            if sweep.status == SweepStatus.RUNNING:  # a user's cancel, already stopping it, keeps its course
+            if sweep.status == SweepStatus.RUNNING and not unknown_field:  # a cancel, already stopping it, stays
                 sweep.status, sweep.outcome, sweep.reason = SweepStatus.STOPPING.value, SweepStatus.FAILED.value, reason
                 for job in records.trials(session, sweep_id):
                     if not is_terminal(job.status):

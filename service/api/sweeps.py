@@ -42,7 +42,7 @@ from service.jobs import store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import JobStatus, is_terminal
 from service.settings import ServiceSettings
-from service.sweeps import objectives, records, space, study, trials
+from service.sweeps import metric_checks, objectives, records, space, study, trials
 from service.sweeps.records import ENDED, SweepStatus
 
 router = APIRouter()
@@ -118,15 +118,15 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     if body.algorithm == "grid":  # before the values are checked one by one: a grid is bounded first
         space.check_grid(body.space)
     base = ExperimentConfig.from_dict(new.spec)
-    configs = space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
+    space.validate(body.space, base, state.settings.spec_limits_checker, state.settings.data_root)
     if body.algorithm == "nsga2" and len(body.objective) != 2:
         raise InvalidSpec("algorithm", "nsga2 searches two objectives: give two in 'objective'")
     for objective in body.objective:
-        objectives.check_reported(objective.metric, "objective.metric", configs)
+        metric_checks.check_reported(objective.metric, "objective.metric", body.space, base)
     if body.early_stopping is not None:
         if len(body.objective) != 1:
             raise InvalidSpec("early_stopping", "early stopping needs a single objective")
-        objectives.check_pruning(body.early_stopping.metric, body.objective[0], configs)
+        metric_checks.check_pruning(body.early_stopping.metric, body.objective[0], body.space, base)
     planned = body.max_trials
     if body.algorithm == "grid":
         planned = min(planned, space.grid_size(body.space))

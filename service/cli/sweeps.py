@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ascl.config import parse_override
-from ascl.metric_names import VALIDATION_METRICS
+from ascl.metric_names import validation_counterpart
 from service.cli.common import call, connection_options, print_json
 from service.cli.render import age, table, visible
 
@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     create.add_argument(
         "--early-stopping-metric",
         metavar="METRIC",
-        help="the per-epoch figure pruning compares (val.* or train.*; default: the objective, or for test.X val.X)",
+        help="the per-epoch figure pruning compares (val.* or train.*; default: the objective or its val.* twin)",
     )
     create.add_argument("--grace-epochs", type=int, default=2, help="epochs before a trial may be pruned (default 2)")
     create.add_argument("--cpus", type=float, default=1.0, help="CPUs per trial (default 1)")
@@ -135,9 +135,7 @@ def _per_epoch(metric: str) -> str:
     """The objective, or for a final figure (test.*) its validation counterpart: pruning compares
     figures reported per epoch."""
     scope, _, key = metric.partition(".")
-    if scope != "test":
-        return metric
-    return f"val.{key}" if key in VALIDATION_METRICS else "val.robust_acc"
+    return f"val.{validation_counterpart(key)}" if scope == "test" else metric
 
 
 def _list(args: argparse.Namespace) -> int:

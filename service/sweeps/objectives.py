@@ -10,9 +10,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ascl.config import ExperimentConfig
-from ascl.metric_names import Better, Scope, better, reported
-from service.jobs.errors import InvalidSpec
+from ascl.metric_names import Scope
 
 METRIC_PATTERN = r"^(val|test|train)\.[a-z][a-z0-9_]{0,63}$"
 
@@ -28,43 +26,9 @@ class Objective(BaseModel):
         return "maximize" if self.mode == "max" else "minimize"
 
 
-def check_reported(metric: str, field: str, configs: list[ExperimentConfig]) -> None:
-    """A figure every trial reports (`configs`: the base and each value the space searches); the
-    error names `field` and lists the figures there are. Checked at submission only: a stored
-    request is read back as it was."""
-    scope, key = _split(metric)
-    everywhere = set.intersection(*(set(reported(config)[scope]) for config in configs))
-    if key in everywhere:
-        return
-    listed = ", ".join(name for name in reported(configs[0])[scope] if name in everywhere)
-    if any(key in reported(config)[scope] for config in configs):
-        raise InvalidSpec(field, f"some trials would not report {metric} (the space changes it); all report: {listed}")
-    raise InvalidSpec(field, f"trials report no {metric}; {scope} figures: {listed}")
-
-
-def check_pruning(early_stopping: str, objective: Objective, configs: list[ExperimentConfig]) -> None:
-    """A per-epoch figure every trial reports, that improves the way the objective does: the
-    pruning rules compare trials in the objective's direction."""
-    field = "early_stopping.metric"
-    scope, key = _split(early_stopping)
-    if scope == "test":
-        raise InvalidSpec(
-            field, f"{early_stopping} is reported once, at the end; per epoch there are val.* and train.*"
-        )
-    check_reported(early_stopping, field, configs)
-    wanted: Better = "higher" if objective.mode == "max" else "lower"
-    if early_stopping != objective.metric and better(key) != wanted:
-        way = f"better {better(key)}" if better(key) else "neither better higher nor lower"
-        raise InvalidSpec(
-            field,
-            f"pruning compares trials the way the objective goes ({objective.mode} {objective.metric}) and "
-            f"{early_stopping} is {way}: prune on the objective or on a figure that improves the same way",
-        )
-
-
 def final_value(metric: str, result: dict[str, Any] | None, history: list[dict[str, Any]]) -> float | None:
     """The figure of a finished trial (None when the job did not produce it)."""
-    scope, key = _split(metric)
+    scope, key = split(metric)
     if scope == "test":
         return _number(((result or {}).get("test") or {}).get(key))
     if not history:
@@ -78,13 +42,13 @@ def final_value(metric: str, result: dict[str, Any] | None, history: list[dict[s
 
 def epoch_value(metric: str, epoch: dict[str, Any]) -> float | None:
     """The figure one epoch reported (validation figures exist only on validated epochs)."""
-    scope, key = _split(metric)
+    scope, key = split(metric)
     if scope == "test":
         return None
     return _number((epoch.get("val" if scope == "val" else "train") or {}).get(key))
 
 
-def _split(metric: str) -> tuple[Scope, str]:
+def split(metric: str) -> tuple[Scope, str]:
     if re.fullmatch(METRIC_PATTERN, metric) is None:
         raise ValueError(f"not a sweep metric: {metric!r}")
     scope, _, key = metric.partition(".")

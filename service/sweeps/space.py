@@ -68,17 +68,14 @@ class Dimension(BaseModel):
 Space = dict[str, Dimension]
 
 
-def validate(
-    space: Space, base: ExperimentConfig, limits: SpecLimits, data_root: Path | None
-) -> list[ExperimentConfig]:
+def validate(space: Space, base: ExperimentConfig, limits: SpecLimits, data_root: Path | None) -> None:
     """Every key a field of the config and every value one it accepts, within the operator's limits
     and with its data where a job's must be (a range's ends are among its samples); errors name
-    `space.<key>`. Returns the base and the config of each sample, for checks that depend on them."""
+    `space.<key>`."""
     if not space:
         raise InvalidSpec("space", "name at least one field to search")
     if len(space) > MAX_DIMENSIONS:
         raise InvalidSpec("space", f"at most {MAX_DIMENSIONS} fields")
-    configs = [base]
     for key, dimension in space.items():
         # here, not in Dimension: a stored sweep's request is read back with Dimension's rules
         ends = [end for end in (dimension.low, dimension.high) if end is not None]
@@ -93,8 +90,6 @@ def validate(
                 limits.check(resolve_data_dir(config, data_root))
             except InvalidSpec as error:
                 raise InvalidSpec(f"space.{key}", str(error)) from None
-            configs.append(config)
-    return configs
 
 
 def distributions(space: Space) -> dict[str, BaseDistribution]:

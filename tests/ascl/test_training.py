@@ -7,7 +7,7 @@ import torch
 
 from ascl.errors import NonFiniteLossError
 from ascl.experiment import run_experiment
-from ascl.metric_names import reported
+from ascl.metric_names import DEPENDS_ON, reported
 from ascl.presets import get_preset
 
 QUICK = {"train.epochs": 2, "eval.pgd_steps": 3, "eval.val_steps": 2, "eval.eps_sweep": [], "data.train_subset": 256}
@@ -242,3 +242,22 @@ def test_a_run_reports_exactly_the_figures_the_service_checks_a_sweep_against(tm
     expected, epoch = reported(config), result.history[0]
     assert (tuple(epoch["train"]), tuple(epoch["val"])) == (expected["train"], expected["val"])
     assert {k for k, v in result.test.items() if k.endswith("_acc") and v is not None} == set(expected["test"])
+
+
+@pytest.mark.parametrize(
+    ("field", "same", "other"),
+    [
+        ("objective.smoothness_weight", (0.5, 2.0), 0.0),
+        ("eval.pgd_steps", (1, 200), 0),
+        ("eval.autoattack", ("standard", "custom"), "none"),
+    ],
+)
+def test_what_a_run_reports_changes_only_with_what_depends_on_reads_of_a_field(field, same, other):
+    """The sweep check tries one value of each kind DEPENDS_ON tells apart: values of one kind must
+    report alike, and the kinds must differ."""
+    base = get_preset("digits-ascl")
+    first, second = (base.with_overrides({field: value}) for value in same)
+    assert reported(first) == reported(second)
+    assert reported(first) != reported(base.with_overrides({field: other}))
+    reads = DEPENDS_ON[field]
+    assert reads(same[0]) == reads(same[1]) != reads(other)

@@ -279,7 +279,7 @@ def test_a_stored_request_this_version_refuses_stops_its_sweep_once_with_the_rea
     assert "sweep.advance_failed" not in logged
 
 
-def test_a_request_a_newer_version_stored_waits_for_this_one_to_be_upgraded(world, sessions, caplog):
+def test_a_request_with_a_field_this_version_does_not_know_waits_unless_cancelled(world, sessions, caplog):
     api, controller, _ = world
     sweep = api.post("/api/v1/sweeps", json=GRID).json()
     with session_scope(sessions) as session:
@@ -289,5 +289,8 @@ def test_a_request_a_newer_version_stored_waits_for_this_one_to_be_upgraded(worl
         controller.cycle()
     assert api.get(f"/api/v1/sweeps/{sweep['id']}").json()["status"] == "RUNNING"
     assert trial_jobs(sessions, sweep["id"]) == []
-    warned = [r for r in caplog.records if r.message.startswith("sweep.newer_request")]
+    warned = [r for r in caplog.records if r.message.startswith("sweep.unknown_field")]
     assert len(warned) == 1
+    assert api.post(f"/api/v1/sweeps/{sweep['id']}/cancel", json={}).status_code == 200
+    controller.cycle()  # its owner's cancel still ends it
+    assert api.get(f"/api/v1/sweeps/{sweep['id']}").json()["status"] == "CANCELLED"

@@ -79,7 +79,20 @@ def create(api, body, **params):
         (
             {"space": {"objective.kind": {"values": ["ascl", "scl_at"]}}, "objective": [{"metric": "train.pos_frac"}]},
             "objective.metric",
-            "some trials would not report train.pos_frac",
+            "trials with objective.kind=scl_at report no train.pos_frac",
+        ),
+        (  # kl: trades, or ascl with a smoothness weight; not ascl without one
+            {
+                "base": {**SWEEP["base"], "overrides": {"objective.kind": "trades", "objective.smoothness_weight": 1}},
+                "space": {
+                    "objective.kind": {"values": ["trades", "ascl"]},
+                    "objective.smoothness_weight": {"values": [0, 1]},
+                },
+                "objective": [{"metric": "train.kl", "mode": "min"}],
+                "early_stopping": None,
+            },
+            "objective.metric",
+            "trials with objective.kind=ascl, objective.smoothness_weight=0 report no train.kl",
         ),
         # pruning compares trials the objective's way: on the loss, it would stop the best ones
         ({"early_stopping": {"rule": "median", "metric": "train.loss"}}, "early_stopping.metric", "max val.robust"),
@@ -114,6 +127,26 @@ def test_bad_sweeps_are_422_naming_the_field(api, change, field, fragment):
         },
         {
             "space": {"objective.kind": {"values": ["ascl", "trades"]}},
+            "objective": [{"metric": "train.kl", "mode": "min"}],
+            "early_stopping": None,
+        },
+        # the base's own value of a searched field is no trial's
+        {
+            "base": {**SWEEP["base"], "overrides": {"objective.kind": "standard"}},
+            "space": {"objective.kind": {"values": ["pgd_at", "trades"]}},
+            "objective": [{"metric": "train.adv_acc"}],
+        },
+        {
+            "base": {**SWEEP["base"], "overrides": {"eval.pgd_steps": 0}},
+            "space": {"eval.pgd_steps": {"low": 10, "high": 200, "int": True}},
+            "objective": [{"metric": "test.pgd_acc"}],
+        },
+        {
+            "base": {**SWEEP["base"], "overrides": {"objective.smoothness_weight": 0}},
+            "space": {
+                "objective.kind": {"values": ["ascl", "scl_at"]},
+                "objective.smoothness_weight": {"low": 0.1, "high": 1},
+            },
             "objective": [{"metric": "train.kl", "mode": "min"}],
             "early_stopping": None,
         },
