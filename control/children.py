@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,10 @@ from control.fate import kill_what_is_left, remove_directory
 
 class ChildDidNotStart(RuntimeError):
     """A program `ascl serve` starts would not start; the message names its log."""
+
+
+class StartAbandoned(Exception):
+    """Whoever waited for a start gave it up (the start beside it failed): the child was stopped."""
 
 
 class FateShared:
@@ -75,13 +80,18 @@ class FateShared:
                 remove_directory(directory)
 
 
-def await_start(child: FateShared, ready: Callable[[], bool], *, timeout_s: float) -> bool:
+def await_start(
+    child: FateShared, ready: Callable[[], bool], *, timeout_s: float, abandoned: threading.Event | None = None
+) -> bool:
     """True once `ready()` holds and the child is still alive after it (a child that exits between
     the checks is not started); False once it has exited (stopped, so that what a killed watchdog
-    left goes too). Raises TimeoutError after `timeout_s`; a timeout or an interrupt stops the child."""
+    left goes too). Raises TimeoutError after `timeout_s`, StartAbandoned once `abandoned` is set; a
+    timeout, an abandon or an interrupt stops the child."""
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
+            if abandoned is not None and abandoned.is_set():
+                raise StartAbandoned
             if ready() and child.alive():
                 return True
             if not child.alive():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +33,17 @@ class MlflowServerDidNotStart(ChildDidNotStart):
     """The embedded MLflow server would not start; the message names its log."""
 
 
-def start_mlflow_server(settings: ServiceSettings, *, timeout_s: float = 120) -> MlflowServer:
+def start_mlflow_server(
+    settings: ServiceSettings, *, timeout_s: float = 120, abandoned: threading.Event | None = None
+) -> MlflowServer:
     """On settings.mlflow_port, else on a free port: a server that finds the free port taken (Ray's
     processes, starting beside it, bind free ports too) starts again on another, up to
-    START_ATTEMPTS starts in all. `timeout_s` bounds each start."""
+    START_ATTEMPTS starts in all. `timeout_s` bounds each start; setting `abandoned` gives it up
+    (StartAbandoned), the server stopped."""
     log = settings.data_dir / "mlflow-server.log"
     for attempt in range(1, START_ATTEMPTS + 1):
         port = settings.mlflow_port or free_port()
-        if (server := _start(settings, port, log=log, timeout_s=timeout_s)) is not None:
+        if (server := _start(settings, port, log=log, timeout_s=timeout_s, abandoned=abandoned)) is not None:
             return server
         if settings.mlflow_port:  # the port asked for: another start would find it taken too
             raise MlflowServerDidNotStart(f"the MLflow server's port {port} (ASCL_MLFLOW_PORT) is taken; see {log}")
@@ -49,7 +53,9 @@ def start_mlflow_server(settings: ServiceSettings, *, timeout_s: float = 120) ->
     )
 
 
-def _start(settings: ServiceSettings, port: int, *, log: Path, timeout_s: float) -> MlflowServer | None:
+def _start(
+    settings: ServiceSettings, port: int, *, log: Path, timeout_s: float, abandoned: threading.Event | None
+) -> MlflowServer | None:
     """The started server, or None if its port was taken."""
     artifacts = settings.data_dir.resolve() / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -64,7 +70,10 @@ def _start(settings: ServiceSettings, port: int, *, log: Path, timeout_s: float)
     bound = f"Uvicorn running on {url}".encode()
     try:
         started = await_start(
-            process, lambda: bound in process.output() and answers(f"{url}/health"), timeout_s=timeout_s
+            process,
+            lambda: bound in process.output() and answers(f"{url}/health"),
+            timeout_s=timeout_s,
+            abandoned=abandoned,
         )
     except TimeoutError:
         raise MlflowServerDidNotStart(

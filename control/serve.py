@@ -93,8 +93,9 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
         starting = cleanup.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-start"))
         mlflow_started = None
         if settings.mlflow_tracking_uri is None:
-            mlflow_started = starting.submit(start_mlflow_server, settings)
-            cleanup.callback(_stop_once_started, mlflow_started)
+            abandoned = threading.Event()  # the head's start failed: no use waiting for the server's
+            mlflow_started = starting.submit(start_mlflow_server, settings, abandoned=abandoned)
+            cleanup.callback(_stop_once_started, mlflow_started, abandoned)
         address, dashboard_url = settings.ray_address, settings.ray_dashboard_url
         local = None
         if address is None:
@@ -132,8 +133,10 @@ def running_stack(settings: ServiceSettings) -> Iterator[Stack]:
                 stack.thread.join(timeout=30)
 
 
-def _stop_once_started(started: Future[MlflowServer]) -> None:
-    """Stop the MLflow server if it started (a start that failed stopped what it had begun)."""
+def _stop_once_started(started: Future[MlflowServer], abandoned: threading.Event) -> None:
+    """Stop the MLflow server: a start still under way is given up (it stops what it had begun, as
+    a start that failed does), a server that started is stopped."""
+    abandoned.set()
     if started.exception() is None:
         started.result().stop()
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 
 import httpx
+import psutil
 import pytest
 
 from control import mlflow_server
+from control.children import StartAbandoned
 from control.mlflow_server import MlflowServerDidNotStart, start_mlflow_server
 from control.ports import free_port
 from service.settings import ServiceSettings
@@ -59,3 +62,17 @@ def test_the_port_asked_for_taken_is_an_error_at_once_naming_it(tmp_path, monkey
     ):
         start_mlflow_server(ServiceSettings(data_dir=tmp_path, mlflow_port=5123))
     assert starts == [5123]
+
+
+def test_a_start_given_up_stops_the_server_at_once(tmp_path, monkeypatch):
+    """`ascl serve` gives the MLflow start up when the Ray head beside it would not start."""
+    port = free_port()
+    monkeypatch.setattr(mlflow_server, "free_port", lambda: port)
+    abandoned = threading.Event()
+    threading.Timer(1.0, abandoned.set).start()
+    started = time.monotonic()
+    with pytest.raises(StartAbandoned):
+        start_mlflow_server(ServiceSettings(data_dir=tmp_path, mlflow_tracking_uri=None), abandoned=abandoned)
+    assert time.monotonic() - started < 10  # not the start's 120 s, nor the server's own start
+    servers = [p for p in psutil.process_iter(["cmdline"]) if str(port) in " ".join(p.info["cmdline"] or [])]
+    assert servers == []

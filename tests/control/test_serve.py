@@ -134,3 +134,25 @@ def test_a_child_that_would_not_start_is_one_line_and_status_1(tmp_path, monkeyp
     monkeypatch.setattr(serve_module, "serve", would_not_start)
     assert cli.main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 1
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_ray_head_that_would_not_start_gives_up_the_mlflow_start_beside_it(tmp_path, monkeypatch):
+    """The error is told when the head fails, not once the MLflow server has started (or timed out)."""
+    from control import serve as serve_module
+    from control.children import StartAbandoned
+    from control.local_ray import RayHeadDidNotStart
+
+    given_up = []
+
+    def slow_mlflow(settings: ServiceSettings, *, abandoned) -> None:
+        given_up.append(abandoned.wait(timeout=60))
+        raise StartAbandoned
+
+    def no_head(**_: object) -> None:
+        raise RayHeadDidNotStart("the local Ray head exited while starting")
+
+    monkeypatch.setattr(serve_module, "start_mlflow_server", slow_mlflow)
+    monkeypatch.setattr(serve_module, "start_local_ray", no_head)
+    with pytest.raises(RayHeadDidNotStart), serve_module.running_stack(ServiceSettings(data_dir=tmp_path, port=0)):
+        pass
+    assert given_up == [True]  # set, not waited out
