@@ -21,12 +21,14 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ascl.errors import ConfigError
 from control.seams import Tracking
 from control.sweep_report import summary_files
 from service.api.sweep_schemas import SweepCreate
 from service.db import read_scope, session_scope
 from service.db.models import Job, Sweep
 from service.jobs import queueing, store
+from service.jobs.errors import InvalidSpec
 from service.jobs.status import JobStatus, is_terminal
 from service.settings import ServiceSettings
 from service.sweeps import objectives, records, study, trials
@@ -96,6 +98,7 @@ class SweepController:
                 return
             running, limits = sweep.status == SweepStatus.RUNNING, (sweep.max_trials, sweep.max_concurrency)
             budget, study_name = sweep.max_failed_trials, sweep.study_name
+            template, name = sweep.base_spec, sweep.name
             seen = [_Trial.of(job) for job in records.trials(session, sweep_id)]
             # its trials are the owner's queued jobs, within the same limit as any other
             room = self.settings.max_queued_per_user - queueing.queued_count(session, sweep.owner)
@@ -107,6 +110,8 @@ class SweepController:
         failed = len(loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         if running and failed < budget:
             self._ask(loaded, request, seen, pruned, limits, min(room, TRIALS_PER_PASS))
+        impossible = self._fail_impossible(loaded, sweep_id, name, template, {t.number for t in seen})
+        failed = len(loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         best = best_of(loaded, request)
         asked = {trial.number: dict(trial.params) for trial in loaded.get_trials(deepcopy=False)}
         open_trials = {t.number for t in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
@@ -118,7 +123,7 @@ class SweepController:
                 job = store.get_job(session, job_id)
                 job.error_class, job.error_message = PRUNED, reason
             if sweep.status == SweepStatus.RUNNING and failed >= sweep.max_failed_trials:
-                self._stop_for_failures(session, sweep, failed)
+                self._stop_for_failures(session, sweep, failed, impossible)
             if sweep.status == SweepStatus.RUNNING:
                 with_job = {job.trial_number for job in records.trials(session, sweep_id)}
                 for number in sorted(open_trials - with_job):  # new, or asked before a crash
@@ -205,10 +210,38 @@ class SweepController:
             study.retrying(study.ask, loaded, algorithm=request.algorithm, seed=request.seed, space=request.space)
             created, active = created + 1, active + 1
 
+    def _fail_impossible(
+        self, loaded: optuna.Study, sweep_id: str, name: str, template: dict[str, Any], with_job: set[int]
+    ) -> str | None:
+        """Trials asked for whose parameters make no valid config together (each value was checked
+        alone at submission: e.g. views 2 with another objective than ascl) fail at once, counted
+        against max_failed_trials, instead of failing the pass that would write their jobs; the
+        last one's problem, or None."""
+        problem = None
+        for trial in loaded.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number in with_job:
+                continue
+            try:
+                trials.trial_job(
+                    template,
+                    sweep_id=sweep_id,
+                    sweep_name=name,
+                    number=trial.number,
+                    params=trial.params,
+                    data_root=self.settings.data_root,
+                )
+            except (ConfigError, InvalidSpec) as error:
+                problem = f"trial {trial.number} {trial.params}: {error}"
+                study.retrying(loaded.tell, trial.number, state=TrialState.FAIL)
+                logger.warning("sweep.trial_impossible sweep_id=%s %s", sweep_id, problem)
+        return problem
+
     # the sweep's rows ----------------------------------------------------------------------------
-    def _stop_for_failures(self, session: Session, sweep: Sweep, failed: int) -> None:
+    def _stop_for_failures(self, session: Session, sweep: Sweep, failed: int, impossible: str | None) -> None:
         sweep.status, sweep.outcome = SweepStatus.STOPPING.value, SweepStatus.FAILED.value
         sweep.reason = f"{failed} trials failed (max_failed_trials {sweep.max_failed_trials})"
+        if impossible is not None:
+            sweep.reason += f"; the parameters of {impossible[:1000]}"
         for job in records.trials(session, sweep.id):
             if job.status == JobStatus.QUEUED:
                 store.cancel(session, job.id, actor="sweep", reason=f"sweep {sweep.id} stopped: {sweep.reason}")

@@ -46,6 +46,7 @@ from service.sweeps import metric_checks, objectives, records, space, study, tri
 from service.sweeps.records import ENDED, SweepStatus
 
 router = APIRouter()
+FIRST_TRIALS_CHECKED = 4  # made at creation as the controller will make them (a dry run makes its concurrency's)
 SweepId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -61,8 +62,13 @@ def create_sweep(
         template, planned = _validated(body, principal, session, state)
         if not dry_run:
             _check_room(session, principal.subject, state.settings)
+    # the first trials are made as the controller will make them: values valid alone may not be
+    # together (two views with another objective than ascl), and a sweep none of whose trials can
+    # be made is refused now
+    first = min(body.max_concurrency, planned) if dry_run else min(FIRST_TRIALS_CHECKED, planned)
+    shown = _dry_run(body, template, planned, count=first, data_root=state.settings.data_root)
     if dry_run:
-        return _dry_run(body, template, planned, data_root=state.settings.data_root)
+        return shown
     sweep_id = uuid.uuid4().hex
     directions = [objective.direction for objective in body.objective]
     storage = study.storage(state.settings.resolved_database_url)  # outside our transaction: its own writes
@@ -133,8 +139,9 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     return trials.template(new, explicit_model_name=body.base.model_name), planned
 
 
-def _dry_run(body: SweepCreate, template: dict[str, Any], planned: int, *, data_root: PathType | None) -> SweepDryRun:
-    count = min(body.max_concurrency, planned)
+def _dry_run(
+    body: SweepCreate, template: dict[str, Any], planned: int, *, count: int, data_root: PathType | None
+) -> SweepDryRun:
     directions = [objective.direction for objective in body.objective]
     params = study.first_params(
         algorithm=body.algorithm, seed=body.seed, space=body.space, directions=directions, count=count

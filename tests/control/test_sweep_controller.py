@@ -294,3 +294,25 @@ def test_a_request_with_a_field_this_version_does_not_know_waits_unless_cancelle
     assert api.post(f"/api/v1/sweeps/{sweep['id']}/cancel", json={}).status_code == 200
     controller.cycle()  # its owner's cancel still ends it
     assert api.get(f"/api/v1/sweeps/{sweep['id']}").json()["status"] == "CANCELLED"
+
+
+def test_trials_whose_parameters_make_no_config_together_fail_and_stop_the_sweep(world, sessions):
+    """Each value is valid alone (checked at submission), not together: two views are ascl's only."""
+    api, controller, _ = world
+    body = {
+        **GRID,
+        "space": {"objective.kind": {"values": ["trades"]}, "objective.views": {"values": [2]}},
+        "max_concurrency": 1,
+        "max_failed_trials": 1,
+    }
+    with session_scope(sessions) as session:  # as stored: this test is of the controller, not submission
+        sweep_id = api.post("/api/v1/sweeps", json={**body, "space": GRID["space"]}).json()["id"]
+        stored = records.get(session, sweep_id)
+        stored.request = {**stored.request, "space": body["space"]}
+    for _ in range(3):
+        controller.cycle()
+    ended = api.get(f"/api/v1/sweeps/{sweep_id}").json()
+    assert ended["status"] == "FAILED"
+    assert "1 trials failed (max_failed_trials 1); the parameters of trial 0" in ended["reason"]
+    assert "two views" in ended["reason"]
+    assert trial_jobs(sessions, sweep_id) == []

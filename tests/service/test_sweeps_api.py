@@ -94,6 +94,12 @@ def create(api, body, **params):
             "objective.metric",
             "trials with objective.kind=ascl, objective.smoothness_weight=0 report no train.kl",
         ),
+        # each value valid alone, not together: no trial could be made
+        (
+            {"space": {"objective.kind": {"values": ["trades"]}, "objective.views": {"values": [2]}}},
+            "objective.views",
+            "two views",
+        ),
         # pruning compares trials the objective's way: on the loss, it would stop the best ones
         ({"early_stopping": {"rule": "median", "metric": "train.loss"}}, "early_stopping.metric", "max val.robust"),
         # Optuna's grid sampler lists the whole grid at every trial, in the dispatcher's thread
