@@ -20,7 +20,7 @@ from ascl.registry import unknown_name_message
 
 
 def fail(name: str, value: Any, problem: str) -> typing.NoReturn:
-    raise ConfigError(name, f"{problem} (got {value!r})")
+    raise ConfigError(name, f"{problem} (got {_shown(value)})")
 
 
 def knob(
@@ -123,7 +123,7 @@ def _dataclass_fields(cls: type) -> tuple[str, ...] | None:
 
 def from_dict(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(prefix.rstrip(".") or "spec", f"must be an object (got {data!r})")
+        raise ConfigError(prefix.rstrip(".") or "spec", f"must be an object (got {_shown(data)})")
     converters = _converters_of(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in data.items():
@@ -173,7 +173,7 @@ def _converter(hint: Any, kind: str) -> Converter:
 
         def items(raw: Any, path: str) -> tuple[Any, ...]:
             if not isinstance(raw, list | tuple):
-                raise ConfigError(path, f"must be a list (got {raw!r})")
+                raise ConfigError(path, f"must be a list (got {_shown(raw)})")
             return tuple(convert_item(item, path) for item in raw)
 
         return items
@@ -187,7 +187,7 @@ def _scalar(hint: Any) -> Converter:
         return _checked(lambda raw: isinstance(raw, int) and not isinstance(raw, bool), "must be an integer")
     if hint is float:
         number = _checked(lambda raw: isinstance(raw, int | float) and not isinstance(raw, bool), "must be a number")
-        return lambda raw, path: float(number(raw, path))
+        return lambda raw, path: _finite(number(raw, path), path)
     if hint is str:
         return _checked(lambda raw: isinstance(raw, str), "must be a string")
     raise TypeError(f"unsupported config type {hint!r}")
@@ -196,10 +196,23 @@ def _scalar(hint: Any) -> Converter:
 def _checked(accepts: typing.Callable[[Any], bool], problem: str) -> Converter:
     def convert(raw: Any, path: str) -> Any:
         if not accepts(raw):
-            raise ConfigError(path, f"{problem} (got {raw!r})")
+            raise ConfigError(path, f"{problem} (got {_shown(raw)})")
         return raw
 
     return convert
+
+
+def _finite(number: Any, path: str) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an integer past a float's range (JSON numbers have no bound)
+        raise ConfigError(path, f"must be a number a float holds (got {_shown(number)})") from None
+
+
+def _shown(raw: Any) -> str:
+    """A refused value as an error shows it: bounded, whatever was sent."""
+    text = repr(raw) if not isinstance(raw, int) or raw.bit_length() < 256 else f"an integer of {raw.bit_length()} bits"
+    return text if len(text) <= 100 else text[:99] + "…"
 
 
 def with_paths(config: Any, overrides: dict[str, Any]) -> Any:

@@ -31,6 +31,9 @@ from ascl.presets import PRESETS, get_preset
         ({"train.epcohs": 3}, "train.epcohs", "did you mean 'epochs'"),
         ({"device": "tpu"}, "device", "cpu"),
         ({"spec_version": 99}, "spec_version", f"spec_version {SPEC_VERSION}"),
+        # JSON numbers have no bound: past a float's range, and shown bounded
+        ({"optim.lr": 10**400}, "optim.lr", "a float holds (got an integer of 1329 bits)"),
+        ({"optim.milestones": "x" * 10_000}, "optim.milestones", "xxxx…)"),
     ],
 )
 def test_invalid_values_name_the_field(overrides, field, fragment):

@@ -64,6 +64,7 @@ def assert_nothing_stored(api) -> None:
         ('{"preset": "digits-ascl", "overrides": {"optim.lr": Infinity}}', "overrides.optim.lr"),
         (f'{{"preset": "digits-ascl", "overrides": {{"train.epochs": {2**70}}}}}', "overrides.train.epochs"),
         (f'{{"preset": "digits-ascl", "overrides": {{"seed": {2**64}}}}}', "overrides.seed"),
+        (f'{{"preset": "digits-ascl", "overrides": {{"optim.lr": {10**400}}}}}', "overrides.optim.lr"),
         ('{"preset": "digits-ascl", "name": "a\\u0000b"}', "name"),
         ('{"preset": "digits-ascl", "name": "\\u202eevil"}', "name"),
         ('{"preset": "digits-ascl", "overrides": {"name": "a\\u2029b"}}', "overrides.name"),
