@@ -178,9 +178,12 @@ class Tracker:
         model = self._registered(name)
         if model is None:
             return ModelSummary(versions=0, latest_version=None, champion=None)
-        count, latest = self._counts.get(
-            name, model.last_updated_timestamp, lambda: [int(v.version) for v in self._all_versions(name)]
+        newest = self.client.search_model_versions(
+            f"name = {filter_literal(name)}", max_results=1, order_by=["version_number DESC"]
         )
+        latest = str(newest[0].version) if newest else None
+        state = (model.last_updated_timestamp, latest)
+        count = self._counts.get(name, state, lambda: len(self._all_versions(name))) if latest else 0
         champion = (model.aliases or {}).get(champion_alias)
         return ModelSummary(
             versions=count,

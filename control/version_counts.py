@@ -1,32 +1,34 @@
-"""How many versions each registered model has, and its latest, read again only once the model
-changed: MLflow keeps no count, so one takes reading every version (about 0.15 ms each on a local
-store), and the model list asks it of every model at every refresh. A registered model's
-last-updated time moves with each version created or deleted; tags and aliases change no count."""
+"""How many versions each registered model has, read again only once the model changed: MLflow keeps
+no count, so one takes reading every version (about 0.15 ms each on a local store), and the model
+list asks it of every model at every refresh. A model's state is its last-updated time (which moves
+with each version created or deleted) with its newest version (two created within one millisecond
+leave the time as it was)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
-CACHED_MODELS = 10_000  # entries kept, the oldest dropped first: a bound, not a working set
+CACHED_MODELS = 10_000  # the least recently listed go first
 
 
 class VersionCounts:
     def __init__(self) -> None:
-        self._known: dict[str, tuple[int, int, str | None]] = {}  # name → (updated at, count, latest)
+        self._known: OrderedDict[str, tuple[Hashable, int]] = OrderedDict()  # name → (state, count)
         self._lock = threading.Lock()
 
-    def get(self, name: str, updated_at: int | None, numbers: Callable[[], list[int]]) -> tuple[int, str | None]:
-        """(count, latest) of `name` as last updated at `updated_at` (ms; None: unknown, never
-        cached); `numbers` reads every version's number when it is not known."""
-        known = self._known.get(name)
-        if known is not None and updated_at is not None and known[0] == updated_at:
-            return known[1], known[2]
-        read = numbers()
-        counted = (len(read), str(max(read)) if read else None)
-        if updated_at is not None:
-            with self._lock:
-                if name not in self._known and len(self._known) >= CACHED_MODELS:
-                    self._known.pop(next(iter(self._known)))
-                self._known[name] = (updated_at, *counted)
+    def get(self, name: str, state: Hashable, count: Callable[[], int]) -> int:
+        """The version count of `name` in `state`; `count` reads it when it is not known."""
+        with self._lock:
+            known = self._known.get(name)
+            if known is not None and known[0] == state:
+                self._known.move_to_end(name)
+                return known[1]
+        counted = count()
+        with self._lock:
+            self._known[name] = (state, counted)
+            self._known.move_to_end(name)
+            if len(self._known) > CACHED_MODELS:
+                self._known.popitem(last=False)
         return counted

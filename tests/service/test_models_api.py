@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import mlflow.store.model_registry.sqlalchemy_store as sql_store
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
@@ -162,9 +163,14 @@ def test_versions_side_by_side_sorted_with_the_unevaluated_last(api, name):
 def test_the_model_list_reads_every_version_again_only_once_versions_were_added_or_deleted(
     api, store, tracker, name, monkeypatch
 ):
-    searches = []
+    listings = []  # searches for every version (the newest alone is one result)
     search = tracker.client.search_model_versions
-    monkeypatch.setattr(tracker.client, "search_model_versions", lambda *a, **k: searches.append(a) or search(*a, **k))
+
+    def watched(*args, **kwargs):
+        listings.extend([args] if kwargs.get("max_results") != 1 else [])
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(tracker.client, "search_model_versions", watched)
 
     def listed():
         (model,) = api.get("/api/v1/models").json()["models"]
@@ -173,14 +179,18 @@ def test_the_model_list_reads_every_version_again_only_once_versions_were_added_
     assert listed() == (6, "6", None)
     promote(api, name, "1")
     assert listed() == (6, "6", "1")
-    read = len(searches)
+    read = len(listings)
     assert listed() == (6, "6", "1")
-    assert len(searches) == read  # the dashboard asks every two seconds: a model of thousands is read once
+    assert len(listings) == read  # the dashboard asks every two seconds: a model of thousands is read once
     client = MlflowClient(tracker.tracking_uri)
-    client.create_model_version(name, f"runs:/{store[1]}/model", run_id=store[1])
-    assert listed() == (7, "7", "1")
+    with monkeypatch.context() as frozen:  # two versions within one millisecond: the time stays
+        frozen.setattr(sql_store, "get_current_time_millis", lambda: 1_900_000_000_000)
+        client.create_model_version(name, f"runs:/{store[1]}/model", run_id=store[1])
+        assert listed() == (7, "7", "1")
+        client.create_model_version(name, f"runs:/{store[1]}/model", run_id=store[1])
+        assert listed() == (8, "8", "1")
     client.delete_model_version(name, "3")
-    assert listed() == (6, "7", "1")
+    assert listed() == (7, "8", "1")
 
 
 @pytest.mark.parametrize(
