@@ -5,6 +5,7 @@ URL (service/credentials.py)."""
 from __future__ import annotations
 
 import builtins
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +34,14 @@ class ApiError(Exception):
         self.body = body
         field = f" [{body['field']}]" if body.get("field") else ""
         super().__init__(f"HTTP {status} {body.get('error', '')}{field}: {body.get('detail', body)}")
+
+
+class ShortIdError(ApiError):
+    """A shortened id (lists show the first 8 characters) that starts no visible id, or several."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self.status, self.body = 404, {"detail": message}
 
 
 class AsclClient:
@@ -109,6 +118,19 @@ class AsclClient:
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._json("POST", "/api/v1/jobs", json=body, headers=headers, params={"dry_run": dry_run})
+
+    def full_id(self, given: str, *, sweep: bool = False) -> str:
+        """The whole id of the one job (or sweep) whose id starts with `given`, as lists show their
+        first 8 characters; a whole id, or anything that is no such start, as it is."""
+        if not re.fullmatch(r"[0-9a-f]{4,31}", given):
+            return given
+        found = (self.sweeps if sweep else self.list)(id_prefix=given, limit=2)["items"]
+        what = "sweep" if sweep else "job"
+        if len(found) == 1:
+            return str(found[0]["id"])
+        if found:
+            raise ShortIdError(f"more than one {what} id starts with {given}: give more of it")
+        raise ShortIdError(f"no {what} id starts with {given}")
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/jobs/{job_id}")

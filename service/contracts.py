@@ -56,6 +56,7 @@ class Phase(StrEnum):
 
 PRINTABLE = f"^[^{CONTROL_CHARACTERS}]*$"  # one line, no control character (PostgreSQL refuses NUL)
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # ours are 32 hex digits; bounded wherever one is taken
+ID_PREFIX_PATTERN = r"^[0-9a-f]{4,32}$"  # the start of a job's or a sweep's id, as lists show them
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
 MODEL_NAME_PATTERN = f"^{_MODEL_NAME}$"

@@ -27,7 +27,7 @@ from service.api.submission import (
 )
 from service.auth import models
 from service.auth.principal import USER_PATTERN, Principal, may_read_details, require_details, require_owner
-from service.contracts import EvalTarget, JobKind
+from service.contracts import ID_PREFIX_PATTERN, EvalTarget, JobKind
 from service.db import read_scope, session_scope
 from service.db.models import Job
 from service.jobs import attempts, queueing, store
@@ -190,6 +190,7 @@ def list_jobs(
     owner: Annotated[str | None, Query(max_length=100, pattern=USER_PATTERN)] = None,
     created_after: UtcMoment | None = None,
     created_before: UtcMoment | None = None,
+    id_prefix: Annotated[str | None, Query(pattern=ID_PREFIX_PATTERN, description="the start of the id")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")] = None,
 ) -> JobPage:
@@ -202,6 +203,7 @@ def list_jobs(
             owner=owner,
             created_after=created_after,
             created_before=created_before,
+            id_prefix=id_prefix,
         )
         try:
             jobs, next_cursor = store.list_jobs(session, filters, limit=limit, cursor=cursor)

@@ -35,7 +35,7 @@ from service.auth.principal import (
     require_owner,
     require_role,
 )
-from service.contracts import JobKind
+from service.contracts import ID_PREFIX_PATTERN, JobKind
 from service.db import read_scope, session_scope
 from service.db.models import Sweep
 from service.jobs import store
@@ -167,13 +167,19 @@ def list_sweeps(
     principal: CurrentUser,
     status: Annotated[list[SweepStatus] | None, Query(max_length=len(SweepStatus))] = None,
     owner: Annotated[str | None, Query(max_length=100, pattern=USER_PATTERN)] = None,
+    id_prefix: Annotated[str | None, Query(pattern=ID_PREFIX_PATTERN, description="the start of the id")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]+$")] = None,
 ) -> SweepPage:
     with read_scope(sessions) as session:
         try:
             page, next_cursor = records.listed(
-                session, statuses=[s.value for s in status] if status else None, owner=owner, limit=limit, cursor=cursor
+                session,
+                statuses=[s.value for s in status] if status else None,
+                owner=owner,
+                id_prefix=id_prefix,
+                limit=limit,
+                cursor=cursor,
             )
         except ValueError:
             raise InvalidSpec("cursor", "not a cursor returned by this API") from None

@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     listing.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS", help="refresh every N s")
     listing.set_defaults(handler=_list)
     get = verbs.add_parser("get", parents=[common], help="a job's status, progress, results and links")
-    get.add_argument("job_id", help="the job's id")
+    get.add_argument("job_id", help="the job's id, or the start of it that `jobs list` shows")
     get.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
     get.set_defaults(handler=_get)
     for verb, handler, text in (
@@ -48,15 +48,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         ("events", _events, "every state change of a job: when, from, to, by whom, why"),
     ):
         parser = verbs.add_parser(verb, parents=[common], help=text)
-        parser.add_argument("job_id", help="the job's id")
+        parser.add_argument("job_id", help="the job's id, or the start of it that `jobs list` shows")
         parser.set_defaults(handler=handler)
     retry = verbs.add_parser("retry", parents=[common], help="a new job from a finished one")
-    retry.add_argument("job_id", help="the finished job's id")
+    retry.add_argument("job_id", help="the finished job's id (or the start of it)")
     retry.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     retry.add_argument("--resume", action="store_true", help="resume from the job's latest checkpoint")
     retry.set_defaults(handler=_retry)
     logs = verbs.add_parser("logs", parents=[common], help="a job's log (its current attempt)")
-    logs.add_argument("job_id", help="the job's id")
+    logs.add_argument("job_id", help="the job's id, or the start of it that `jobs list` shows")
     logs.add_argument("--follow", "-f", action="store_true", help="stream new lines until the job ends")
     logs.set_defaults(handler=_logs)
 
@@ -170,19 +170,21 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    return call(args, lambda c: c.get(args.job_id), print_json if args.json else lambda job: print(job_summary(job)))
+    return call(
+        args, lambda c: c.get(c.full_id(args.job_id)), print_json if args.json else lambda job: print(job_summary(job))
+    )
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    return call(args, lambda c: c.cancel(args.job_id))
+    return call(args, lambda c: c.cancel(c.full_id(args.job_id)))
 
 
 def _hold(args: argparse.Namespace) -> int:
-    return call(args, lambda c: c.hold(args.job_id))
+    return call(args, lambda c: c.hold(c.full_id(args.job_id)))
 
 
 def _release(args: argparse.Namespace) -> int:
-    return call(args, lambda c: c.release(args.job_id))
+    return call(args, lambda c: c.release(c.full_id(args.job_id)))
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -190,20 +192,21 @@ def _events(args: argparse.Namespace) -> int:
         rows = [[e["at"], e["from_status"] or "", e["to_status"], e["actor"], e["reason"]] for e in events]
         print(table(["at", "from", "to", "by", "why"], rows))
 
-    return call(args, lambda c: c.events(args.job_id), show)
+    return call(args, lambda c: c.events(c.full_id(args.job_id)), show)
 
 
 def _retry(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(item) for item in args.overrides)
-    return call(args, lambda c: c.retry(args.job_id, overrides=overrides, resume=args.resume))
+    return call(args, lambda c: c.retry(c.full_id(args.job_id), overrides=overrides, resume=args.resume))
 
 
 def _logs(args: argparse.Namespace) -> int:
     def show(api: Any) -> None:
+        job_id = api.full_id(args.job_id)
         if args.follow:
-            for line in api.follow_logs(args.job_id):
+            for line in api.follow_logs(job_id):
                 print(visible(line), flush=True)
         else:
-            print(visible(api.logs(args.job_id), lines=True), end="")
+            print(visible(api.logs(job_id), lines=True), end="")
 
     return call(args, show)

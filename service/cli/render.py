@@ -100,11 +100,14 @@ def job_summary(job: dict[str, Any]) -> str:
         lines.append(f"started    {job['started_at']}")
     if job.get("finished_at"):
         lines.append(f"finished   {job['finished_at']}")
+    if job.get("attempts"):
+        lines.append(f"attempts   {job['attempts']} (infrastructure retries: up to {job['max_infra_retries']})")
     shown = job.get("progress") or {}
     if shown:
         eta = f", ETA {shown['eta_s']:.0f} s" if shown.get("eta_s") is not None and job["status"] == "RUNNING" else ""
         rate = f", {shown['images_per_s']:.0f} img/s" if shown.get("images_per_s") else ""
-        lines.append(f"progress   {shown.get('phase', '')} {progress(job)}{rate}{eta}".rstrip())
+        where = " ".join(part for part in (shown.get("phase", ""), progress(job)) if part)
+        lines.append(f"progress   {where}{rate}{eta}".rstrip())
         if shown.get("val"):
             lines.append("validation " + ", ".join(f"{key} {value:.3f}" for key, value in shown["val"].items()))
     test = (job.get("result") or {}).get("test") or (job.get("result") or {}).get("report") or {}

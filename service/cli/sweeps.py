@@ -55,15 +55,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         ("trials", _trials, "a sweep's trials: parameters, state and objective values"),
     ):
         parser = verbs.add_parser(verb, parents=[common], help=text)
-        parser.add_argument("sweep_id", help="the sweep's id")
+        parser.add_argument("sweep_id", help="the sweep's id, or the start of it that `sweeps list` shows")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.set_defaults(handler=handler)
     cancel = verbs.add_parser("cancel", parents=[common], help="cancel a sweep's queued trials and end it")
-    cancel.add_argument("sweep_id", help="the sweep's id")
+    cancel.add_argument("sweep_id", help="the sweep's id, or the start of it that `sweeps list` shows")
     cancel.add_argument("--finish-running", action="store_true", help="let running trials finish (default: stop)")
     cancel.set_defaults(handler=_cancel)
     change = verbs.add_parser("set", parents=[common], help="change a running sweep's limits")
-    change.add_argument("sweep_id", help="the sweep's id")
+    change.add_argument("sweep_id", help="the sweep's id, or the start of it that `sweeps list` shows")
     change.add_argument("--max-trials", type=int, help="trials in all")
     change.add_argument("--max-concurrency", type=int, help="trials at once")
     change.add_argument("--max-failed-trials", type=int, help="failures before it stops")
@@ -168,7 +168,7 @@ def _get(args: argparse.Namespace) -> int:
         if s.get("mlflow_run_url"):
             print(f"mlflow     {s['mlflow_run_url']}")
 
-    return call(args, lambda c: c.sweep(args.sweep_id), print_json if args.json else show)
+    return call(args, lambda c: c.sweep(c.full_id(args.sweep_id, sweep=True)), print_json if args.json else show)
 
 
 def _trials(args: argparse.Namespace) -> int:
@@ -181,17 +181,17 @@ def _trials(args: argparse.Namespace) -> int:
         values = [f"value{i}" for i in range(len(trials[0]["values"]))] if trials else []
         print(table(["trial", "job", "status", *keys, *values, "epochs"], rows))
 
-    return call(args, lambda c: c.sweep_trials(args.sweep_id), print_json if args.json else show)
+    return call(args, lambda c: c.sweep_trials(c.full_id(args.sweep_id, sweep=True)), print_json if args.json else show)
 
 
 def _cancel(args: argparse.Namespace) -> int:
     running = "finish" if args.finish_running else "stop"
-    return call(args, lambda c: c.cancel_sweep(args.sweep_id, running=running))
+    return call(args, lambda c: c.cancel_sweep(c.full_id(args.sweep_id, sweep=True), running=running))
 
 
 def _change(args: argparse.Namespace) -> int:
     limits = {k: v for k in ("max_trials", "max_concurrency", "max_failed_trials") if (v := getattr(args, k))}
-    return call(args, lambda c: c.change_sweep(args.sweep_id, **limits))
+    return call(args, lambda c: c.change_sweep(c.full_id(args.sweep_id, sweep=True), **limits))
 
 
 def _trial_counts(counts: dict[str, int]) -> str:

@@ -220,6 +220,7 @@ class JobFilter:
     owner: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    id_prefix: str | None = None
 
 
 def list_jobs(session: Session, filters: JobFilter, *, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
@@ -234,6 +235,8 @@ def list_jobs(session: Session, filters: JobFilter, *, limit: int, cursor: str |
         query = query.where(Job.created_at >= as_utc(filters.created_after))
     if filters.created_before is not None:
         query = query.where(Job.created_at < as_utc(filters.created_before))
+    if filters.id_prefix is not None:
+        query = query.where(Job.id.startswith(filters.id_prefix, autoescape=True))
     if cursor is not None:
         created, job_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))

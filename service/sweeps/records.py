@@ -102,7 +102,13 @@ def active_trials(session: Session, sweep_id: str) -> int:
 
 
 def listed(
-    session: Session, *, statuses: list[str] | None, owner: str | None, limit: int, cursor: str | None
+    session: Session,
+    *,
+    statuses: list[str] | None,
+    owner: str | None,
+    id_prefix: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> tuple[list[Sweep], str | None]:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(Sweep)
@@ -110,6 +116,8 @@ def listed(
         query = query.where(Sweep.status.in_(statuses))
     if owner is not None:
         query = query.where(Sweep.owner == owner)
+    if id_prefix is not None:
+        query = query.where(Sweep.id.startswith(id_prefix, autoescape=True))
     if cursor is not None:
         created, sweep_id = decode_cursor(cursor)
         query = query.where(or_(Sweep.created_at < created, and_(Sweep.created_at == created, Sweep.id < sweep_id)))

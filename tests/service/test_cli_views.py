@@ -82,3 +82,18 @@ def test_no_api_is_one_line_naming_the_url_and_how_to_start_one(capsys):
     assert len(err.strip().splitlines()) == 1
     assert url in err
     assert "ascl serve" in err
+
+
+def test_a_jobs_summary_shows_its_attempts_and_an_ended_jobs_speed_without_a_gap():
+    ended = job(
+        status="SUCCEEDED",
+        owner="alice",
+        priority=0,
+        resources={"cpus": 1},
+        attempts=2,
+        max_infra_retries=3,
+        progress={"phase": "ended", "epoch": 5, "epochs": 6, "images_per_s": 1061.4},
+    )
+    lines = job_summary(ended).splitlines()
+    assert "attempts   2 (infrastructure retries: up to 3)" in lines
+    assert "progress   ended, 1061 img/s" in lines
