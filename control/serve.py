@@ -6,6 +6,7 @@ the MLflow server are children that die with this process, however it ends."""
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -148,7 +149,17 @@ def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = Non
     return f"{api_url}/ui/#token={admin_token}" if terminal else f"{api_url}/ui/ (sign in with the admin token)"
 
 
+def stop_on_signals() -> None:
+    """SIGTERM (a service manager's stop) and SIGINT stop the service as Ctrl-C does: dispatcher,
+    API, then its children, in order. SIGINT too because a script's background job starts with it
+    ignored, and `kill -INT` would then do nothing."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.default_int_handler)
+
+
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
+    stop_on_signals()
     with running_stack(settings) as stack:
         settings = stack.settings
         config = uvicorn.Config(stack.app(), log_level="info", access_log=settings.access_log)

@@ -4,6 +4,7 @@ API port: taken, it stops at once saying so; 0, any free one, held from the star
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -156,3 +157,21 @@ def test_a_ray_head_that_would_not_start_gives_up_the_mlflow_start_beside_it(tmp
     with pytest.raises(RayHeadDidNotStart), serve_module.running_stack(ServiceSettings(data_dir=tmp_path, port=0)):
         pass
     assert given_up == [True]  # set, not waited out
+
+
+@pytest.mark.parametrize("sent", ["SIGTERM", "SIGINT"])
+def test_sigterm_and_an_ignored_sigint_stop_serve_as_ctrl_c_does(sent):
+    """Started in a script's background (SIGINT ignored) or stopped by a service manager (SIGTERM):
+    the stop runs the service's own shutdown, not an instant death or nothing at all."""
+    program = (
+        "import signal, os, sys, time\n"
+        "from control.serve import stop_on_signals\n"
+        "stop_on_signals()\n"
+        "try:\n"
+        f"    os.kill(os.getpid(), signal.{sent}); time.sleep(10)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(7)\n"
+    )
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 (as `cmd &` in a script)
+    done = subprocess.run([sys.executable, "-c", program], preexec_fn=ignore_sigint, timeout=60, check=False)
+    assert done.returncode == 7
