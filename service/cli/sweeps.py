@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     common = connection_options()
     create = verbs.add_parser("create", parents=[common], help="start a sweep (its trials are jobs)")
     source = create.add_mutually_exclusive_group(required=True)
-    source.add_argument("--file", type=Path, help="a JSON sweep body (see POST /api/v1/sweeps)")
+    source.add_argument("--file", type=Path, help="a JSON sweep body (see POST /api/v1/sweeps), used as it is")
     source.add_argument("--preset", help="the base job's preset (with --space, and --set for fixed overrides)")
     create.add_argument("--space", action="append", default=[], metavar="KEY=V1,V2|LOW:HIGH", help=SPACE_HELP)
     create.add_argument(
@@ -72,6 +72,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 SET_HELP = "a fixed override of the base job, e.g. train.epochs=3 (repeatable)"
 SPACE_HELP = "a searched field: choices (objective.temperature=0.1,0.2) or a range (optim.lr=0.001:0.1:log)"
+# what --file replaces: the options that build the body's fields (its limits are left to the file too)
+BODY_OPTIONS = {
+    "--space": "space",
+    "--set": "overrides",
+    "--objective": "objective",
+    "--early-stopping": "early_stopping",
+    "--early-stopping-metric": "early_stopping_metric",
+}
 OBJECTIVE_HELP = (
     "what to optimise: val.*, train.* or test.* (default val.robust_acc, maximised); METRIC:min minimises; "
     "give two for nsga2"
@@ -86,7 +94,10 @@ def dimension(text: str) -> tuple[str, dict[str, Any]]:
     if ":" in raw:
         low, high, *flags = raw.split(":")
         bounds: dict[str, Any] = {"low": float(low), "high": float(high)}
-        return key, bounds | {flag: True for flag in flags if flag in ("log", "int")}
+        unknown = [flag for flag in flags if flag not in ("log", "int")]
+        if unknown:
+            raise ValueError(f"--space {key}: a range's flags are 'log' and 'int' (got {unknown[0][:50]!r})")
+        return key, bounds | dict.fromkeys(flags, True)
     return key, {"values": [parse_override(f"v={item}")[1] for item in raw.split(",")]}
 
 
@@ -101,6 +112,9 @@ def _create(args: argparse.Namespace) -> int:
 def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
     """The request body `ascl sweeps create` sends."""
     if args.file:
+        given = [option for option, value in BODY_OPTIONS.items() if getattr(args, value)]
+        if given:
+            raise ValueError(f"--file is the whole sweep body: what {given[0]} says goes into the file")
         body: dict[str, Any] = json.loads(args.file.read_text())
     else:
         objectives = args.objective or ["val.robust_acc"]
@@ -115,9 +129,7 @@ def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
             "space": dict(dimension(item) for item in args.space),
             "algorithm": args.algorithm,
             "seed": args.seed,
-            "objective": [
-                {"metric": o.partition(":")[0], "mode": "min" if o.endswith(":min") else "max"} for o in objectives
-            ],
+            "objective": [_objective(o) for o in objectives],
             "max_trials": args.max_trials,
             "max_concurrency": args.max_concurrency,
             "max_failed_trials": args.max_failed_trials,
@@ -129,6 +141,13 @@ def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
                 "grace_epochs": args.grace_epochs,
             }
     return body
+
+
+def _objective(given: str) -> dict[str, str]:
+    metric, sep, mode = given.partition(":")
+    if sep and mode not in ("min", "max"):
+        raise ValueError(f"--objective: METRIC, METRIC:min or METRIC:max (got {given[:100]!r})")
+    return {"metric": metric, "mode": mode or "max"}
 
 
 def _per_epoch(metric: str) -> str:

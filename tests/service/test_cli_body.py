@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ascl.cli import build_parser
 from service.cli.jobs import submission_body
 from service.cli.sweeps import sweep_body
@@ -64,3 +66,17 @@ def test_a_pruning_metric_without_a_pruning_rule_is_an_error(capsys):
     args = build_parser().parse_args(["sweeps", "create", "--preset", "p", "--early-stopping-metric", "val.clean_acc"])
     assert args.handler(args) == 2
     assert "needs --early-stopping" in capsys.readouterr().err
+
+
+def test_what_the_sweep_options_cannot_mean_is_an_error_not_silently_dropped(tmp_path):
+    body = tmp_path / "sweep.json"
+    body.write_text('{"name": "from-file"}')
+    parse = build_parser().parse_args
+    with pytest.raises(ValueError, match="--early-stopping says goes into the file"):
+        sweep_body(parse(["sweeps", "create", "--file", str(body), "--early-stopping", "median"]))
+    assert sweep_body(parse(["sweeps", "create", "--file", str(body)])) == {"name": "from-file"}
+    with pytest.raises(ValueError, match="METRIC:min or METRIC:max"):
+        sweep("--objective", "train.loss:MIN")
+    assert sweep("--objective", "train.loss:min")["objective"] == [{"metric": "train.loss", "mode": "min"}]
+    with pytest.raises(ValueError, match="flags are 'log' and 'int'"):
+        sweep("--space", "optim.lr=0.001:0.1:lg")
