@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -66,6 +67,9 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
+_PLAIN_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # a field's name, or a dict key shown as sent
+
+
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = []
@@ -73,9 +77,13 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     for item in error.errors():
         # the field's name, not its position: 'status', not 'status.0'
         parts = [str(part) for part in item["loc"] if part not in ("body", "query", "path", "header")]
-        location = ".".join(part for part in parts if not part.isdigit()) or "request"
+        about = ""
+        if "[key]" in parts:  # a dict's key was refused: the dict is the field (the key is the sender's text)
+            parts, about = parts[: parts.index("[key]") - 1], "a key: "
+        shown = [part if _PLAIN_PART.fullmatch(part) else "<key>" for part in parts if not part.isdigit()]
+        location = ".".join(shown) or "request"
         first_field = first_field or location
-        problems.append(f"{location}: {item['msg']}")
+        problems.append(f"{location}: {about}{item['msg']}")
     return JSONResponse(
         {"error": "InvalidRequest", "detail": "; ".join(problems), "field": first_field}, status_code=422
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.schemas import JobCreate, Text, Timestamp
 from service.db.models import Sweep
 from service.sweeps.objectives import Objective
-from service.sweeps.space import Dimension
+from service.sweeps.space import Space
 from service.sweeps.study import Algorithm, EarlyStopping
 
 MAX_SWEEP_TRIALS = 10_000  # the schema's bound; the operator's limit (max_sweep_trials) may be lower
@@ -42,7 +42,7 @@ class SweepCreate(BaseModel):
 
     name: Text = "sweep"
     base: JobCreate = Field(description="exactly a job-creation body: every trial is this job with its parameters")
-    space: dict[str, Dimension] = Field(description="config fields (dotted, like overrides) and their values")
+    space: Space = Field(description="config fields (dotted, like overrides) and their values")
     algorithm: Algorithm = "tpe"
     seed: int = Field(0, ge=0, le=2**31 - 1)
     objective: list[Objective] = Field(

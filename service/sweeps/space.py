@@ -65,7 +65,9 @@ class Dimension(BaseModel):
         return [int(v) for v in ends] if self.integer else ends
 
 
-Space = dict[str, Dimension]
+# a config field's dotted path, as overrides name it (checked against the config's fields at submission)
+FieldPath = Annotated[str, Field(max_length=100, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")]
+Space = dict[FieldPath, Dimension]
 
 
 def validate(space: Space, base: ExperimentConfig, limits: SpecLimits, data_root: Path | None) -> None:

@@ -62,6 +62,9 @@ def create(api, body, **params):
         ({"space": {"objective.temperature": {"values": [0.0, 0.1]}}}, "space.objective.temperature", "> 0"),
         ({"space": {"attack.eps": {"low": 0.3, "high": 0.1}}}, "space.attack.eps", "below high"),
         ({"space": {}}, "space", "at least one"),
+        # a field's path, bounded: not 100 kB of escape sequences echoed back three times
+        ({"space": {"x" * 101: {"values": [1]}}}, "space", "at most 100 characters"),
+        ({"space": {"train.epochs\u001b[2J": {"values": [1]}}}, "space", "pattern"),
         ({"algorithm": "grid"}, "space.attack.eps", "choices ('values') only"),
         ({"algorithm": "nsga2"}, "algorithm", "two objectives"),
         ({"base": {"preset": "digits-ascl", "overrides": {"train.epoch": 3}}}, "base.overrides.train.epoch", "did you"),
