@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from ascl.config_fields import check_fields, fail, from_dict, knob, parse_override, to_jsonable, with_paths
+from ascl.dataset_sizes import carves_validation, training_images
 
 __all__ = ["ExperimentConfig", "parse_override"]
 
@@ -250,6 +251,25 @@ class ExperimentConfig:
             fail("device", self.device, "must be auto, cpu, cuda or cuda:N")
         if self.objective.kind != "ascl" and self.objective.views == 2:
             fail("objective.views", 2, "two views are only defined for the ascl objective")
+        self._check_training_set()
+
+    def _check_training_set(self) -> None:
+        """A training set of at least one batch (one image without drop_last), and validation
+        images where they are carved from it (checkpoints are selected on them)."""
+        data = self.data
+        if carves_validation(data.dataset) and data.val_size == 0:
+            fail("data.val_size", 0, f"must be >= 1: {data.dataset}'s validation images come from its training set")
+        images = training_images(
+            data.dataset, val_size=data.val_size, train_subset=data.train_subset, synthetic_size=data.synthetic_size
+        )
+        if images < 1:
+            fail("data.val_size", data.val_size, f"leaves no training images of {data.dataset}'s")
+        if self.train.drop_last and self.train.batch_size > images:
+            fail(
+                "train.batch_size",
+                self.train.batch_size,
+                f"more than the {images} training images (with drop_last, an epoch would have no step)",
+            )
 
     @property
     def eval_eps(self) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ascl.config import DataConfig
+from ascl.dataset_sizes import DIGITS_TEST, DIGITS_VAL
 from ascl.errors import DataNotFoundError
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -132,7 +133,6 @@ def _mnist(config: DataConfig) -> RawDataset:
 
 
 DIGITS_SPLIT_SEED = 0  # fixed, so every run and every service job sees the same split
-DIGITS_VAL, DIGITS_TEST = 300, 300
 
 
 def _digits(_: DataConfig) -> RawDataset:

@@ -31,6 +31,11 @@ from ascl.presets import PRESETS, get_preset
         ({"train.epcohs": 3}, "train.epcohs", "did you mean 'epochs'"),
         ({"device": "tpu"}, "device", "cpu"),
         ({"spec_version": 99}, "spec_version", f"spec_version {SPEC_VERSION}"),
+        # what the data holds is known before it is loaded: an epoch of no step, no validation images
+        ({"train.batch_size": 2048}, "train.batch_size", "more than the 1197 training images"),
+        ({"data.train_subset": 10}, "train.batch_size", "more than the 10 training images"),
+        ({"data.dataset": "synthetic", "data.val_size": 0}, "data.val_size", "must be >= 1"),
+        ({"data.dataset": "cifar10", "data.val_size": 50_000}, "data.val_size", "leaves no training images"),
         # JSON numbers have no bound: past a float's range, and shown bounded
         ({"optim.lr": 10**400}, "optim.lr", "a float holds (got an integer of 1329 bits)"),
         ({"optim.milestones": "x" * 10_000}, "optim.milestones", "xxxx…)"),

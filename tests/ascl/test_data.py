@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from ascl.config import DataConfig
 from ascl.data import build_data, train_batches
 from ascl.data.augment import random_crop_flip
+from ascl.dataset_sizes import training_images
 from ascl.errors import DataNotFoundError
 
 CPU = torch.device("cpu")
@@ -81,3 +82,19 @@ def test_missing_torchvision_data_names_the_directory_and_the_fix(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"data.download=true") as info:
         build_data(DataConfig(dataset="cifar10", data_dir=str(tmp_path / "nowhere")), CPU)
     assert "nowhere" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DataConfig(dataset="digits", val_size=0, train_subset=None),
+        DataConfig(dataset="digits", train_subset=1000),
+        DataConfig(dataset="synthetic", synthetic_size=300, val_size=40),
+        DataConfig(dataset="synthetic", synthetic_size=300, val_size=40, train_subset=100),
+    ],
+)
+def test_the_training_images_a_config_is_checked_against_are_those_its_data_has(config):
+    expected = training_images(
+        config.dataset, val_size=config.val_size, train_subset=config.train_subset, synthetic_size=config.synthetic_size
+    )
+    assert len(build_data(config, CPU).train) == expected
