@@ -102,10 +102,8 @@ def resolve_config(preset: str | None, config_file: Path | None, overrides: list
             data = json.loads(config_file.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ConfigError("--config", f"cannot read {config_file}: {error}") from None
-        config = ExperimentConfig.from_dict(data)
-    else:
-        config = get_preset(preset or "")
-    return config.with_overrides(dict(parse_override(item) for item in overrides))
+        return ExperimentConfig.from_spec(data, dict(parse_override(item) for item in overrides))
+    return get_preset(preset or "").with_overrides(dict(parse_override(item) for item in overrides))
 
 
 def _train(args: argparse.Namespace) -> int:

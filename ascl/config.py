@@ -263,7 +263,7 @@ class ExperimentConfig:
             data.dataset, val_size=data.val_size, train_subset=data.train_subset, synthetic_size=data.synthetic_size
         )
         if images < 1:
-            fail("data.val_size", data.val_size, f"leaves no training images of {data.dataset}'s")
+            fail("data.val_size", data.val_size, f"takes all of {data.dataset}'s training images: none is left")
         if self.train.drop_last and self.train.batch_size > images:
             fail(
                 "train.batch_size",
@@ -288,6 +288,21 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
         return from_dict(cls, data, "")
+
+    @classmethod
+    def from_spec(cls, data: dict[str, Any], overrides: dict[str, Any]) -> ExperimentConfig:
+        """A whole or partial spec (defaults fill the rest) with dotted overrides, checked once as a
+        whole: a spec may hold only with its overrides (a training set of one batch, two views with
+        ascl), as a preset may only with its own."""
+        if not isinstance(data, dict):
+            fail("spec", data, "must be an object")
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                flat |= {f"{key}.{inner}": item for inner, item in value.items()}
+            else:
+                flat[key] = value
+        return cls().with_overrides({**flat, **overrides})
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
         """A copy with dotted-path overrides applied, e.g. {"train.epochs": 3}."""

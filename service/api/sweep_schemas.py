@@ -144,7 +144,8 @@ class TrialRead(BaseModel):
 class DryRunTrial(BaseModel):
     number: int
     params: dict[str, Any]
-    spec: dict[str, Any]
+    spec: dict[str, Any] | None = Field(description="the trial's job spec (null: its parameters make no config)")
+    problem: str | None = Field(None, description="why the parameters make no config (the trial fails at once)")
 
 
 class SweepDryRun(BaseModel):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from ascl.config import ExperimentConfig
+from ascl.errors import ConfigError
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.submission import build_new_job, check_queued_limit
@@ -46,7 +47,7 @@ from service.sweeps import metric_checks, objectives, records, space, study, tri
 from service.sweeps.records import ENDED, SweepStatus
 
 router = APIRouter()
-FIRST_TRIALS_CHECKED = 4  # made at creation as the controller will make them (a dry run makes its concurrency's)
+FIRST_TRIALS_CHECKED = 4  # made at creation, as a dry run makes its concurrency's: none can be made, a 422
 SweepId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -62,11 +63,8 @@ def create_sweep(
         template, planned = _validated(body, principal, session, state)
         if not dry_run:
             _check_room(session, principal.subject, state.settings)
-    # the first trials are made as the controller will make them: values valid alone may not be
-    # together (two views with another objective than ascl), and a sweep none of whose trials can
-    # be made is refused now
     first = min(body.max_concurrency, planned) if dry_run else min(FIRST_TRIALS_CHECKED, planned)
-    shown = _dry_run(body, template, planned, count=first, data_root=state.settings.data_root)
+    shown = _first_trials(body, template, planned, count=first, data_root=state.settings.data_root)
     if dry_run:
         return shown
     sweep_id = uuid.uuid4().hex
@@ -139,24 +137,30 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
     return trials.template(new, explicit_model_name=body.base.model_name), planned
 
 
-def _dry_run(
+def _first_trials(
     body: SweepCreate, template: dict[str, Any], planned: int, *, count: int, data_root: PathType | None
 ) -> SweepDryRun:
+    """The first `count` trials, made as the controller will make them. Values valid alone may not
+    be together (two views with another objective than ascl): such a trial shows its problem (the
+    controller fails it, against max_failed_trials), and a sweep none of whose first trials can be
+    made is refused."""
     directions = [objective.direction for objective in body.objective]
     params = study.first_params(
         algorithm=body.algorithm, seed=body.seed, space=body.space, directions=directions, count=count
     )
-    first = []
+    first, problems = [], []
     for number, chosen in enumerate(params):
-        job = trials.trial_job(
-            template,
-            sweep_id="0" * 32,
-            sweep_name=body.name,
-            number=number,
-            params=chosen,
-            data_root=data_root,
-        )
+        try:
+            job = trials.trial_job(
+                template, sweep_id="0" * 32, sweep_name=body.name, number=number, params=chosen, data_root=data_root
+            )
+        except ConfigError as error:
+            problems.append(error)
+            first.append(DryRunTrial(number=number, params=chosen, spec=None, problem=str(error)))
+            continue
         first.append(DryRunTrial(number=number, params=chosen, spec=job.spec))
+    if first and len(problems) == len(first):
+        raise problems[0]
     return SweepDryRun(trials_planned=planned, first_trials=first)
 
 

@@ -16,10 +16,16 @@ def resolve_experiment(
     """A preset or a full spec, then dotted overrides. Errors name the request field."""
     if (preset is None) == (experiment is None):
         raise InvalidSpec("preset", "give exactly one of 'preset' and 'experiment'")
+    if experiment is not None:
+        try:
+            return ExperimentConfig.from_spec(experiment, overrides)
+        except ConfigError as error:  # named where it was given (a rule across fields: where it is found)
+            given = "overrides" if error.field in overrides else "experiment"
+            raise InvalidSpec(f"{given}.{error.field}", error.problem) from None
     try:
-        base = get_preset(preset) if preset is not None else ExperimentConfig.from_dict(experiment or {})
+        base = get_preset(preset or "")
     except ConfigError as error:
-        raise InvalidSpec("preset" if preset is not None else f"experiment.{error.field}", error.problem) from None
+        raise InvalidSpec("preset", error.problem) from None
     try:
         return base.with_overrides(overrides)
     except ConfigError as error:

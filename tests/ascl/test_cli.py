@@ -12,6 +12,8 @@ import termios
 
 import pytest
 
+from ascl.cli import resolve_config
+
 QUICK = [
     "--set",
     "train.epochs=1",
@@ -245,3 +247,11 @@ def test_progress_lines_during_an_epoch_or_an_attack_come_at_most_every_interval
         "pgd-20: 80/100 examples",
         "pgd-20: done",
     ]
+
+
+def test_a_config_file_is_checked_with_its_overrides_as_one_config(tmp_path):
+    """A file whose training set holds only with the overrides beside it is not refused alone."""
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"data": {"dataset": "synthetic", "synthetic_size": 512}}')
+    config = resolve_config(None, spec, ["data.val_size=100"])
+    assert (config.data.synthetic_size, config.data.val_size) == (512, 100)

@@ -35,7 +35,7 @@ from ascl.presets import PRESETS, get_preset
         ({"train.batch_size": 2048}, "train.batch_size", "more than the 1197 training images"),
         ({"data.train_subset": 10}, "train.batch_size", "more than the 10 training images"),
         ({"data.dataset": "synthetic", "data.val_size": 0}, "data.val_size", "must be >= 1"),
-        ({"data.dataset": "cifar10", "data.val_size": 50_000}, "data.val_size", "leaves no training images"),
+        ({"data.dataset": "cifar10", "data.val_size": 50_000}, "data.val_size", "none is left"),
         # JSON numbers have no bound: past a float's range, and shown bounded
         ({"optim.lr": 10**400}, "optim.lr", "a float holds (got an integer of 1329 bits)"),
         ({"optim.milestones": "x" * 10_000}, "optim.milestones", "xxxx…)"),

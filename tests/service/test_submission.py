@@ -132,6 +132,22 @@ def test_a_data_dir_in_the_home_of_no_user_is_422(api):
     assert "names no home directory" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("experiment", "overrides", "answer"),
+    [
+        # a spec that holds only with its overrides is checked whole, with them
+        ({"data": {"dataset": "synthetic", "synthetic_size": 512}}, {"data.val_size": 100}, (201, None)),
+        ({"data": {"dataset": "digits", "train_subset": 64}}, {"train.batch_size": 32}, (201, None)),
+        ({"data": {"dataset": "synthetic", "synthetic_size": 512}}, {}, (422, "experiment.data.val_size")),
+        ({"data": {"dataset": "digits"}}, {"train.batch_size": 4096}, (422, "overrides.train.batch_size")),
+        ({"trian": {"epochs": 3}}, {}, (422, "experiment.trian")),
+    ],
+)
+def test_a_full_spec_is_checked_with_its_overrides_as_one_config(api, experiment, overrides, answer):
+    response = submit(api, {"experiment": experiment, "overrides": overrides})
+    assert (response.status_code, response.json().get("field")) == answer, response.text
+
+
 def test_every_request_field_reaches_the_job_and_its_retry(api):
     body = {
         "preset": "digits-ascl",

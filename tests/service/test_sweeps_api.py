@@ -166,6 +166,17 @@ def test_a_figure_every_trial_reports_is_a_sweeps_objective(api, change):
     assert response.status_code == 201, response.json().get("detail")
 
 
+def test_a_sweep_some_of_whose_trials_cannot_be_made_runs_and_its_dry_run_says_which(api):
+    """two views are ascl's only: the controller fails those trials, counted against max_failed_trials"""
+    space = {"objective.kind": {"values": ["ascl", "trades"]}, "objective.views": {"values": [1, 2]}}
+    body = {**SWEEP, "algorithm": "grid", "space": space, "max_concurrency": 4, "early_stopping": None}
+    shown = create(api, body, dry_run=True).json()["first_trials"]
+    impossible = [t for t in shown if t["spec"] is None]
+    assert [t["params"] for t in impossible] == [{"objective.kind": "trades", "objective.views": 2}]
+    assert "two views are only defined for the ascl objective" in impossible[0]["problem"]
+    assert create(api, body).status_code == 201
+
+
 def test_a_dry_run_shows_the_first_trials_and_is_reproducible_from_the_seed(api):
     first = create(api, SWEEP, dry_run=True).json()
     again = create(api, SWEEP, dry_run=True).json()
