@@ -149,61 +149,86 @@ def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = Non
     return f"{api_url}/ui/#token={admin_token}" if terminal else f"{api_url}/ui/ (sign in with the admin token)"
 
 
-def stop_on_signals() -> None:
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
     """SIGTERM (a service manager's stop) and SIGINT stop the service as Ctrl-C does: dispatcher,
     API, then its children, in order. SIGINT too because a script's background job starts with it
-    ignored, and `kill -INT` would then do nothing."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.default_int_handler)
+    ignored, and `kill -INT` would then do nothing. The first signal stops it; the ones after it are
+    ignored, so that the stop runs to its end (each of its steps is bounded). Restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(*_: object) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
-    stop_on_signals()
-    with running_stack(settings) as stack:
+    with stopped_by_signals(), running_stack(settings) as stack:
         settings = stack.settings
         config = uvicorn.Config(stack.app(), log_level="info", access_log=settings.access_log)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": stack.listeners}, name="api", daemon=True)
         thread.start()
-        while not server.started:
-            if not thread.is_alive():
-                return 1
-            time.sleep(0.1)
-        # Late (the dispatcher and the server run already): what is in flight then is kept for good,
-        # a bounded, one-off cost; earlier, the server's own start-up objects would not be frozen.
-        freeze_startup_heap()
-        remember_token_file(settings.config_dir, settings.api_url, settings.admin_token_file)
-        print(f"API:        {settings.api_url}/docs", flush=True)
-        print(f"Dashboard:  {dashboard_url(settings.api_url, stack.admin_token)}", flush=True)
-        print(f"Admin token: {settings.admin_token_file} (mode 0600; `ascl jobs` on this machine finds it)", flush=True)
-        print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
-        print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)
-        demo_status: list[int] = []
-        demo_thread: threading.Thread | None = None
-        if demo:
-            from control.demo import run_demo
-
-            def run() -> None:
-                demo_status.append(run_demo(settings.api_url, stack.mlflow.url, token=stack.admin_token))
-
-            demo_thread = threading.Thread(target=run, name="demo", daemon=True)
-            demo_thread.start()
         try:
-            # the API serves until stopped; the service stops too when a program it started has exited
-            # (Ray's head or MLflow's server: jobs would wait for them forever), or after its demo if asked
-            while thread.is_alive():
-                if (lost := stack.lost_child()) is not None:
-                    print(f"ascl serve: {lost}; stopping", file=sys.stderr, flush=True)
-                    return 1
-                if exit_after_demo and demo_thread is not None and not demo_thread.is_alive():
-                    return demo_status[0] if demo_status else 1
-                thread.join(timeout=1)
-            print("ascl serve: the API server stopped; stopping", file=sys.stderr, flush=True)
-            return 1
+            return _serving(stack, server, thread, demo=demo, exit_after_demo=exit_after_demo)
         except KeyboardInterrupt:
-            pass
+            return 0
         finally:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+def _serving(
+    stack: Stack, server: uvicorn.Server, thread: threading.Thread, *, demo: bool, exit_after_demo: bool
+) -> int:
+    """From the API's start to the service's stop: its exit status (the demo's, when it ran)."""
+    settings = stack.settings
+    while not server.started:
+        if not thread.is_alive():
+            return 1
+        time.sleep(0.1)
+    # Late (the dispatcher and the server run already): what is in flight then is kept for good,
+    # a bounded, one-off cost; earlier, the server's own start-up objects would not be frozen.
+    freeze_startup_heap()
+    remember_token_file(settings.config_dir, settings.api_url, settings.admin_token_file)
+    print(f"API:        {settings.api_url}/docs", flush=True)
+    print(f"Dashboard:  {dashboard_url(settings.api_url, stack.admin_token)}", flush=True)
+    print(f"Admin token: {settings.admin_token_file} (mode 0600; `ascl jobs` on this machine finds it)", flush=True)
+    print(f"MLflow UI:  {stack.mlflow.url}", flush=True)
+    print(f"Ray jobs:   {stack.cluster.dashboard_url}", flush=True)
+    demo_status: list[int] = []
+    demo_thread: threading.Thread | None = None
+    if demo:
+        from control.demo import run_demo
+
+        def run() -> None:
+            demo_status.append(run_demo(settings.api_url, stack.mlflow.url, token=stack.admin_token))
+
+        demo_thread = threading.Thread(target=run, name="demo", daemon=True)
+        demo_thread.start()
+    try:
+        # the API serves until stopped; the service stops too when a program it started has exited
+        # (Ray's head or MLflow's server: jobs would wait for them forever), or after its demo if asked
+        while thread.is_alive():
+            if (lost := stack.lost_child()) is not None:
+                print(f"ascl serve: {lost}; stopping", file=sys.stderr, flush=True)
+                return 1
+            if exit_after_demo and demo_thread is not None and not demo_thread.is_alive():
+                return demo_status[0] if demo_status else 1
+            thread.join(timeout=1)
+        print("ascl serve: the API server stopped; stopping", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
         return demo_status[0] if demo_status else 0

@@ -160,17 +160,20 @@ def test_a_ray_head_that_would_not_start_gives_up_the_mlflow_start_beside_it(tmp
 
 
 @pytest.mark.parametrize("sent", ["SIGTERM", "SIGINT"])
-def test_sigterm_and_an_ignored_sigint_stop_serve_as_ctrl_c_does(sent):
+def test_sigterm_and_an_ignored_sigint_stop_serve_as_ctrl_c_does_and_a_second_one_waits(sent):
     """Started in a script's background (SIGINT ignored) or stopped by a service manager (SIGTERM):
-    the stop runs the service's own shutdown, not an instant death or nothing at all."""
+    the first signal runs the service's own stop, a second one does not cut that stop short, and the
+    handlers are the process's own again after."""
     program = (
         "import signal, os, sys, time\n"
-        "from control.serve import stop_on_signals\n"
-        "stop_on_signals()\n"
-        "try:\n"
-        f"    os.kill(os.getpid(), signal.{sent}); time.sleep(10)\n"
-        "except KeyboardInterrupt:\n"
-        "    sys.exit(7)\n"
+        "from control.serve import stopped_by_signals\n"
+        "before = signal.getsignal(signal.SIGTERM)\n"
+        "with stopped_by_signals():\n"
+        "    try:\n"
+        f"        os.kill(os.getpid(), signal.{sent}); time.sleep(10)\n"
+        "    except KeyboardInterrupt:\n"
+        f"        os.kill(os.getpid(), signal.{sent}); time.sleep(0.2)  # while stopping\n"
+        "sys.exit(7 if signal.getsignal(signal.SIGTERM) == before else 8)\n"
     )
     ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 (as `cmd &` in a script)
     done = subprocess.run([sys.executable, "-c", program], preexec_fn=ignore_sigint, timeout=60, check=False)
