@@ -27,23 +27,23 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     create.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="base override"
     )
-    create.add_argument("--name", default="sweep", help="the sweep's name")
-    create.add_argument("--algorithm", choices=["grid", "random", "tpe", "nsga2"], default="tpe", help="the sampler")
-    create.add_argument("--seed", type=int, default=0, help="the search's seed (same seed, same trials)")
+    create.add_argument("--name", help="the sweep's name (default: sweep)")
+    create.add_argument("--algorithm", choices=["grid", "random", "tpe", "nsga2"], help="the sampler (default: tpe)")
+    create.add_argument("--seed", type=int, help="the search's seed (same seed, same trials; default 0)")
     create.add_argument("--objective", action="append", default=[], metavar="METRIC[:min]", help=OBJECTIVE_HELP)
-    create.add_argument("--max-trials", type=int, default=20, help="trials in all (default 20)")
-    create.add_argument("--max-concurrency", type=int, default=4, help="trials at once (default 4)")
-    create.add_argument("--max-failed-trials", type=int, default=3, help="stop after this many failures (default 3)")
+    create.add_argument("--max-trials", type=int, help="trials in all (default 20)")
+    create.add_argument("--max-concurrency", type=int, help="trials at once (default 4)")
+    create.add_argument("--max-failed-trials", type=int, help="stop after this many failures (default 3)")
     create.add_argument("--early-stopping", choices=["median", "successive_halving"], help="prune hopeless trials")
     create.add_argument(
         "--early-stopping-metric",
         metavar="METRIC",
         help="the per-epoch figure pruning compares (val.* or train.*; default: the objective or its val.* twin)",
     )
-    create.add_argument("--grace-epochs", type=int, default=2, help="epochs before a trial may be pruned (default 2)")
-    create.add_argument("--cpus", type=float, default=1.0, help="CPUs per trial (default 1)")
-    create.add_argument("--gpus", type=float, default=0.0, help="GPUs per trial (default 0)")
-    create.add_argument("--queue", default="default", help="the trials' queue")
+    create.add_argument("--grace-epochs", type=int, help="epochs before a trial may be pruned (default 2)")
+    create.add_argument("--cpus", type=float, help="CPUs per trial (default 1)")
+    create.add_argument("--gpus", type=float, help="GPUs per trial (default 0)")
+    create.add_argument("--queue", help="the trials' queue (default: default)")
     create.add_argument("--dry-run", action="store_true", help="show the first trials' specs, start nothing")
     create.set_defaults(handler=_create)
     listing = verbs.add_parser("list", parents=[common], help="a table of sweeps, newest first")
@@ -72,13 +72,23 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 SET_HELP = "a fixed override of the base job, e.g. train.epochs=3 (repeatable)"
 SPACE_HELP = "a searched field: choices (objective.temperature=0.1,0.2) or a range (optim.lr=0.001:0.1:log)"
-# what --file replaces: the options that build the body's fields (its limits are left to the file too)
+# each option that writes a field of the body (which --file holds whole)
 BODY_OPTIONS = {
     "--space": "space",
     "--set": "overrides",
     "--objective": "objective",
     "--early-stopping": "early_stopping",
     "--early-stopping-metric": "early_stopping_metric",
+    "--grace-epochs": "grace_epochs",
+    "--name": "name",
+    "--algorithm": "algorithm",
+    "--seed": "seed",
+    "--max-trials": "max_trials",
+    "--max-concurrency": "max_concurrency",
+    "--max-failed-trials": "max_failed_trials",
+    "--cpus": "cpus",
+    "--gpus": "gpus",
+    "--queue": "queue",
 }
 OBJECTIVE_HELP = (
     "what to optimise: val.*, train.* or test.* (default val.robust_acc, maximised); METRIC:min minimises; "
@@ -110,37 +120,39 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The request body `ascl sweeps create` sends."""
+    """The request body `ascl sweeps create` sends: what was given, the service's defaults for the rest."""
+    given = {option for option, attribute in BODY_OPTIONS.items() if getattr(args, attribute) not in (None, [])}
     if args.file:
-        given = [option for option, value in BODY_OPTIONS.items() if getattr(args, value)]
         if given:
-            raise ValueError(f"--file is the whole sweep body: what {given[0]} says goes into the file")
+            raise ValueError(f"--file is the whole sweep body: what {sorted(given)[0]} says goes into the file")
         body: dict[str, Any] = json.loads(args.file.read_text())
-    else:
-        objectives = args.objective or ["val.robust_acc"]
-        body = {
+        return body
+    resources = _given({"cpus": args.cpus, "gpus": args.gpus})
+    base = {"preset": args.preset, "overrides": dict(parse_override(item) for item in args.overrides)}
+    body = {
+        "base": base | _given({"queue": args.queue}) | ({"resources": resources} if resources else {}),
+        "space": dict(dimension(item) for item in args.space),
+        "objective": [_objective(o) for o in args.objective or ["val.robust_acc"]],
+    }
+    body |= _given(
+        {
             "name": args.name,
-            "base": {
-                "preset": args.preset,
-                "overrides": dict(parse_override(item) for item in args.overrides),
-                "resources": {"cpus": args.cpus, "gpus": args.gpus},
-                "queue": args.queue,
-            },
-            "space": dict(dimension(item) for item in args.space),
             "algorithm": args.algorithm,
             "seed": args.seed,
-            "objective": [_objective(o) for o in objectives],
             "max_trials": args.max_trials,
             "max_concurrency": args.max_concurrency,
             "max_failed_trials": args.max_failed_trials,
         }
-        if args.early_stopping:
-            body["early_stopping"] = {
-                "rule": args.early_stopping,
-                "metric": args.early_stopping_metric or _per_epoch(body["objective"][0]["metric"]),
-                "grace_epochs": args.grace_epochs,
-            }
+    )
+    if args.early_stopping:
+        pruning = {"rule": args.early_stopping}
+        pruning["metric"] = args.early_stopping_metric or _per_epoch(body["objective"][0]["metric"])
+        body["early_stopping"] = pruning | _given({"grace_epochs": args.grace_epochs})
     return body
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _objective(given: str) -> dict[str, str]:

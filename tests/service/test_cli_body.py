@@ -74,9 +74,21 @@ def test_what_the_sweep_options_cannot_mean_is_an_error_not_silently_dropped(tmp
     parse = build_parser().parse_args
     with pytest.raises(ValueError, match="--early-stopping says goes into the file"):
         sweep_body(parse(["sweeps", "create", "--file", str(body), "--early-stopping", "median"]))
+    with pytest.raises(ValueError, match="--max-trials says goes into the file"):
+        sweep_body(parse(["sweeps", "create", "--file", str(body), "--max-trials", "40"]))
     assert sweep_body(parse(["sweeps", "create", "--file", str(body)])) == {"name": "from-file"}
     with pytest.raises(ValueError, match="METRIC:min or METRIC:max"):
         sweep("--objective", "train.loss:MIN")
     assert sweep("--objective", "train.loss:min")["objective"] == [{"metric": "train.loss", "mode": "min"}]
     with pytest.raises(ValueError, match="flags are 'log' and 'int'"):
         sweep("--space", "optim.lr=0.001:0.1:lg")
+
+
+def test_a_sweep_sends_what_was_given_and_leaves_the_rest_to_the_services_defaults():
+    sent = sweep("--space", "optim.lr=0.01,0.02", "--seed", "0", "--cpus", "2")
+    assert sent == {
+        "base": {"preset": "digits-ascl", "overrides": {}, "resources": {"cpus": 2.0}},
+        "space": {"optim.lr": {"values": [0.01, 0.02]}},
+        "objective": [{"metric": "val.robust_acc", "mode": "max"}],
+        "seed": 0,
+    }
