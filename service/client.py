@@ -39,9 +39,9 @@ class ApiError(Exception):
 class ShortIdError(ApiError):
     """A shortened id (lists show the first 8 characters) that starts no visible id, or several."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int) -> None:
         Exception.__init__(self, message)
-        self.status, self.body = 404, {"detail": message}
+        self.status, self.body = status, {"detail": message}
 
 
 class AsclClient:
@@ -129,8 +129,8 @@ class AsclClient:
         if len(found) == 1:
             return str(found[0]["id"])
         if found:
-            raise ShortIdError(f"more than one {what} id starts with {given}: give more of it")
-        raise ShortIdError(f"no {what} id starts with {given}")
+            raise ShortIdError(f"more than one {what} id starts with {given}: give more of it", status=409)
+        raise ShortIdError(f"no {what} id starts with {given}", status=404)
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/jobs/{job_id}")
