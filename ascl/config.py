@@ -8,7 +8,7 @@ dotted field path (`attack.eps`) and the bad value.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast
 
 from ascl.config_fields import check_fields, fail, from_dict, knob, parse_override, to_jsonable, with_paths
@@ -296,13 +296,14 @@ class ExperimentConfig:
         ascl), as a preset may only with its own."""
         if not isinstance(data, dict):
             fail("spec", data, "must be an object")
+        default = cls()
         flat: dict[str, Any] = {}
         for key, value in data.items():
-            if isinstance(value, dict):
-                flat |= {f"{key}.{inner}": item for inner, item in value.items()}
-            else:
-                flat[key] = value
-        return cls().with_overrides({**flat, **overrides})
+            if "." in key:
+                fail(key, value, "a spec nests its fields in their sections, as {'train': {'epochs': 3}}")
+            section = is_dataclass(getattr(default, key, None)) and isinstance(value, dict)
+            flat |= {f"{key}.{inner}": item for inner, item in value.items()} if section else {key: value}
+        return default.with_overrides({**flat, **overrides})
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
         """A copy with dotted-path overrides applied, e.g. {"train.epochs": 3}."""

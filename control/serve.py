@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -150,32 +150,36 @@ def dashboard_url(api_url: str, admin_token: str, *, terminal: bool | None = Non
 
 
 @contextmanager
-def stopped_by_signals() -> Iterator[None]:
+def stopped_by_signals() -> Iterator[Callable[[], None]]:
     """SIGTERM (a service manager's stop) and SIGINT stop the service as Ctrl-C does: dispatcher,
     API, then its children, in order. SIGINT too because a script's background job starts with it
-    ignored, and `kill -INT` would then do nothing. The first signal stops it; the ones after it are
-    ignored, so that the stop runs to its end (each of its steps is bounded). Restored after."""
+    ignored, and `kill -INT` would then do nothing. Once a stop has begun (by a signal, or by calling
+    what this yields) further signals are ignored, so that it runs to its end (each of its steps is
+    bounded). The handlers are restored after."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def stop(*_: object) -> None:
+    def stopping() -> None:
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
+
+    def stop(*_: object) -> None:
+        stopping()
         raise KeyboardInterrupt
 
     for sig in previous:
         signal.signal(sig, stop)
     try:
-        yield
+        yield stopping
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: bool = False) -> int:
-    with stopped_by_signals(), running_stack(settings) as stack:
+    with stopped_by_signals() as stopping, running_stack(settings) as stack:
         settings = stack.settings
         config = uvicorn.Config(stack.app(), log_level="info", access_log=settings.access_log)
         server = uvicorn.Server(config)
@@ -186,6 +190,7 @@ def serve(settings: ServiceSettings, *, demo: bool = False, exit_after_demo: boo
         except KeyboardInterrupt:
             return 0
         finally:
+            stopping()
             server.should_exit = True
             thread.join(timeout=10)
 
@@ -230,5 +235,5 @@ def _serving(
             thread.join(timeout=1)
         print("ascl serve: the API server stopped; stopping", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        return demo_status[0] if demo_status else 0
+    except KeyboardInterrupt:  # stopped: with --exit-after-demo, before its demo had ended, a failure
+        return demo_status[0] if demo_status else int(exit_after_demo)

@@ -24,7 +24,7 @@ from service.db.models import Job
 from service.jobs import queueing, store
 from service.jobs.data_root import resolve_data_dir
 from service.jobs.errors import InvalidSpec, JobNotFound
-from service.jobs.spec import resolve_experiment
+from service.jobs.spec import apply_overrides, resolve_experiment
 from service.jobs.spec_limits import SpecLimits
 from service.jobs.status import JobStatus, is_terminal
 from service.registry import ModelRegistry, RegisteredVersion
@@ -115,7 +115,7 @@ def build_new_job(
             require_details(principal, source.owner, shared=settings.share_job_details, what=f"job {source.id}")
         require_readable(session, target.model_name, principal, shared=settings.share_job_details)
         trained = ExperimentConfig.from_dict(base)
-        config = _checked(_with_overrides(trained, body.overrides), body, settings)
+        config = _checked(apply_overrides(trained, body.overrides), body, settings)
         try:
             check_same_model(trained, config)
         except ConfigError as error:
@@ -152,7 +152,7 @@ def retried_job(
     original: Any, *, owner: str, overrides: dict[str, Any], resume_checkpoint: str | None, limits: SpecLimits
 ) -> store.NewJob:
     """A new job from a finished one: every field of the original, its spec with `overrides`."""
-    config = _with_overrides(ExperimentConfig.from_dict(original.spec), overrides)
+    config = apply_overrides(ExperimentConfig.from_dict(original.spec), overrides)
     limits.check(config, field_of=lambda path: f"overrides.{path}" if path in overrides else "job")
     return replace(
         store.NewJob.of(original),
@@ -222,10 +222,6 @@ def _check_dependencies(body: JobCreate, session: Session, principal: Principal,
 def _check_priority(priority: int, principal: Principal, limit: int) -> None:
     if abs(priority) > limit and not principal.is_admin:
         raise InvalidSpec("priority", f"|priority| above {limit} needs the admin role (got {priority})")
-
-
-def _with_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
-    return resolve_experiment(preset=None, experiment=config.to_dict(), overrides=overrides)
 
 
 def _eval_target(

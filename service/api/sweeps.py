@@ -148,13 +148,14 @@ def _first_trials(
     params = study.first_params(
         algorithm=body.algorithm, seed=body.seed, space=body.space, directions=directions, count=count
     )
-    first, problems = [], []
+    first: list[DryRunTrial] = []
+    problems: list[ConfigError | InvalidSpec] = []
     for number, chosen in enumerate(params):
         try:
             job = trials.trial_job(
                 template, sweep_id="0" * 32, sweep_name=body.name, number=number, params=chosen, data_root=data_root
             )
-        except ConfigError as error:
+        except (ConfigError, InvalidSpec) as error:  # as the controller's: the config, or its data directory
             problems.append(error)
             first.append(DryRunTrial(number=number, params=chosen, spec=None, problem=str(error)))
             continue

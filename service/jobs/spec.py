@@ -17,19 +17,29 @@ def resolve_experiment(
     if (preset is None) == (experiment is None):
         raise InvalidSpec("preset", "give exactly one of 'preset' and 'experiment'")
     if experiment is not None:
-        try:
+        try:  # checked with its overrides as one config: a spec may hold only with them
             return ExperimentConfig.from_spec(experiment, overrides)
-        except ConfigError as error:  # named where it was given (a rule across fields: where it is found)
-            given = "overrides" if error.field in overrides else "experiment"
+        except ConfigError as error:
+            given = "overrides" if _overridden(error.field, overrides) else "experiment"
             raise InvalidSpec(f"{given}.{error.field}", error.problem) from None
     try:
         base = get_preset(preset or "")
     except ConfigError as error:
         raise InvalidSpec("preset", error.problem) from None
+    return apply_overrides(base, overrides)
+
+
+def apply_overrides(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """A whole config (a preset, a stored spec) with dotted overrides; errors name `overrides.<field>`."""
     try:
-        return base.with_overrides(overrides)
+        return config.with_overrides(overrides)
     except ConfigError as error:
         raise InvalidSpec(f"overrides.{error.field}", error.problem) from None
+
+
+def _overridden(field: str, overrides: dict[str, Any]) -> bool:
+    """Whether an error at `field` is about an override: the field itself, within it or above it."""
+    return any(path == field or path.startswith(f"{field}.") or field.startswith(f"{path}.") for path in overrides)
 
 
 def parse_stored(spec: dict[str, Any]) -> ExperimentConfig:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from ascl.config import ExperimentConfig
 from service.contracts import EvalTarget, JobKind
 from service.db.models import EvalCache, Job
-from service.jobs.spec import resolve_experiment
+from service.jobs.spec import apply_overrides
 from service.jobs.status import TERMINAL, JobStatus
 from service.jobs.store import NewJob
 
@@ -52,9 +52,7 @@ def standard_overrides(trained: ExperimentConfig, plan: StandardEval) -> dict[st
 
 def standard_spec(trained_spec: dict[str, Any], plan: StandardEval) -> dict[str, Any]:
     trained = ExperimentConfig.from_dict(trained_spec)
-    return resolve_experiment(
-        preset=None, experiment=trained_spec, overrides=standard_overrides(trained, plan)
-    ).to_dict()
+    return apply_overrides(trained, standard_overrides(trained, plan)).to_dict()
 
 
 def config_hash(spec: dict[str, Any]) -> str:

@@ -173,6 +173,9 @@ def test_sigterm_and_an_ignored_sigint_stop_serve_as_ctrl_c_does_and_a_second_on
         f"        os.kill(os.getpid(), signal.{sent}); time.sleep(10)\n"
         "    except KeyboardInterrupt:\n"
         f"        os.kill(os.getpid(), signal.{sent}); time.sleep(0.2)  # while stopping\n"
+        "with stopped_by_signals() as stopping:\n"
+        "    stopping()  # a stop begun otherwise (a lost child, the demo's end)\n"
+        f"    os.kill(os.getpid(), signal.{sent}); time.sleep(0.2)\n"
         "sys.exit(7 if signal.getsignal(signal.SIGTERM) == before else 8)\n"
     )
     ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 (as `cmd &` in a script)

@@ -141,6 +141,9 @@ def test_a_data_dir_in_the_home_of_no_user_is_422(api):
         ({"data": {"dataset": "synthetic", "synthetic_size": 512}}, {}, (422, "experiment.data.val_size")),
         ({"data": {"dataset": "digits"}}, {"train.batch_size": 4096}, (422, "overrides.train.batch_size")),
         ({"trian": {"epochs": 3}}, {}, (422, "experiment.trian")),
+        ({"seed": {}}, {}, (422, "experiment.seed")),  # a field is not split as a section
+        ({"data.val_size": 100}, {}, (422, "experiment.data.val_size")),  # a spec nests, overrides are dotted
+        ({}, {"trian.epochs": 1}, (422, "overrides.trian")),  # named where it was given
     ],
 )
 def test_a_full_spec_is_checked_with_its_overrides_as_one_config(api, experiment, overrides, answer):
