@@ -112,8 +112,10 @@ def dimension(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    if args.early_stopping_metric and not args.early_stopping:
-        print("error: --early-stopping-metric needs --early-stopping (median or successive_halving)", file=sys.stderr)
+    pruning = {"--early-stopping-metric": args.early_stopping_metric, "--grace-epochs": args.grace_epochs}
+    alone = [option for option, value in pruning.items() if value is not None and not args.early_stopping]
+    if alone:
+        print(f"error: {alone[0]} needs --early-stopping (median or successive_halving)", file=sys.stderr)
         return 2
     body = sweep_body(args)
     return call(args, lambda c: c.create_sweep(body, dry_run=args.dry_run))

@@ -62,10 +62,11 @@ def test_a_sweep_prunes_on_its_objective_unless_told_another_per_epoch_figure():
     )
 
 
-def test_a_pruning_metric_without_a_pruning_rule_is_an_error(capsys):
-    args = build_parser().parse_args(["sweeps", "create", "--preset", "p", "--early-stopping-metric", "val.clean_acc"])
+@pytest.mark.parametrize(("option", "value"), [("--early-stopping-metric", "val.clean_acc"), ("--grace-epochs", "3")])
+def test_a_pruning_option_without_a_pruning_rule_is_an_error(capsys, option, value):
+    args = build_parser().parse_args(["sweeps", "create", "--preset", "p", option, value])
     assert args.handler(args) == 2
-    assert "needs --early-stopping" in capsys.readouterr().err
+    assert f"{option} needs --early-stopping" in capsys.readouterr().err
 
 
 def test_what_the_sweep_options_cannot_mean_is_an_error_not_silently_dropped(tmp_path):
