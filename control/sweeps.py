@@ -21,14 +21,12 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ascl.errors import ConfigError
 from control.seams import Tracking
 from control.sweep_report import summary_files
 from service.api.sweep_schemas import SweepCreate
 from service.db import read_scope, session_scope
 from service.db.models import Job, Sweep
 from service.jobs import queueing, store
-from service.jobs.errors import InvalidSpec
 from service.jobs.status import JobStatus, is_terminal
 from service.settings import ServiceSettings
 from service.sweeps import objectives, records, study, trials
@@ -230,7 +228,7 @@ class SweepController:
                     params=trial.params,
                     data_root=self.settings.data_root,
                 )
-            except (ConfigError, InvalidSpec) as error:
+            except trials.UNMAKEABLE as error:
                 problem = f"trial {trial.number} {trial.params}: {error}"
                 study.retrying(loaded.tell, trial.number, state=TrialState.FAIL)
                 logger.warning("sweep.trial_impossible sweep_id=%s %s", sweep_id, problem)

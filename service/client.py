@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from service.contracts import ID_PREFIX_PATTERN
 from service.credentials import find_token
 from service.jobs.status import is_terminal
 
@@ -34,6 +35,9 @@ class ApiError(Exception):
         self.body = body
         field = f" [{body['field']}]" if body.get("field") else ""
         super().__init__(f"HTTP {status} {body.get('error', '')}{field}: {body.get('detail', body)}")
+
+
+WHOLE_ID_LENGTH = 32  # ids this service makes: uuid4().hex
 
 
 class ShortIdError(ApiError):
@@ -122,7 +126,7 @@ class AsclClient:
     def full_id(self, given: str, *, sweep: bool = False) -> str:
         """The whole id of the one job (or sweep) whose id starts with `given`, as lists show their
         first 8 characters; a whole id, or anything that is no such start, as it is."""
-        if not re.fullmatch(r"[0-9a-f]{4,31}", given):
+        if len(given) == WHOLE_ID_LENGTH or not re.fullmatch(ID_PREFIX_PATTERN, given):
             return given
         found = (self.sweeps if sweep else self.list)(id_prefix=given, limit=2)["items"]
         what = "sweep" if sweep else "job"

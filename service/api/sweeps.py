@@ -13,7 +13,6 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from ascl.config import ExperimentConfig
-from ascl.errors import ConfigError
 from service.api.auth import CurrentUser
 from service.api.deps import Sessions
 from service.api.submission import build_new_job, check_queued_limit
@@ -149,13 +148,13 @@ def _first_trials(
         algorithm=body.algorithm, seed=body.seed, space=body.space, directions=directions, count=count
     )
     first: list[DryRunTrial] = []
-    problems: list[ConfigError | InvalidSpec] = []
+    problems: list[Exception] = []
     for number, chosen in enumerate(params):
         try:
             job = trials.trial_job(
                 template, sweep_id="0" * 32, sweep_name=body.name, number=number, params=chosen, data_root=data_root
             )
-        except (ConfigError, InvalidSpec) as error:  # as the controller's: the config, or its data directory
+        except trials.UNMAKEABLE as error:  # as the controller fails such a trial
             problems.append(error)
             first.append(DryRunTrial(number=number, params=chosen, spec=None, problem=str(error)))
             continue

@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ascl.config import ExperimentConfig
+from ascl.errors import ConfigError
 from service.jobs.data_root import with_data_dir_resolved
+from service.jobs.errors import InvalidSpec
 from service.jobs.store import NewJob, clipped
+
+# what trial_job raises when a trial's parameters make no job: no config together, or no data directory
+UNMAKEABLE = (ConfigError, InvalidSpec)
 
 
 def template(new: NewJob, *, explicit_model_name: str | None) -> dict[str, Any]:
