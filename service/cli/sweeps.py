@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,21 +111,21 @@ def dimension(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    pruning = {"--early-stopping-metric": args.early_stopping_metric, "--grace-epochs": args.grace_epochs}
-    alone = [option for option, value in pruning.items() if value is not None and not args.early_stopping]
-    if alone:
-        print(f"error: {alone[0]} needs --early-stopping (median or successive_halving)", file=sys.stderr)
-        return 2
     body = sweep_body(args)
     return call(args, lambda c: c.create_sweep(body, dry_run=args.dry_run))
 
 
 def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The request body `ascl sweeps create` sends: what was given, the service's defaults for the rest."""
-    given = {option for option, attribute in BODY_OPTIONS.items() if getattr(args, attribute) not in (None, [])}
+    """The request body `ascl sweeps create` sends: what was given, the service's defaults for the
+    rest; options that cannot mean anything together are a ValueError (`ascl` prints it, status 2)."""
+    pruning = {"--early-stopping-metric": args.early_stopping_metric, "--grace-epochs": args.grace_epochs}
+    alone = [option for option, value in pruning.items() if value is not None and not args.early_stopping]
+    if alone:
+        raise ValueError(f"{alone[0]} needs --early-stopping (median or successive_halving)")
     if args.file:
+        given = [option for option, attribute in BODY_OPTIONS.items() if getattr(args, attribute) not in (None, [])]
         if given:
-            raise ValueError(f"--file is the whole sweep body: what {sorted(given)[0]} says goes into the file")
+            raise ValueError(f"--file is the whole sweep body: what {given[0]} says goes into the file")
         body: dict[str, Any] = json.loads(args.file.read_text())
         return body
     resources = _given({"cpus": args.cpus, "gpus": args.gpus})

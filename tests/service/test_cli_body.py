@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ascl.cli import build_parser
+from ascl.cli import build_parser, main
 from service.cli.jobs import submission_body
 from service.cli.sweeps import sweep_body
 
@@ -64,8 +64,7 @@ def test_a_sweep_prunes_on_its_objective_unless_told_another_per_epoch_figure():
 
 @pytest.mark.parametrize(("option", "value"), [("--early-stopping-metric", "val.clean_acc"), ("--grace-epochs", "3")])
 def test_a_pruning_option_without_a_pruning_rule_is_an_error(capsys, option, value):
-    args = build_parser().parse_args(["sweeps", "create", "--preset", "p", option, value])
-    assert args.handler(args) == 2
+    assert main(["sweeps", "create", "--preset", "p", option, value]) == 2
     assert f"{option} needs --early-stopping" in capsys.readouterr().err
 
 
