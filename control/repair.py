@@ -21,6 +21,10 @@ from service.jobs.status import ACTIVE, TERMINAL, JobStatus
 from service.scheduling.model import Policy
 
 logger = logging.getLogger(__name__)
+# Ray's job monitor looks at each execution about once a second and writes its record again (FAILED,
+# "job supervisor actor died") if the record is gone before it has seen the end: an execution deleted
+# sooner than this after its end can come back (seen with Ray 2.60 on a loaded machine)
+RAY_SETTLE_S = 30.0
 
 
 class Repairer:
@@ -36,7 +40,7 @@ class Repairer:
         self.sessions = sessions
         self.cluster = cluster
         self.tracker = tracker
-        self.retention = timedelta(seconds=ray_job_retention_s)
+        self.retention = timedelta(seconds=max(ray_job_retention_s, RAY_SETTLE_S))
         self.finisher = Finisher(sessions, cluster, tracker, actor="reconciler", policy=policy)
         self.repairs = 0
 
@@ -63,7 +67,8 @@ class Repairer:
 
     def _delete_ended(self, ended: list[str]) -> None:
         """Ray keeps every execution it ran, and list_ours() grows with them: delete those whose
-        attempt ended more than the retention ago, once their log tail is in our database."""
+        attempt ended more than the retention (at least RAY_SETTLE_S) ago, once their log tail is in
+        our database."""
         if not ended:
             return
         cutoff = store.now() - self.retention

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from control import repair
 from control.dispatcher import Dispatcher
 from service.db import session_scope
 from service.jobs import attempts, store
@@ -227,7 +228,16 @@ def test_repair_stops_orphaned_ray_executions_and_closes_runs_of_finished_jobs(s
     assert MlflowClient(tracker.tracking_uri).get_run(run_id).info.status == "KILLED"
 
 
-def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(service, tmp_path):
+def settled_repair(dispatcher: Dispatcher, monkeypatch) -> None:
+    """A repair pass with no retention, once Ray's job monitor has surely seen the end (it looks
+    each second; the service waits RAY_SETTLE_S, here shortened to keep the test quick)."""
+    monkeypatch.setattr(repair, "RAY_SETTLE_S", 3.0)
+    time.sleep(3.0)
+    no_retention = dispatcher.settings.model_copy(update={"ray_job_retention_s": 0})
+    Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
+
+
+def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(service, tmp_path, monkeypatch):
     job = service.client.submit(
         {**QUICK, "overrides": {**QUICK["overrides"], "data.dataset": "mnist", "data.data_dir": str(tmp_path)}}
     )  # a user error: the quickest attempt that leaves a Ray execution with a log behind
@@ -239,10 +249,15 @@ def test_repair_deletes_ended_ray_executions_and_the_log_tail_stays_readable(ser
 
     dispatcher.repair()  # within the retention (an hour by default): kept
     assert service.stack.cluster.status(submission) == "FAILED"
-
     no_retention = dispatcher.settings.model_copy(update={"ray_job_retention_s": 0})
+    # kept still: Ray's job monitor (each second) would write back a record deleted this soon
     Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
+    assert service.stack.cluster.status(submission) == "FAILED"
+
+    settled_repair(dispatcher, monkeypatch)
     assert service.stack.cluster.status(submission) is None  # Ray has forgotten it
+    time.sleep(2)
+    assert service.stack.cluster.status(submission) is None  # and its monitor did not bring it back
     kept = service.client.logs(job["id"])
     assert "data.download=true" in kept
     assert kept.splitlines() == live.splitlines()[-len(kept.splitlines()) :]
@@ -263,9 +278,7 @@ def test_repair_recovers_a_log_tail_lost_in_a_crash_before_deleting_the_executio
     mlflow = MlflowClient(service.stack.tracker.tracking_uri)
     assert not mlflow.list_artifacts(done["mlflow_run_id"], "logs")
 
-    dispatcher = restarted(service, "d-recover-tail")
-    no_retention = dispatcher.settings.model_copy(update={"ray_job_retention_s": 0})
-    Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
+    settled_repair(restarted(service, "d-recover-tail"), monkeypatch)
     assert service.stack.cluster.status(f"ascl-{job['id']}-a1") is None
     assert "data.download=true" in service.client.logs(job["id"])  # the tail was kept before the delete
     assert [a.path for a in mlflow.list_artifacts(done["mlflow_run_id"], "logs")] == ["logs/attempt-1.log"]
