@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import optuna
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ascl.config import ExperimentConfig
@@ -245,8 +246,7 @@ def patch_sweep(
             if body.max_trials > limit:
                 raise InvalidSpec("max_trials", f"this service allows {limit} trials per sweep")
             if sweep.request["algorithm"] == "grid":
-                grid = {k: space.Dimension.model_validate(v) for k, v in sweep.request["space"].items()}
-                sweep.max_trials = min(body.max_trials, space.grid_size(grid))
+                sweep.max_trials = min(body.max_trials, _grid_size(sweep))
             else:
                 sweep.max_trials = body.max_trials
         if body.max_concurrency is not None:
@@ -255,6 +255,17 @@ def patch_sweep(
             sweep.max_failed_trials = body.max_failed_trials
         request.app.state.wake_dispatcher()
         return _read(session, sweep, request, principal)
+
+
+def _grid_size(sweep: Sweep) -> int:
+    try:
+        grid = {k: space.Dimension.model_validate(v) for k, v in sweep.request["space"].items()}
+    except ValidationError:  # stored by a version with other rules (e.g. a newer one, not yet here)
+        raise InvalidTransition(
+            f"sweep {sweep.id}'s stored space does not read under this version's rules: its grid size is "
+            "unknown here, so its length cannot change until this service is upgraded"
+        ) from None
+    return space.grid_size(grid)
 
 
 @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepRead)

@@ -228,6 +228,21 @@ def test_only_the_owner_changes_a_running_sweep(api, sessions):
     assert api.patch(path, json={"max_trials": 2}).status_code == 409
 
 
+def test_a_grid_whose_stored_space_this_version_cannot_read_keeps_its_length_and_says_why(api, sessions):
+    sweep = create(api, {**GRID, "early_stopping": None}).json()
+    with session_scope(sessions) as session:  # as a newer API stores it, before the control plane is upgraded
+        row = session.get(Sweep, sweep["id"])
+        first = next(iter(row.request["space"]))
+        space = {**row.request["space"], first: {**row.request["space"][first], "a_later_option": True}}
+        row.request = {**row.request, "space": space}
+    path = f"/api/v1/sweeps/{sweep['id']}"
+    refused = api.patch(path, json={"max_trials": 2})
+    assert refused.status_code == 409, refused.text
+    assert "its grid size is unknown here" in refused.json()["detail"]
+    assert api.patch(path, json={"max_concurrency": 1}).json()["max_concurrency"] == 1  # the rest still changes
+    assert api.get(path).json()["max_trials"] == 4
+
+
 def test_a_users_sweeps_are_bounded_like_their_queued_jobs(sessions, database_url, tmp_path):
     """Trials are the owner's queued jobs: a sweep is refused where a job would be, and a user's
     running sweeps are bounded (each may plan up to max_sweep_trials)."""
