@@ -70,7 +70,10 @@ MAX_TEXT = 4096  # a config string's length (a path's limit on Linux)
 # C0 (NUL, tab, newline, escape ...), DEL, C1, Unicode's line and paragraph separators and its bidi
 # marks and controls (they break a line, or reorder what a terminal or a table shows), as a regex class
 CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
+# lone surrogates (JSON's "\ud800" escapes) are no Unicode text: UTF-8 cannot encode them, so no file,
+# database row or answer could hold one (a class of their own: a Rust regex, as pydantic's, has none)
+SURROGATES = r"\ud800-\udfff"
+CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}{SURROGATES}]")
 
 
 def check_fields(config: object) -> None:

@@ -35,6 +35,8 @@ class Registry(Generic[T]):
 
 def unknown_name_message(kind: str, name: str, known: list[str] | tuple[str, ...]) -> str:
     """'unknown model 'resnet81'; did you mean 'resnet18'? (known: ...)'."""
+    if len(name) > 100:  # a sender's text, named back: bounded (and no name is that long)
+        return f"unknown {kind} {name[:100]!r}… (known: {', '.join(known)})"
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})"

@@ -5,11 +5,13 @@ PostgreSQL refuses), numbers by range (no Infinity or NaN, no integer beyond a c
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from ascl.config_fields import SURROGATES
 from service.api.experiment_schema import experiment_schema, overrides_schema
 from service.auth.principal import LABEL_LENGTH, LABEL_PATTERN
 from service.contracts import JOB_ID_PATTERN, PRINTABLE, QUEUE_NAME_PATTERN, JobKind, ModelName
@@ -53,24 +55,38 @@ ExperimentName = Annotated[
     AfterValidator(_no_parent_segment),
 ]
 MAX_JSON_DEPTH = 8  # an experiment nests three levels (section, field, list)
+# a key of free-form JSON names a config section or field (dotted, in overrides): an unknown one is
+# named back in the answer, so what it may hold is bounded here
+_FIELD_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_SURROGATE = re.compile(f"[{SURROGATES}]")  # pydantic refuses one in a typed string, not in free JSON
 
 
-def _shallow(value: dict[str, Any]) -> dict[str, Any]:
-    """Free-form JSON nested at most MAX_JSON_DEPTH levels: pydantic fails to serialise a value
-    nested 255 levels, a body of 1.6 kB. Its strings are checked by the config itself."""
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON (an experiment, overrides) nested at most MAX_JSON_DEPTH levels (pydantic fails
+    to serialise a value nested 255 levels, a body of 1.6 kB), its keys field names, its strings
+    Unicode text. The config checks the rest (what each field accepts)."""
     level = 1
     containers: list[Any] = [value]
     while containers:
         if level > MAX_JSON_DEPTH:
             raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
-        children = (child for c in containers for child in (c.values() if isinstance(c, dict) else c))
+        children: list[Any] = []
+        for container in containers:
+            if isinstance(container, dict):
+                if not all(isinstance(key, str) and _FIELD_KEY.fullmatch(key) for key in container):
+                    raise ValueError("a key that is no field name (letters, digits, '_', '.', '-'; 1 to 100)")
+                children.extend(container.values())
+            else:
+                children.extend(container)
+        if any(isinstance(child, str) and _SURROGATE.search(child) for child in children):
+            raise ValueError("a string with a lone surrogate (\\ud800 to \\udfff), which is no Unicode text")
         containers = [child for child in children if isinstance(child, dict | list)]
         level += 1
     return value
 
 
-Experiment = Annotated[dict[str, Any], AfterValidator(_shallow), WithJsonSchema(experiment_schema())]
-Overrides = Annotated[dict[str, Any], AfterValidator(_shallow), WithJsonSchema(overrides_schema())]
+Experiment = Annotated[dict[str, Any], AfterValidator(_plain_json), WithJsonSchema(experiment_schema())]
+Overrides = Annotated[dict[str, Any], AfterValidator(_plain_json), WithJsonSchema(overrides_schema())]
 
 SUMMARY_PROGRESS = frozenset({"phase", "epoch", "epochs", "step", "total_steps", "images_per_s", "eta_s"})
 PRIORITY_LIMIT = 1000  # the column's range is far wider; who may use how much is a role's matter

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from service.cli.render import visible
 from service.client import ApiError, ApiUnreachable, AsclClient
 
 
@@ -41,8 +42,8 @@ def call(
     except ApiUnreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    except ApiError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except ApiError as error:  # its detail may name back what a user sent (another user's, even)
+        print(f"error: {visible(str(error))}", file=sys.stderr)
         if error.status == 401:
             print("hint: pass --token, set ASCL_TOKEN, or create one with `ascl tokens create`", file=sys.stderr)
         return 2

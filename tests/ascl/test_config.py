@@ -39,6 +39,9 @@ from ascl.presets import PRESETS, get_preset
         # JSON numbers have no bound: past a float's range, and shown bounded
         ({"optim.lr": 10**400}, "optim.lr", "a float holds (got an integer of 1329 bits)"),
         ({"optim.milestones": "x" * 10_000}, "optim.milestones", "xxxx…)"),
+        # a lone surrogate (a JSON "\\ud800" escape) is no text a file or a terminal could take
+        ({"data.data_dir": "data\ud800"}, "data.data_dir", "characters (got 'data\\ud800')"),
+        ({"model.arch": "r" * 10_000}, "model.arch", "unknown model 'rrrr"),
     ],
 )
 def test_invalid_values_name_the_field(overrides, field, fragment):
@@ -46,6 +49,7 @@ def test_invalid_values_name_the_field(overrides, field, fragment):
         get_preset("digits-ascl").with_overrides(overrides)
     assert info.value.field == field
     assert fragment in str(info.value)
+    assert len(str(info.value)) < 1000
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

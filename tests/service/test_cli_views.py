@@ -3,11 +3,14 @@ case-insensitive filters, and one clear line when no API answers."""
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 
 from ascl.cli import build_parser, main
 from control.ports import free_port
+from service.cli.common import call
 from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table
+from service.client import ApiError
 
 
 def job(**fields):
@@ -82,6 +85,19 @@ def test_no_api_is_one_line_naming_the_url_and_how_to_start_one(capsys):
     assert len(err.strip().splitlines()) == 1
     assert url in err
     assert "ascl serve" in err
+
+
+def test_an_api_error_naming_back_what_was_sent_is_shown_not_obeyed(capsys):
+    """An error's detail can quote a value a user sent (or, read from a stored job, another's)."""
+
+    def refused(_client):
+        raise ApiError(422, {"error": "InvalidSpec", "detail": "unknown field 'x\x1b[2J\x1b]0;owned\x07\u202e'"})
+
+    args = argparse.Namespace(api=f"http://127.0.0.1:{free_port()}", token="t")
+    assert call(args, refused) == 2
+    err = capsys.readouterr().err
+    assert not {"\x1b", "\x07", "\u202e"} & set(err)
+    assert "unknown field 'x\\x1b[2J\\x1b]0;owned\\x07\\u202e'" in err
 
 
 def test_a_jobs_summary_shows_its_attempts_and_an_ended_jobs_speed_without_a_gap():

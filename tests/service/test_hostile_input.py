@@ -81,6 +81,15 @@ def assert_nothing_stored(api) -> None:
         ('{"preset": "digits-ascl", "overrides": {"data.data_dir": "data\\nfake"}}', "overrides.data.data_dir"),
         ('{"experiment": {"name": "n\\u0000"}}', "experiment.name"),
         ('{"kind": "eval", "model": "x\\u0000y"}', "model"),
+        # a lone surrogate is no Unicode text: stored, it broke every answer that showed the job
+        ('{"preset": "digits-ascl", "overrides": {"data.data_dir": "a\\ud800b"}}', "overrides"),
+        ('{"preset": "digits-ascl", "overrides": {"name": "a\\udfff"}}', "overrides"),
+        ('{"preset": "digits-ascl", "overrides": {"a\\ud800": 1}}', "overrides"),
+        ('{"experiment": {"data": {"data_dir": ["\\udc00"]}}}', "experiment"),
+        # keys are field names: an unknown one is named back, so none carries escapes or 50 kB
+        ('{"preset": "digits-ascl", "overrides": {"train.epochs\\u001b[2J\\u202e": 1}}', "overrides"),
+        (json.dumps({"preset": "digits-ascl", "overrides": {"x" * 50_000: 1}}), "overrides"),
+        (json.dumps({"experiment": {"train": {"x" * 50_000: 1}}}), "experiment"),
         # nested past what pydantic serialises (255 levels): a 1.6 kB body
         (json.dumps({"preset": "digits-ascl", "overrides": {"train.epochs": DEEP}}), "overrides"),
         (json.dumps({"experiment": {"train": DEEP}}), "experiment"),
@@ -90,7 +99,28 @@ def test_out_of_range_and_control_bytes_are_422_naming_the_field(api, body, fiel
     response = raw(api, body)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+    assert len(response.content) < 2000  # what was sent is named back bounded, if at all
     assert_nothing_stored(api)
+
+
+def test_a_lone_surrogate_is_refused_wherever_free_json_goes_and_every_list_still_answers(api):
+    job = api.post("/api/v1/jobs", json=DIGITS).json()
+    api.post(f"/api/v1/jobs/{job['id']}/cancel")
+    poison = '{"data.data_dir": "a\\ud800b"}'
+    sweep = f'{{"base": {{"preset": "digits-ascl", "overrides": {poison}}}, "space": {{"seed": {{"values": [1]}}}}}}'
+    sent = [
+        ("/api/v1/jobs", f'{{"preset": "digits-ascl", "overrides": {poison}}}'),
+        (f"/api/v1/jobs/{job['id']}/retry", f'{{"overrides": {poison}}}'),
+        ("/api/v1/jobs", f'{{"kind": "eval", "model": "{job["id"]}", "overrides": {poison}}}'),
+        ("/api/v1/sweeps?dry_run=true", sweep),
+        ("/api/v1/sweeps", sweep),
+    ]
+    for path, body in sent:
+        response = api.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (path, response.text)
+        assert "lone surrogate" in response.json()["detail"]
+    assert [j["id"] for j in api.get("/api/v1/jobs").json()["items"]] == [job["id"]]
+    assert api.get("/api/v1/sweeps").json()["items"] == []
 
 
 @pytest.mark.parametrize(
