@@ -27,6 +27,7 @@ from service.api.sweep_schemas import (
     SweepRead,
     TrialRead,
 )
+from service.auth import models
 from service.auth.principal import (
     USER_PATTERN,
     Principal,
@@ -47,7 +48,10 @@ from service.sweeps import metric_checks, objectives, records, space, study, tri
 from service.sweeps.records import ENDED, SweepStatus
 
 router = APIRouter()
-FIRST_TRIALS_CHECKED = 4  # made at creation, as a dry run makes its concurrency's: none can be made, a 422
+FIRST_TRIALS_CHECKED = 4  # made at creation, as a dry run makes its first: none can be made, a 422
+# a dry run shows the first trials (as many as run at once, up to this): each is asked of the sampler
+# and made, and a thousand took seconds of a worker's time for one small request
+MAX_DRY_RUN_TRIALS = 20
 SweepId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -63,7 +67,7 @@ def create_sweep(
         template, planned = _validated(body, principal, session, state)
         if not dry_run:
             _check_room(session, principal.subject, state.settings)
-    first = min(body.max_concurrency, planned) if dry_run else min(FIRST_TRIALS_CHECKED, planned)
+    first = min(body.max_concurrency, planned, MAX_DRY_RUN_TRIALS) if dry_run else min(FIRST_TRIALS_CHECKED, planned)
     shown = _first_trials(body, template, planned, count=first, data_root=state.settings.data_root)
     if dry_run:
         return shown
@@ -72,6 +76,7 @@ def create_sweep(
     storage = study.storage(state.settings.resolved_database_url)  # outside our transaction: its own writes
     study.retrying(optuna.create_study, storage=storage, study_name=f"ascl-sweep-{sweep_id}", directions=directions)
     with session_scope(sessions) as session:
+        _claim_model_name(session, body, principal)
         sweep = records.add(
             session,
             records.NewSweep(
@@ -88,6 +93,21 @@ def create_sweep(
         )
         state.wake_dispatcher()
         return SweepRead.of(sweep, trials={}, gpu_seconds=0.0, details=True, ui=state.mlflow_ui_url)
+
+
+def _claim_model_name(session: Session, body: SweepCreate, principal: Principal) -> None:
+    """Trials register versions under the base's model name, as a job of the sweep's owner would: a
+    new name becomes theirs, another user's is refused (checked again here, in the transaction that
+    adds the sweep)."""
+    name, group = body.base.model_name, body.base.model_group
+    if name is None or not models.check_writable(session, name, principal, group=group):
+        return
+    try:
+        models.claim(session, name, principal, group=group)
+    except models.NameClaimRace:
+        raise InvalidTransition(
+            f"model name {name!r} was claimed by another request at this instant; send the sweep again"
+        ) from None
 
 
 def _check_room(session: Session, owner: str, settings: ServiceSettings) -> None:
@@ -117,6 +137,8 @@ def _validated(body: SweepCreate, principal: Principal, session: Session, state:
             cluster=state.cluster,
             settings=state.settings,
         )
+        if body.base.model_name is not None:  # refused before anything is made, dry runs too
+            models.check_writable(session, body.base.model_name, principal, group=body.base.model_group)
     except InvalidSpec as error:
         raise InvalidSpec(f"base.{error.field}", str(error).split(": ", 1)[-1]) from None
     if body.algorithm == "grid":  # before the values are checked one by one: a grid is bounded first

@@ -17,6 +17,9 @@ from service.jobs.spec_limits import SpecLimits
 
 Scalar = Annotated[str, Field(max_length=200)] | int | float | bool | None
 MAX_DIMENSIONS = 20
+# an integer range's ends: a float (as JSON reads them) holds every whole number up to this exactly,
+# and Optuna samples them as int64 (a range past -2**63 made every TPE ask fail)
+MAX_INTEGER_END = 2**53
 # Optuna's grid sampler lists the whole grid at every trial it asks for, in the dispatcher's thread
 # (a grid of 10 million points took 17 s and 1.1 GB a pass): a grid is bounded at submission.
 MAX_GRID_POINTS = 10_000
@@ -67,7 +70,8 @@ class Dimension(BaseModel):
 
 # a config field's dotted path, as overrides name it (checked against the config's fields at submission)
 FieldPath = Annotated[str, Field(max_length=100, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")]
-Space = dict[FieldPath, Dimension]
+# bounded as it is read, before anything (a grid's size) is computed from it
+Space = Annotated[dict[FieldPath, Dimension], Field(max_length=MAX_DIMENSIONS)]
 
 
 def validate(space: Space, base: ExperimentConfig, limits: SpecLimits, data_root: Path | None) -> None:
@@ -76,13 +80,13 @@ def validate(space: Space, base: ExperimentConfig, limits: SpecLimits, data_root
     `space.<key>`."""
     if not space:
         raise InvalidSpec("space", "name at least one field to search")
-    if len(space) > MAX_DIMENSIONS:
-        raise InvalidSpec("space", f"at most {MAX_DIMENSIONS} fields")
     for key, dimension in space.items():
         # here, not in Dimension: a stored sweep's request is read back with Dimension's rules
         ends = [end for end in (dimension.low, dimension.high) if end is not None]
-        if dimension.integer and not all(end.is_integer() for end in ends):
-            raise InvalidSpec(f"space.{key}", "an integer range ('int') takes whole numbers for low and high")
+        if dimension.integer and not all(end.is_integer() and abs(end) <= MAX_INTEGER_END for end in ends):
+            raise InvalidSpec(
+                f"space.{key}", "an integer range ('int') takes whole numbers for low and high, at most 2**53 in size"
+            )
         for value in dimension.samples():
             try:
                 config = base.with_overrides({key: value})

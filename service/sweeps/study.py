@@ -76,7 +76,7 @@ def retrying(action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def sampler(algorithm: Algorithm, *, seed: int, trials_so_far: int, space: search_space.Space) -> BaseSampler:
-    seeded = seed * 1_000_003 + trials_so_far
+    seeded = (seed * 1_000_003 + trials_so_far) % 2**32  # numpy's seeds are 32-bit
     if algorithm == "grid":
         return GridSampler(search_space.grid(space), seed=seed)  # it skips the grid points already asked
     if algorithm == "random":

@@ -51,6 +51,9 @@ def api(sessions, database_url, tmp_path):
         yield client
 
 
+MANY_DIMENSIONS = {f"train.x{i}": {"values": [0] * 8} for i in range(5200)}
+
+
 def create(api, body, **params):
     return api.post("/api/v1/sweeps", json=body, params=params)
 
@@ -109,6 +112,11 @@ def create(api, body, **params):
         ({"algorithm": "grid", "space": HUGE_GRID}, "space", "a grid of 1,000,000 points; at most 10,000"),
         ({"space": {"seed": {"low": 0.5, "high": 3, "log": True, "int": True}}}, "space.seed", "whole numbers"),
         ({"space": {"seed": {"low": 0.2, "high": 0.7, "int": True}}}, "space.seed", "whole numbers"),
+        # Optuna samples integers as int64: every TPE ask failed once its first 5 trials were done
+        ({"space": {"model.feat_dim": {"low": -1e300, "high": 0, "int": True}}}, "space.model.feat_dim", "2**53"),
+        # counted as read: a grid's size of 4,300 digits was not even printable (a 500)
+        ({"algorithm": "grid", "space": MANY_DIMENSIONS}, "space", "at most 20 items"),
+        ({"space": MANY_DIMENSIONS}, "space", "at most 20 items"),
     ],
 )
 def test_bad_sweeps_are_422_naming_the_field(api, change, field, fragment):
@@ -191,6 +199,39 @@ def test_a_dry_run_shows_the_first_trials_and_is_reproducible_from_the_seed(api)
     assert trial["spec"]["train"]["epochs"] == 3  # the base's own override
     assert 0.1 <= trial["params"]["attack.eps"] <= 0.3
     assert api.get("/api/v1/sweeps").json()["items"] == []  # nothing started
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "nsga2", "grid"])
+def test_the_largest_seed_samples_with_every_algorithm(api, algorithm):
+    body = {**GRID, "algorithm": algorithm, "seed": 2**31 - 1, "early_stopping": None}
+    if algorithm == "nsga2":
+        body["objective"] = [{"metric": "val.robust_acc"}, {"metric": "val.clean_acc"}]
+    shown = create(api, body, dry_run="true")
+    assert shown.is_success, shown.text
+    assert len(shown.json()["first_trials"]) == 4
+
+
+def test_a_dry_run_shows_at_most_twenty_trials_however_many_run_at_once(api):
+    shown = create(api, {**SWEEP, "max_trials": 1000, "max_concurrency": 1000}, dry_run="true").json()
+    assert (shown["trials_planned"], len(shown["first_trials"])) == (1000, 20)
+
+
+def test_a_sweep_trains_under_its_owners_model_name_only(api, sessions):
+    """Trials register versions as a job of the sweep's owner would: another user's name is refused,
+    and a new one becomes the owner's."""
+    bob = bearer(make_token(sessions, "bob", "user"))
+    mine = {**SWEEP, "base": {**SWEEP["base"], "model_name": "alice-sweep-model"}}
+    assert create(api, mine).status_code == 201
+    for params in ({"dry_run": "true"}, {}):
+        refused = api.post("/api/v1/sweeps", json=mine, params=params, headers=bob)
+        assert refused.status_code == 403, refused.text
+        assert "belongs to alice" in refused.json()["detail"]
+    job = {**SWEEP["base"], "model_name": "alice-sweep-model"}
+    assert api.post("/api/v1/jobs", json=job, headers=bob).status_code == 403
+    grouped = {**SWEEP, "base": {**SWEEP["base"], "model_name": "bobs-model", "model_group": "admins"}}
+    refused = api.post("/api/v1/sweeps", json=grouped, headers=bob)
+    assert (refused.status_code, refused.json()["field"]) == (422, "base.model_group")
+    assert len(api.get("/api/v1/sweeps").json()["items"]) == 1
 
 
 def test_a_grid_plans_its_size_and_trials_are_created_lazily(api):
