@@ -46,6 +46,7 @@ class ServiceReporter:
         self._epochs: list[EpochReport] = []  # epochs not yet sent to the API
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._overhead_s = 0.0  # spent in the callbacks below since the last epoch's metrics were taken
+        self._first_epoch: int | None = None
 
     def __enter__(self) -> ServiceReporter:
         self._send()
@@ -81,7 +82,8 @@ class ServiceReporter:
 
     def _step(self, progress: StepProgress) -> None:
         elapsed = time.monotonic() - self.started
-        eta = elapsed / progress.step * (progress.total_steps - progress.step) if progress.step else None
+        done = progress.step - self._begun_at(progress.epoch) * (progress.total_steps // progress.epochs)
+        eta = elapsed / done * (progress.total_steps - progress.step) if done > 0 else None
         with self._lock:
             self.progress = self.progress.model_copy(
                 update={
@@ -113,7 +115,7 @@ class ServiceReporter:
         # the training loop at every epoch otherwise; flush() waits for them
         mlflow.log_metrics(metrics, step=summary.epoch, synchronous=False)
         elapsed = time.monotonic() - self.started
-        remaining = summary.epochs - summary.epoch - 1
+        done, remaining = summary.epoch + 1 - self._begun_at(summary.epoch), summary.epochs - summary.epoch - 1
         with self._lock:
             self.progress = self.progress.model_copy(
                 update={
@@ -122,13 +124,20 @@ class ServiceReporter:
                     "epochs": summary.epochs,
                     "images_per_s": round(summary.images_per_s, 1),
                     "lr": summary.lr,
-                    "eta_s": round(elapsed / (summary.epoch + 1) * remaining, 1),
+                    "eta_s": round(elapsed / max(done, 1) * remaining, 1),
                     "metrics": summary.train,
                     "val": summary.val,
                 }
             )
             self._epochs.append(EpochReport.model_validate(summary.as_dict()))
         self._wake.set()
+
+    def _begun_at(self, epoch: int) -> int:
+        """The epoch this attempt began at: its first report's (a resumed attempt's is its checkpoint's,
+        and counting the epochs before it as this attempt's work made its ETA several times short)."""
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        return self._first_epoch
 
     def on_checkpoint(self, path: Path, *, epoch: int, is_best: bool) -> None:
         key = "best_checkpoint" if is_best else "checkpoint"

@@ -11,6 +11,7 @@ from typing import Protocol
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepProgress:
     epoch: int  # 0-based epoch in progress
+    epochs: int
     step: int  # global optimizer step, 1-based
     total_steps: int
     images_per_s: float

@@ -125,6 +125,7 @@ def train_epoch(
                     reporter.on_step(
                         StepProgress(
                             epoch=plan.epoch,
+                            epochs=plan.epochs,
                             step=plan.epoch * plan.steps_per_epoch + step + 1,
                             total_steps=plan.epochs * plan.steps_per_epoch,
                             images_per_s=window.images * workers.world / max(now - window_start, 1e-9),

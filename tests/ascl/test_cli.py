@@ -235,7 +235,9 @@ def test_progress_lines_during_an_epoch_or_an_attack_come_at_most_every_interval
     attacks.start("pgd-20", 100)
     for second in (10.0, 31.0, 40.0, 62.0):
         now[0] = second
-        epochs.on_step(StepProgress(epoch=1, step=7, total_steps=9, images_per_s=50.0, metrics={"loss": 1.5}, lr=0.1))
+        epochs.on_step(
+            StepProgress(epoch=1, epochs=3, step=7, total_steps=9, images_per_s=50.0, metrics={"loss": 1.5}, lr=0.1)
+        )
         attacks.advance(20)
     attacks.advance(20)
     lines = capsys.readouterr().err.splitlines()

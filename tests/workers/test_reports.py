@@ -123,7 +123,9 @@ def test_the_worker_leaves_out_a_0_over_0_figure_and_keeps_beating_after_a_refus
     mlflow.set_tracking_uri(new_mlflow_store(tmp_path))
     undefined = {"loss": 1.25, "neg_frac": math.nan}  # a batch without negatives: 0/0
     with mlflow.start_run(), ServiceReporter(api, interval_s=0.2) as reporter:
-        reporter.on_step(StepProgress(epoch=0, step=1, total_steps=4, images_per_s=8.0, metrics=undefined, lr=0.1))
+        reporter.on_step(
+            StepProgress(epoch=0, epochs=2, step=1, total_steps=4, images_per_s=8.0, metrics=undefined, lr=0.1)
+        )
         summary = {"epoch": 0, "epochs": 2, "lr": 0.1, "seconds": 1.0, "images_per_s": 8.0, "train": undefined}
         reporter.on_epoch_end(EpochSummary(**summary))
         reporter.on_epoch_end(EpochSummary(**(summary | {"epoch": 5})))  # refused: past the job's epochs
@@ -131,7 +133,9 @@ def test_the_worker_leaves_out_a_0_over_0_figure_and_keeps_beating_after_a_refus
         time.sleep(0.6)  # heartbeats after the refusal
         assert reporter._thread.is_alive()
         before = time.monotonic()
-        reporter.on_step(StepProgress(epoch=1, step=3, total_steps=4, images_per_s=8.0, metrics=undefined, lr=0.1))
+        reporter.on_step(
+            StepProgress(epoch=1, epochs=2, step=3, total_steps=4, images_per_s=8.0, metrics=undefined, lr=0.1)
+        )
         time.sleep(0.6)
         assert reporter.last_contact > before  # the API still hears from it
     job = httpx.get(f"{server}/api/v1/jobs/{job_id}", headers=bearer(make_token(sessions))).json()
@@ -139,3 +143,17 @@ def test_the_worker_leaves_out_a_0_over_0_figure_and_keeps_beating_after_a_refus
     assert job["progress"]["step"] == 3
     history = httpx.get(f"{server}/api/v1/jobs/{job_id}/metrics", headers=bearer(make_token(sessions))).json()
     assert [entry["train"] for entry in history["epochs"]] == [{"loss": 1.25}]
+
+
+def test_a_resumed_attempts_eta_counts_only_its_own_epochs():
+    """Resumed at epoch 140 of 150 (10 steps an epoch), a minute in: its own 5 steps and 1 epoch set
+    the pace, not the 1,400 steps and 140 epochs of its checkpoint (an ETA of 4 s, not 19 min)."""
+    identity = AttemptIdentity(api_url="http://127.0.0.1:9", job_id="0" * 32, attempt=2, token="t")
+    reporter = ServiceReporter(ApiClient(identity, retries=1))  # not entered: nothing is sent
+    reporter.started = time.monotonic() - 60.0
+    step = StepProgress(epoch=140, epochs=150, step=1405, total_steps=1500, images_per_s=8.0, metrics={}, lr=0.1)
+    reporter.on_step(step)
+    assert reporter.progress.eta_s == pytest.approx(60.0 / 5 * 95, rel=0.01)
+    summary = EpochSummary(epoch=140, epochs=150, lr=0.1, seconds=6.0, images_per_s=8.0, train={"loss": 1.0})
+    reporter.on_epoch_end(summary)
+    assert reporter.progress.eta_s == pytest.approx(60.0 / 1 * 9, rel=0.01)
