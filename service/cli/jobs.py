@@ -12,7 +12,7 @@ from typing import Any
 from ascl.config import parse_override
 from service.cli.common import call, client, connection_options, print_json
 from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table, visible
-from service.client import ApiError, ApiUnreachable
+from service.client import ApiError, ApiUnreachable, AsclClient
 from service.jobs.status import JobStatus
 
 
@@ -139,7 +139,21 @@ def _dependency(text: str) -> dict[str, str]:
 
 def _submit(args: argparse.Namespace) -> int:
     body = submission_body(args)
-    return call(args, lambda c: c.submit(body, idempotency_key=args.idempotency_key, dry_run=args.dry_run))
+    return call(
+        args, lambda c: c.submit(_whole_ids(c, body), idempotency_key=args.idempotency_key, dry_run=args.dry_run)
+    )
+
+
+def _whole_ids(api: AsclClient, body: dict[str, Any]) -> dict[str, Any]:
+    """The jobs a submission names (--eval JOB, --depends-on JOB) as lists show them, made whole."""
+    named = dict(body)
+    if "model" in named:
+        named["model"] = api.full_id(named["model"])
+    if "depends_on" in named:
+        named["depends_on"] = [
+            {**dependency, "job": api.full_id(dependency["job"])} for dependency in body["depends_on"]
+        ]
+    return named
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -31,6 +31,12 @@ def test_a_job_or_a_sweep_is_named_by_the_start_of_its_id(sessions, tmp_path, ca
         assert "more than one job id starts with abcd: give more of it" in capsys.readouterr().err
         assert main(["jobs", "events", "ffff", *connection]) == 2
         assert "no job id starts with ffff" in capsys.readouterr().err
+        # the jobs a submission names, too
+        assert main(["jobs", "submit", "--preset", "digits-ascl", "--depends-on", "abcd1:any", *connection]) == 0
+        depends_on = json.loads(capsys.readouterr().out)["depends_on"]
+        assert depends_on == [f"abcd1111{'0' * 24}"]
+        assert main(["jobs", "submit", "--eval", "abcd1111", *connection]) == 2
+        assert f"abcd1111{'0' * 24}" in capsys.readouterr().err  # named whole: found, and not evaluable yet
 
         space = ["--space", "optim.lr=0.01,0.02"]
         assert main(["sweeps", "create", "--preset", "digits-ascl", *space, *connection]) == 0
