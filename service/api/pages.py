@@ -22,9 +22,10 @@ STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
 
 
+@router.get("/")
 @router.get("/ui")
 def dashboard_root() -> RedirectResponse:
-    # relative, so that the browser keeps whatever prefix a proxy put in front of /ui
+    # relative, so that the browser keeps whatever prefix a proxy put in front of / or /ui
     return RedirectResponse("ui/", status_code=307)
 
 

@@ -301,5 +301,5 @@ def _check_feasible(resources: dict[str, Any], cluster: ClusterView, *, forced: 
             raise InvalidSpec(
                 f"resources.{field}",
                 f"{shown[0]:g} requested but the largest node has {shown[1]:g}; "
-                "set force_queue=true to queue it anyway",
+                "set force_queue=true (`ascl jobs submit --force-queue`) to queue it anyway",
             )

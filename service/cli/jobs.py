@@ -219,7 +219,7 @@ def _logs(args: argparse.Namespace) -> int:
         job_id = api.full_id(args.job_id)
         if args.follow:
             for line in api.follow_logs(job_id):
-                print(visible(line), flush=True)
+                print(visible(line, lines=True), flush=True)
         else:
             print(visible(api.logs(job_id), lines=True), end="")
 

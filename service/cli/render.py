@@ -9,14 +9,15 @@ from typing import Any
 
 from ascl.config_fields import CONTROL_CHARACTER
 
-_CONTROL_BUT_NEWLINE = re.compile(f"(?!\n){CONTROL_CHARACTER.pattern}")
+_CONTROL_BUT_LAYOUT = re.compile(f"(?![\n\t]){CONTROL_CHARACTER.pattern}")
 
 
 def visible(text: str, *, lines: bool = False) -> str:
     """Text from the service made safe for a terminal: control characters (escape sequences that
     clear the screen or retitle the window, carriage returns that overwrite a line) are shown as
-    escapes; newlines are kept only where `lines` says the text is several lines."""
-    pattern = _CONTROL_BUT_NEWLINE if lines else CONTROL_CHARACTER
+    escapes; newlines and tabs are kept only where `lines` says the text is laid out in lines (a
+    log: Ray's own lines hold tabs)."""
+    pattern = _CONTROL_BUT_LAYOUT if lines else CONTROL_CHARACTER
     return pattern.sub(lambda match: repr(match.group())[1:-1], text)
 
 

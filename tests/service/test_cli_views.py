@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from ascl.cli import build_parser, main
 from control.ports import free_port
 from service.cli.common import call
-from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table
+from service.cli.render import JOB_COLUMNS, job_rows, job_summary, table, visible
 from service.client import ApiError
 
 
@@ -54,6 +54,9 @@ def test_control_characters_from_the_service_are_shown_not_obeyed():
     assert not any(c in summary for c in "\x1b\x07\r")
     assert summary.splitlines()[0].startswith("ok\\x1b[2J")
     assert summary.splitlines()[0].endswith("owner bob)")  # the name's newline did not start a line
+    log = "2026-11-29 09:18:35,096\tINFO job_manager.py:581\x1b[2J\nnext\r"
+    assert visible(log, lines=True) == "2026-11-29 09:18:35,096\tINFO job_manager.py:581\\x1b[2J\nnext\\r"
+    assert visible("a\tb") == "a\\tb"  # one cell of a table: no tab to shift the columns
     assert "error      USER_ERROR: a\nb\\x1b" in summary  # an error message keeps its lines
 
 

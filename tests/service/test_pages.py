@@ -80,9 +80,10 @@ def test_the_vendored_files_come_with_their_licences(api):
 
 
 def test_ui_redirects_relatively_and_serves_every_file_its_page_names(api):
-    redirect = api.get("/ui", follow_redirects=False)
-    assert redirect.status_code == 307
-    assert redirect.headers["location"] == "ui/"  # relative: the browser keeps the proxy's prefix
+    for root in ("/ui", "/"):  # the service's root is its dashboard
+        redirect = api.get(root, follow_redirects=False)
+        assert redirect.status_code == 307
+        assert redirect.headers["location"] == "ui/"  # relative: the browser keeps the proxy's prefix
     page = api.get("/ui/")
     assert page.status_code == 200
     assert "script-src 'self';" in page.headers["content-security-policy"]  # no inline or foreign script
