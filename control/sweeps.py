@@ -30,10 +30,9 @@ from service.jobs import queueing, store
 from service.jobs.status import JobStatus, is_terminal
 from service.settings import ServiceSettings
 from service.sweeps import objectives, records, study, trials
-from service.sweeps.records import ENDED, SweepStatus
+from service.sweeps.records import ENDED, PRUNED, SweepStatus
 
 logger = logging.getLogger(__name__)
-PRUNED = "PRUNED"
 # One pass's share of the dispatcher's cycle, which also claims everyone's jobs: a sweep asks Optuna
 # for at most this many trials a pass (an ask and its job cost ~0.15 s on SQLite), and the pass stops
 # taking further sweeps after this long; the next pass starts with the sweeps it did not reach.

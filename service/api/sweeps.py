@@ -242,7 +242,7 @@ def sweep_trials(sweep_id: SweepId, request: Request, sessions: Sessions, princi
             TrialRead(
                 number=job.trial_number or 0,
                 job_id=job.id,
-                status=job.status,
+                status=records.trial_state(job.status, job.error_class),
                 reason=job.error_message if job.status != JobStatus.SUCCEEDED else None,
                 params=trials.params_of(job.spec, keys),
                 values=[objectives.final_value(m, job.result, job.metrics_history or []) for m in metrics],

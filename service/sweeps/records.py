@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Job, Sweep
@@ -25,6 +25,7 @@ class SweepStatus(StrEnum):
 
 
 ENDED = frozenset({SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED})
+PRUNED = "PRUNED"  # the error class of a trial early stopping cancelled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,10 +84,16 @@ def trials(session: Session, sweep_id: str) -> list[Job]:
     return list(session.execute(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.trial_number)).scalars())
 
 
+def trial_state(status: str, error_class: str | None) -> str:
+    """A trial's state as a sweep shows it: its job's, or PRUNED for a job early stopping cancelled."""
+    return PRUNED if status == JobStatus.CANCELLED and error_class == PRUNED else status
+
+
 def counts(session: Session, sweep_id: str) -> dict[str, int]:
-    rows = session.execute(
-        select(Job.status, func.count()).where(Job.sweep_id == sweep_id).group_by(Job.status)
-    ).tuples()
+    """Trials by state (trial_state's, in SQL)."""
+    pruned = (Job.status == JobStatus.CANCELLED.value) & (Job.error_class == PRUNED)
+    state = case((pruned, PRUNED), else_=Job.status)
+    rows = session.execute(select(state, func.count()).where(Job.sweep_id == sweep_id).group_by(state)).tuples()
     return {status: int(count) for status, count in rows}
 
 

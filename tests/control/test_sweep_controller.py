@@ -141,6 +141,10 @@ def test_the_median_rule_prunes_a_hopeless_trial(world, sessions):
         assert "pruned by the median rule at epoch 2" in job.error_message
         reasons = [e.reason for e in store.events(session, hopeless)]
         assert "pruned by the median rule at epoch 2 (val.robust_acc)" in reasons
+        store.transition(session, hopeless, JobStatus.CANCELLED, actor="test", reason="its attempt stopped")
+    assert api.get(f"/api/v1/sweeps/{sweep['id']}").json()["trials"] == {"SUCCEEDED": 2, "PRUNED": 1}
+    shown = {t["job_id"]: t["status"] for t in api.get(f"/api/v1/sweeps/{sweep['id']}/trials").json()}
+    assert shown[hopeless] == "PRUNED"  # not one of the trials cancelled by hand
 
 
 def test_the_failure_budget_stops_the_sweep_and_cancels_its_queued_trials(world, sessions):

@@ -108,6 +108,7 @@ def test_the_median_rule_stops_a_trial_that_learns_nothing(service):
     sweep = client.create_sweep(body)
     done = wait_for(lambda: (s := client.sweep(sweep["id"]))["status"] in ("SUCCEEDED", "FAILED") and s, timeout_s=300)
     assert done["status"] == "SUCCEEDED", done["reason"]
+    assert done["trials"] == {"SUCCEEDED": 1, "PRUNED": 1}
     learner, hopeless = (client.get(t["job_id"]) for t in client.sweep_trials(sweep["id"]))
     assert learner["status"] == "SUCCEEDED"
     assert (hopeless["status"], hopeless["error_class"]) == ("CANCELLED", "PRUNED")
