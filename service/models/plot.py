@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +35,17 @@ MAX_LABELS = 40  # beyond this many points only the front's are labelled: thousa
 
 
 def comparison_png(name: str, points: list[Point], *, threat_model: str) -> bytes:
+    figure = comparison_figure(name, points, threat_model=threat_model)
+    try:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
+
+
+def comparison_figure(name: str, points: list[Point], *, threat_model: str) -> Figure:
+    """The plot, open: the caller closes it (pyplot keeps every figure until then)."""
     figure, axes = plt.subplots(figsize=(5.5, 4), dpi=110)
     try:
         front = pareto_front(points)
@@ -53,13 +65,15 @@ def comparison_png(name: str, points: list[Point], *, threat_model: str) -> byte
             )
         if not points:
             axes.text(0.5, 0.5, "no evaluated versions yet", ha="center", va="center", transform=axes.transAxes)
+        if len(points) < 2:  # nothing to compare: the whole scale, not one spanning a point (or none)
+            axes.set_xlim(0, 100)
+            axes.set_ylim(0, 100)
         axes.set_xlabel("clean accuracy (%)")
         axes.set_ylabel(f"robust accuracy (%), {threat_model}")
         axes.set_title(name[:60])
         axes.grid(alpha=0.3)
         figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
+    except BaseException:
         plt.close(figure)
+        raise
+    return figure

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pytest
 
 from service.models.figures import Figures
-from service.models.plot import Point, pareto_front
+from service.models.plot import Point, comparison_figure, pareto_front
 from service.models.promotion import decide
 
 
@@ -88,3 +89,15 @@ def test_the_pareto_front_is_the_undominated_points_of_any_set():
         front = pareto_front(points)
         assert {p.version for p in front} == expected
         assert [p.clean_acc for p in front] == sorted(p.clean_acc for p in front)
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_a_plot_of_less_than_two_versions_spans_the_whole_scale(count):
+    """Matplotlib's own limits span the one point (75.9 % to 76.1 %), or nothing (-0.04 % to 0.04 %)."""
+    points = [Point(version="1", clean_acc=0.76, robust_acc=0.31)][:count]
+    figure = comparison_figure("m", points, threat_model="linf eps=0.0314")
+    try:
+        axes = figure.axes[0]
+        assert (axes.get_xlim(), axes.get_ylim()) == ((0.0, 100.0), (0.0, 100.0))
+    finally:
+        plt.close(figure)
