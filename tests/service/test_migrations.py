@@ -104,3 +104,65 @@ def test_names_trained_before_owners_were_recorded_belong_to_their_first_trainer
         owners = dict(connection.execute(text("SELECT name, owner FROM model_owner")).all())
     engine.dispose()
     assert owners == {"digits": "alice", "claimed": "erin"}
+
+
+def test_sweeps_names_are_claimed_and_stored_lone_surrogates_replaced(database_url):
+    """Sweeps claimed no model name, and a lone surrogate (stored on SQLite only) broke every answer
+    showing its row."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, text
+
+    from service.db.models import Sweep
+
+    command.downgrade(alembic_config(database_url), "0008_earlier_model_owners")
+    engine = make_engine(database_url)
+    sqlite = engine.dialect.name == "sqlite"
+    poisoned = {"name": "x", "data": {"data_dir": "a\ud800b" if sqlite else "ab", "ok": "\U0001f600"}}
+    sweeps = [  # (id, owner, base model name and group, day)
+        ("s1", "bob", {"model_name": "swept", "model_group": "lab"}, 2),
+        ("s2", "carol", {"model_name": "trial-name"}, 3),  # later than the trial job below
+        ("s3", "dave", {}, 1),  # names no model
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            Job.__table__.insert().values(
+                id="j1",
+                kind="train",
+                name="j",
+                owner="alice",
+                model_name="trial-name",
+                spec=poisoned,
+                resources={},
+                status="SUCCEEDED",
+                created_at=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+        )
+        for sweep_id, owner, base, day in sweeps:
+            connection.execute(
+                Sweep.__table__.insert().values(
+                    id=sweep_id,
+                    name="s",
+                    owner=owner,
+                    status="RUNNING",
+                    request={"base": {"preset": "digits-ascl", **base}},
+                    base_spec=poisoned,
+                    study_name=f"ascl-sweep-{sweep_id}",
+                    max_trials=4,
+                    max_concurrency=2,
+                    max_failed_trials=3,
+                    created_at=datetime(2026, 1, day, tzinfo=UTC),
+                )
+            )
+    upgrade(database_url)
+    with engine.connect() as connection:
+        owners = {
+            name: (owner, group)
+            for name, owner, group in connection.execute(text('SELECT name, owner, "group" FROM model_owner'))
+        }
+        spec = connection.execute(select(Job.spec)).scalar_one()
+        base_spec = connection.execute(select(Sweep.base_spec).where(Sweep.id == "s1")).scalar_one()
+    engine.dispose()
+    assert owners == {"swept": ("bob", "lab"), "trial-name": ("alice", None)}
+    expected = {"name": "x", "data": {"data_dir": "a\ufffdb" if sqlite else "ab", "ok": "\U0001f600"}}
+    assert spec == base_spec == expected
