@@ -330,7 +330,7 @@ class SweepController:
                 {
                     "trial": job.trial_number,
                     "job_id": job.id,
-                    "status": job.status,
+                    "status": records.trial_state(job.status, job.error_class),
                     **trials.params_of(job.spec, list(request.space)),
                     **{
                         o.metric: objectives.final_value(o.metric, job.result, job.metrics_history or [])

@@ -89,6 +89,7 @@ class ServiceReporter:
                 update={
                     "phase": Phase.TRAINING,
                     "epoch": progress.epoch,
+                    "epochs": progress.epochs,
                     "step": progress.step,
                     "total_steps": progress.total_steps,
                     "images_per_s": round(progress.images_per_s, 1),
@@ -113,8 +114,8 @@ class ServiceReporter:
         }
         # queued for MLflow's logging thread: a remote tracking server's round trip would be paid by
         # the training loop at every epoch otherwise; flush() waits for them
-        mlflow.log_metrics(metrics, step=summary.epoch, synchronous=False)
         elapsed = time.monotonic() - self.started
+        mlflow.log_metrics(metrics, step=summary.epoch, synchronous=False)
         done, remaining = summary.epoch + 1 - self._begun_at(summary.epoch), summary.epochs - summary.epoch - 1
         with self._lock:
             self.progress = self.progress.model_copy(

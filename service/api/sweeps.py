@@ -74,25 +74,31 @@ def create_sweep(
     sweep_id = uuid.uuid4().hex
     directions = [objective.direction for objective in body.objective]
     storage = study.storage(state.settings.resolved_database_url)  # outside our transaction: its own writes
-    study.retrying(optuna.create_study, storage=storage, study_name=f"ascl-sweep-{sweep_id}", directions=directions)
-    with session_scope(sessions) as session:
-        _claim_model_name(session, body, principal)
-        sweep = records.add(
-            session,
-            records.NewSweep(
-                id=sweep_id,
-                name=body.name,
-                owner=principal.subject,
-                request=body.model_dump(mode="json", by_alias=True),
-                base_spec=template,
-                study_name=f"ascl-sweep-{sweep_id}",
-                max_trials=planned,
-                max_concurrency=body.max_concurrency,
-                max_failed_trials=body.max_failed_trials,
-            ),
-        )
-        state.wake_dispatcher()
-        return SweepRead.of(sweep, trials={}, gpu_seconds=0.0, details=True, ui=state.mlflow_ui_url)
+    study_name = f"ascl-sweep-{sweep_id}"
+    study.retrying(optuna.create_study, storage=storage, study_name=study_name, directions=directions)
+    try:
+        with session_scope(sessions) as session:
+            _claim_model_name(session, body, principal)
+            sweep = records.add(
+                session,
+                records.NewSweep(
+                    id=sweep_id,
+                    name=body.name,
+                    owner=principal.subject,
+                    request=body.model_dump(mode="json", by_alias=True),
+                    base_spec=template,
+                    study_name=study_name,
+                    max_trials=planned,
+                    max_concurrency=body.max_concurrency,
+                    max_failed_trials=body.max_failed_trials,
+                ),
+            )
+            read = SweepRead.of(sweep, trials={}, gpu_seconds=0.0, details=True, ui=state.mlflow_ui_url)
+    except BaseException:  # no sweep: its study goes too (a name claimed by another meanwhile, say)
+        study.retrying(optuna.delete_study, study_name=study_name, storage=storage)
+        raise
+    state.wake_dispatcher()
+    return read
 
 
 def _claim_model_name(session: Session, body: SweepCreate, principal: Principal) -> None:

@@ -230,9 +230,9 @@ def test_repair_stops_orphaned_ray_executions_and_closes_runs_of_finished_jobs(s
 
 def settled_repair(dispatcher: Dispatcher, monkeypatch) -> None:
     """A repair pass with no retention, once Ray's job monitor has surely seen the end (it looks
-    each second; the service waits RAY_SETTLE_S, here shortened to keep the test quick)."""
-    monkeypatch.setattr(repair, "RAY_SETTLE_S", 3.0)
-    time.sleep(3.0)
+    each second; the service waits RAY_SETTLE_S, here shortened to keep the test quicker)."""
+    monkeypatch.setattr(repair, "RAY_SETTLE_S", 10.0)
+    time.sleep(10.0)
     no_retention = dispatcher.settings.model_copy(update={"ray_job_retention_s": 0})
     Dispatcher(dispatcher.sessions, dispatcher.cluster, dispatcher.tracker, no_retention).repair()
 

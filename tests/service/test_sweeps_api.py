@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import time
 
+import optuna
 import pytest
 from fastapi.testclient import TestClient
 
+from service.api import sweeps as sweeps_api
 from service.api.app import create_app
 from service.cluster import StaticCluster
 from service.db import session_scope
 from service.db.models import Sweep
+from service.jobs.errors import Forbidden
 from service.settings import ServiceSettings
+from service.sweeps import study
 from tests.conftest import bearer, make_token
 
 SWEEP = {
@@ -232,6 +236,17 @@ def test_a_sweep_trains_under_its_owners_model_name_only(api, sessions):
     refused = api.post("/api/v1/sweeps", json=grouped, headers=bob)
     assert (refused.status_code, refused.json()["field"]) == (422, "base.model_group")
     assert len(api.get("/api/v1/sweeps").json()["items"]) == 1
+
+
+def test_a_sweep_refused_in_its_last_step_leaves_no_study_behind(api, database_url, monkeypatch):
+    def claimed_meanwhile(*_args, **_kwargs):  # another user's job took the name since it was checked
+        raise Forbidden("model name 'late' belongs to carol; train under a name of your own")
+
+    monkeypatch.setattr(sweeps_api, "_claim_model_name", claimed_meanwhile)
+    refused = create(api, {**SWEEP, "base": {**SWEEP["base"], "model_name": "late"}})
+    assert refused.status_code == 403, refused.text
+    assert api.get("/api/v1/sweeps").json()["items"] == []
+    assert optuna.get_all_study_names(study.storage(database_url)) == []
 
 
 def test_a_grid_plans_its_size_and_trials_are_created_lazily(api):

@@ -5,6 +5,7 @@ limits, dependencies, and the reasons waiting jobs give."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -114,6 +115,10 @@ def test_the_median_rule_stops_a_trial_that_learns_nothing(service):
     assert (hopeless["status"], hopeless["error_class"]) == ("CANCELLED", "PRUNED")
     reasons = [e["reason"] for e in client.events(hopeless["id"])]
     assert any(r.startswith("pruned by the median rule at epoch") for r in reasons), reasons
+    mlflow = MlflowClient(service.stack.tracker.tracking_uri)
+    wait_for(lambda: mlflow.get_run(done["mlflow_run_id"]).info.status == "FINISHED", timeout_s=30)
+    table = Path(mlflow.download_artifacts(done["mlflow_run_id"], "summary/trials.csv")).read_text()
+    assert f"{hopeless['id']},PRUNED" in table  # the summary says what the API says
 
 
 def test_a_second_user_starts_second_not_after_the_first_users_batch(service):
