@@ -4,8 +4,8 @@
   versions under a name nobody owned (open to any user's jobs) or under another user's. A name no
   one owns now belongs to whoever trained under it first, a sweep (its creation) or a train job.
 - lone surrogates (JSON's "\\ud800" escapes) in a job's spec or a sweep's request: every answer that
-  showed the row failed (UTF-8 cannot encode them). On SQLite only: PostgreSQL's jsonb refused them.
-  They are replaced with U+FFFD, the replacement character.
+  showed the row failed (UTF-8 cannot encode them). The json columns of SQLite and PostgreSQL alike
+  keep the escape as it was written. They are replaced with U+FFFD, the replacement character.
 
 Revision ID: 0009_sweep_names_and_surrogates
 Revises: 0008_earlier_model_owners
@@ -54,9 +54,8 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads pairs the escapes o
 def upgrade() -> None:
     connection = op.get_bind()
     _claim_unowned_names(connection)
-    if connection.dialect.name == "sqlite":
-        for table, column in ((job, "spec"), (sweep, "request"), (sweep, "base_spec")):
-            _replace_lone_surrogates(connection, table, column)
+    for table, column in ((job, "spec"), (sweep, "request"), (sweep, "base_spec")):
+        _replace_lone_surrogates(connection, table, column)
 
 
 def _claim_unowned_names(connection: sa.Connection) -> None:
@@ -85,7 +84,9 @@ def _claim_unowned_names(connection: sa.Connection) -> None:
 def _replace_lone_surrogates(connection: sa.Connection, table: sa.TableClause, column: str) -> None:
     # SQLAlchemy writes JSON with ASCII escapes: only a row with a "\ud..." escape can hold one
     suspects = connection.execute(
-        sa.select(table.c.id, table.c[column]).where(sa.cast(table.c[column], sa.Text).like("%\\ud%"))
+        sa.select(table.c.id, table.c[column]).where(
+            sa.cast(table.c[column], sa.Text).contains("\\ud", autoescape=True)
+        )
     ).all()
     for row_id, value in suspects:
         cleaned = _cleaned(value)
