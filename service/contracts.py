@@ -141,15 +141,21 @@ class AttemptSpec(BaseModel):
     per_worker: WorkerResources = Field(default_factory=WorkerResources)
 
 
-def finite_only(data: Any) -> Any:
+MAX_REPORT_DEPTH = 8  # a report nests three levels (result, test, a figure's list)
+
+
+def finite_only(data: Any, depth: int = 0) -> Any:
     """`data` without its NaN and infinite numbers: a figure that is 0/0 (a batch without negatives,
     an empty split) or a diverged loss is left out of a report rather than losing it all. A
     non-finite value is dropped from a mapping (an optional field becomes null, a required one is
-    missing), and becomes null in a list."""
+    missing), and becomes null in a list. Read before the attempt's token is checked, so bounded:
+    a body nested hundreds of levels deep is refused, not a RecursionError (a 500)."""
+    if isinstance(data, dict | list) and depth > MAX_REPORT_DEPTH:
+        raise ValueError(f"nested more than {MAX_REPORT_DEPTH} levels deep")
     if isinstance(data, dict):
-        return {key: finite_only(value) for key, value in data.items() if not _non_finite(value)}
+        return {key: finite_only(value, depth + 1) for key, value in data.items() if not _non_finite(value)}
     if isinstance(data, list):
-        return [None if _non_finite(item) else finite_only(item) for item in data]
+        return [None if _non_finite(item) else finite_only(item, depth + 1) for item in data]
     return data
 
 

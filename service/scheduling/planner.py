@@ -38,6 +38,9 @@ from service.scheduling.model import (
 from service.scheduling.placement import ever_fits, place
 
 KEYS = ("GPU", "CPU", "memory")
+# a start further off says nothing, and it comes from a worker's ETA, which nothing bounds (one past
+# year 9999 overflowed the date, and every listing that plans the queue failed with it)
+HORIZON_S = 366 * 24 * 3600.0
 Share = tuple[str, str]  # (queue, owner)
 
 
@@ -274,7 +277,7 @@ class _Timeline:
                 start = max(eta, 0.0)
         for key in KEYS:  # it holds its request from its start on: unknown duration
             self.taken[key] = self.taken.get(key, 0.0) + request.total(key)
-        if start is None:
+        if start is None or start > HORIZON_S:
             self.known = False
             return None
         return self.now + timedelta(seconds=math.ceil(start))

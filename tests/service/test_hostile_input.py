@@ -160,6 +160,16 @@ def test_a_workers_report_for_a_job_id_with_a_nul_byte_is_422_naming_it(api, rou
     assert response.json()["field"] == "job_id"
 
 
+@pytest.mark.parametrize("route", ["heartbeat", "outcome"])
+def test_a_workers_report_nested_hundreds_deep_is_422_not_a_recursion_error(api, route):
+    """Read before the attempt's token is checked: anyone who reaches the API can send it."""
+    deep = nested(500)
+    body = {"progress": deep} if route == "heartbeat" else {"succeeded": True, "train": {"test": deep}}
+    response = api.post(f"/api/v1/internal/jobs/abc/attempts/1/{route}", json=body, headers={"X-Attempt-Token": "t"})
+    assert response.status_code == 422, response.text
+    assert "nested more than 8 levels" in response.json()["detail"]
+
+
 def test_a_stored_config_that_todays_rules_refuse_is_422_not_500(api, sessions):
     """A job stored before config strings were checked (a tab in its name) cannot be retried as it
     is: the answer names the field, never a server error."""

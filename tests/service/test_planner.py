@@ -142,6 +142,8 @@ def test_start_estimates_come_from_running_jobs_etas_or_are_unknown():
     assert result.explanations["w3"].estimated_start is None  # needs w1 or w2 to end: durations unknown
     unknown = run([waiting("w1")], cluster, active=[running("r1", eta_s=None), running("r2", eta_s=None)])
     assert unknown.explanations["w1"].estimated_start is None
+    beyond = run([waiting("w1")], cluster, active=[running("r1", eta_s=1e12), running("r2", eta_s=1e300)])
+    assert beyond.explanations["w1"].estimated_start is None  # a year on says nothing (and 1e12 s overflowed)
 
 
 def test_positions_are_one_order_across_queues():
