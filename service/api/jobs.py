@@ -33,6 +33,7 @@ from service.db.models import Job
 from service.jobs import attempts, queueing, store
 from service.jobs.errors import InvalidSpec, InvalidTransition
 from service.jobs.status import TERMINAL, JobStatus
+from service.jobs.store import NewJob
 from service.models import evaluation
 from service.registry import RegisteredVersion
 from service.settings import ServiceSettings
@@ -250,6 +251,7 @@ def retry_job(
         )
         target, wait_for = retried_target(session, new.target)
         retry = replace(new, target=target)
+        _recheck_model_access(session, retry, principal, shared=request.app.state.settings.share_job_details)
         job, _ = store.add_job(
             session, retry, idempotency_key=None, body_hash=store.request_hash(body.model_dump(mode="json"))
         )
@@ -258,6 +260,24 @@ def retry_job(
             queueing.add_dependencies(session, job.id, [(wait_for, "success")])
         request.app.state.wake_dispatcher()
         return read(session, job, request, principal, with_position=False)
+
+
+def _recheck_model_access(session: Session, retry: NewJob, principal: Principal, *, shared: bool) -> None:
+    """A retry acts as its owner may now, not as they could then (a group left, a model no longer
+    shared): the model it evaluates, or trains versions of, is checked again as a submission's is."""
+    if retry.kind == JobKind.EVAL and retry.target is not None:
+        target = EvalTarget.model_validate(retry.target)
+        if target.job_id is not None:
+            source = store.get_job(session, target.job_id)
+            require_details(principal, source.owner, shared=shared, what=f"job {source.id}")
+        models.require_readable(session, target.model_name, principal, shared=shared)
+    elif retry.model_name is not None and models.check_writable(session, retry.model_name, principal, group=None):
+        try:  # a name nobody owns (registered before names were claimed) becomes the retrier's
+            models.claim(session, retry.model_name, principal, group=None)
+        except models.NameClaimRace:
+            raise InvalidTransition(
+                f"model name {retry.model_name!r} was claimed by another request at this instant; retry again"
+            ) from None
 
 
 def _resume_checkpoint(session: Session, original: Job) -> str:

@@ -217,6 +217,19 @@ def test_model_names_belong_to_their_creator_or_group(api, people):
     assert (not_a_member.status_code, not_a_member.json()["field"]) == (422, "model_group")
 
 
+def test_a_retry_trains_under_a_model_name_only_as_its_owner_may_now(api, people, sessions):
+    """Carol trained under the lab's name; out of the lab, she retries that job as she is now."""
+    assert as_(
+        api, people["alice"], "POST", "/api/v1/jobs", json={**JOB, "model_name": "robust-cnn", "model_group": "lab"}
+    )
+    job = as_(api, people["carol"], "POST", "/api/v1/jobs", json={**JOB, "model_name": "robust-cnn"}).json()
+    assert as_(api, people["carol"], "POST", f"/api/v1/jobs/{job['id']}/cancel").status_code == 200
+    left_the_lab = make_token(sessions, "carol", "user")
+    refused = as_(api, left_the_lab, "POST", f"/api/v1/jobs/{job['id']}/retry", json={})
+    assert (refused.status_code, "belongs to alice" in refused.json()["detail"]) == (403, True)
+    assert as_(api, people["carol"], "POST", f"/api/v1/jobs/{job['id']}/retry", json={}).status_code == 201
+
+
 def test_a_quote_in_a_model_name_is_refused_at_submission(api, people):
     response = as_(api, people["alice"], "POST", "/api/v1/jobs", json={**JOB, "model_name": "it's"})
     assert (response.status_code, response.json()["field"]) == (422, "model_name")
