@@ -211,10 +211,12 @@ class JobRead(BaseModel):
     @classmethod
     def summary_of(cls, job: Job, **extra: Any) -> JobRead:
         """Another user's job where details are not shared: what the queue shows (state, queue,
-        resources, progress), nothing of its run, model or outcome."""
+        resources, progress), nothing of its run, model or outcome. An evaluation's name is its
+        kind: by default it names the model evaluated."""
         progress = {key: value for key, value in (job.progress or {}).items() if key in SUMMARY_PROGRESS}
         return cls.of(job, **extra).model_copy(
             update={
+                "name": JobKind.EVAL.value if job.kind == JobKind.EVAL else job.name,
                 "spec": {},
                 "target": None,
                 "result": None,

@@ -153,6 +153,10 @@ def test_other_users_see_a_summary_of_a_job_not_its_details(api, people, session
     job = as_(api, people["alice"], "POST", "/api/v1/jobs", json=JOB).json()
     seen = as_(api, people["bob"], "GET", f"/api/v1/jobs/{job['id']}").json()
     assert (seen["redacted"], seen["spec"], seen["status"]) == (True, {}, "QUEUED")
+    after = {"kind": "eval", "model": job["id"], "depends_on": [{"job": job["id"]}]}
+    evaluation = as_(api, people["alice"], "POST", "/api/v1/jobs", json=after).json()
+    assert evaluation["name"] == f"eval {job['id']}"  # by default, what it evaluates: not for bob's eyes
+    assert as_(api, people["bob"], "GET", f"/api/v1/jobs/{evaluation['id']}").json()["name"] == "eval"
     with session_scope(sessions) as session:  # as if it had run, failed and been retried
         row = session.get(Job, job["id"])
         row.mlflow_run_id, row.registered_model_version, row.error_class = "0123abcd", "3", "OOM"
@@ -168,7 +172,7 @@ def test_other_users_see_a_summary_of_a_job_not_its_details(api, people, session
     )
     assert {key: seen[key] for key in private} == dict.fromkeys(private)
     assert as_(api, people["alice"], "GET", f"/api/v1/jobs/{job['id']}").json()["mlflow_run_id"] == "0123abcd"
-    assert [j["redacted"] for j in as_(api, people["bob"], "GET", "/api/v1/jobs").json()["items"]] == [True]
+    assert [j["redacted"] for j in as_(api, people["bob"], "GET", "/api/v1/jobs").json()["items"]] == [True, True]
     for path in ("logs", "metrics", "events"):
         assert as_(api, people["bob"], "GET", f"/api/v1/jobs/{job['id']}/{path}").status_code == 403, path
     assert as_(api, people["alice"], "GET", f"/api/v1/jobs/{job['id']}").json()["spec"]["name"] == "digits-ascl"
