@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Lock
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.principal import Principal, Role
@@ -58,8 +58,25 @@ def create(session: Session, new: NewToken) -> tuple[ApiToken, str]:
         expires_at=created + new.expires_in if new.expires_in is not None else None,
     )
     session.add(row)
+    _forget_ended(session, new.subject)
     session.flush()
     return row, f"ascl_{token_id}_{secret}"
+
+
+KEPT_ENDED = 20  # a subject's revoked or expired tokens kept for their list; older ones are deleted
+
+
+def _forget_ended(session: Session, subject: str) -> None:
+    """Only live tokens count against a subject's limit: without this, a loop of short-lived (or
+    revoked) ones grew the table, and every list of it, without bound."""
+    ended = or_(ApiToken.revoked_at.is_not(None), and_(ApiToken.expires_at.is_not(None), ApiToken.expires_at <= now()))
+    oldest = (
+        select(ApiToken.id)
+        .where(ApiToken.subject == subject, ended)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id)
+        .offset(KEPT_ENDED)
+    )
+    session.execute(delete(ApiToken).where(ApiToken.id.in_(oldest)))
 
 
 def verify(session: Session, token: str) -> Principal:

@@ -234,6 +234,19 @@ def test_a_retry_trains_under_a_model_name_only_as_its_owner_may_now(api, people
     assert as_(api, people["carol"], "POST", f"/api/v1/jobs/{job['id']}/retry", json={}).status_code == 201
 
 
+def test_short_lived_or_revoked_tokens_do_not_pile_up(sessions, people):
+    """Only live tokens count against the limit: a loop of expired or revoked ones grew the table."""
+    with TestClient(app_for(sessions, max_tokens_per_user=3)) as api:
+        for i in range(30):
+            made = as_(api, people["bob"], "POST", "/api/v1/tokens", json={"name": f"t{i}", "expires_in_s": 60})
+            assert made.status_code == 201, made.text
+            assert as_(api, people["bob"], "DELETE", f"/api/v1/tokens/{made.json()['id']}").status_code == 200
+        listed = as_(api, people["bob"], "GET", "/api/v1/tokens").json()
+        assert len(listed) <= tokens.KEPT_ENDED + 3  # the revoked ones kept are the latest
+        assert "t29" in {row["name"] for row in listed}
+        assert as_(api, people["bob"], "GET", "/api/v1/whoami").status_code == 200  # the live one still works
+
+
 def test_a_quote_in_a_model_name_is_refused_at_submission(api, people):
     response = as_(api, people["alice"], "POST", "/api/v1/jobs", json={**JOB, "model_name": "it's"})
     assert (response.status_code, response.json()["field"]) == (422, "model_name")
