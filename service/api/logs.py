@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Receive, Scope, Send
 
 from service.api.auth import CurrentUser, release_request_slot
 from service.api.deps import Sessions
@@ -77,33 +78,45 @@ async def stream_logs(
     _, _, owner = await run_in_threadpool(_current, sessions, job_id)  # 404 before the stream opens
     state = request.app.state
     require_details(principal, owner, shared=state.settings.share_job_details, what=f"job {job_id}")
-    slots: Slots = state.stream_slots
-    user = principal.subject
-    slots.take(user)
-    release_request_slot(request)  # the stream is bounded by its own slot from here on
+    cursor = LogCursor.resumed(request.headers.get("last-event-id", ""))
     deadline = time.monotonic() + state.settings.log_stream_max_s
 
-    cursor = LogCursor.resumed(request.headers.get("last-event-id", ""))
-
     async def chunks() -> AsyncIterator[str]:
-        try:
-            finished_at = None
-            while True:
-                attempt, status, _ = await run_in_threadpool(_current, sessions, job_id)
-                number = attempt.attempt_no if attempt is not None else None
-                tail_only = cursor.source == "tail" and cursor.attempt == number  # the tail, once read, stays
-                text, source = await run_in_threadpool(_log_text, state.cluster, attempt, tail_only=tail_only)
-                finished = is_terminal(status)
-                for event in cursor.events(number, text, source, finished=finished):
-                    yield event
-                finished_at = finished_at or (time.monotonic() if finished else None)
-                # an ended attempt's tail is kept just after the job's end: wait a little for it
-                waiting = finished_at is not None and source is None and time.monotonic() - finished_at < TAIL_WAIT_S
-                if (finished and not waiting) or time.monotonic() > deadline or await request.is_disconnected():
-                    yield f"event: end\ndata: {status}\n\n"
-                    return
-                await asyncio.sleep(poll_s)
-        finally:
-            slots.give_back(user)
+        finished_at = None
+        while True:
+            attempt, status, _ = await run_in_threadpool(_current, sessions, job_id)
+            number = attempt.attempt_no if attempt is not None else None
+            tail_only = cursor.source == "tail" and cursor.attempt == number  # the tail, once read, stays
+            text, source = await run_in_threadpool(_log_text, state.cluster, attempt, tail_only=tail_only)
+            finished = is_terminal(status)
+            for event in cursor.events(number, text, source, finished=finished):
+                yield event
+            finished_at = finished_at or (time.monotonic() if finished else None)
+            # an ended attempt's tail is kept just after the job's end: wait a little for it
+            waiting = finished_at is not None and source is None and time.monotonic() - finished_at < TAIL_WAIT_S
+            if (finished and not waiting) or time.monotonic() > deadline or await request.is_disconnected():
+                yield f"event: end\ndata: {status}\n\n"
+                return
+            await asyncio.sleep(poll_s)
 
-    return StreamingResponse(chunks(), media_type="text/event-stream")
+    slots: Slots = state.stream_slots
+    user = principal.subject
+    slots.take(user)  # nothing below raises before the response holds it
+    release_request_slot(request)  # the stream is bounded by its own slot from here on
+    return _HeldStream(chunks(), release=lambda: slots.give_back(user))
+
+
+class _HeldStream(StreamingResponse):
+    """An event stream that holds a slot until the response has ended, however it ends: sent whole,
+    cut off, or never begun. Given back in the body's own `finally`, it leaked when a server (ASGI
+    spec 2.4) never iterated a body whose first send failed."""
+
+    def __init__(self, body: AsyncIterator[str], *, release: Callable[[], None]) -> None:
+        super().__init__(body, media_type="text/event-stream")
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()

@@ -5,6 +5,7 @@ in total, their poll interval is bounded, and each ends after its lifetime."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.cluster import StaticCluster
@@ -128,3 +130,41 @@ def test_streams_are_bounded_per_user_and_their_poll_interval_is_bounded(session
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_stream_whose_first_send_fails_gives_its_slot_back(sessions, tmp_path):
+    """A server speaking ASGI 2.4 reports a client gone by failing its send, and never iterates the
+    body: the slot was given back in the body's own `finally`, so it leaked one per such request."""
+    settings = ServiceSettings(data_dir=tmp_path, log_streams_per_user=2, log_stream_max_s=1.0)
+    app = create_app(sessions, settings=settings, cluster=StaticCluster({"CPU": 8.0}))
+    token = make_token(sessions, "alice", "user")
+    with TestClient(app, headers=bearer(token)) as client:  # the app's lifespan, and its event loop
+        job = client.post("/api/v1/jobs", json={"preset": "digits-ascl"}).json()["id"]
+        path = f"/api/v1/jobs/{job}/logs/stream"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+
+        async def receive() -> dict:
+            return {"type": "http.disconnect"}
+
+        async def gone(message: dict) -> None:
+            raise OSError("the client went away")
+
+        for _ in range(3):
+            with contextlib.suppress(Exception):
+                client.portal.call(app, scope, receive, gone)
+        assert dict(app.state.stream_slots.open) == {}
+        opened = client.get(path, params={"poll_s": 0.2})
+        assert opened.status_code == 200  # and streams still open
