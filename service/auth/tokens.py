@@ -63,7 +63,7 @@ def create(session: Session, new: NewToken) -> tuple[ApiToken, str]:
     return row, f"ascl_{token_id}_{secret}"
 
 
-KEPT_ENDED = 20  # a subject's revoked or expired tokens kept for their list; older ones are deleted
+KEPT_ENDED = 20  # a subject's revoked or expired tokens kept for their list: the latest to end
 
 
 def _forget_ended(session: Session, subject: str) -> None:
@@ -73,7 +73,7 @@ def _forget_ended(session: Session, subject: str) -> None:
     oldest = (
         select(ApiToken.id)
         .where(ApiToken.subject == subject, ended)
-        .order_by(ApiToken.created_at.desc(), ApiToken.id)
+        .order_by(func.coalesce(ApiToken.revoked_at, ApiToken.expires_at).desc(), ApiToken.id)
         .offset(KEPT_ENDED)
     )
     session.execute(delete(ApiToken).where(ApiToken.id.in_(oldest)))
@@ -164,7 +164,8 @@ class TokenVerifier:
         with read_scope(self.sessions) as session:
             found = verify(session, token)
             row = session.get(ApiToken, match["id"])
-            assert row is not None
+            if row is None:  # ended and deleted in the instant since (a new token of its subject's)
+                raise Unauthenticated("the token is not valid")
             expires, last_used = as_utc(row.expires_at), as_utc(row.last_used_at)
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: a flood of distinct valid tokens cannot grow it

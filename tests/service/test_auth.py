@@ -235,15 +235,24 @@ def test_a_retry_trains_under_a_model_name_only_as_its_owner_may_now(api, people
 
 
 def test_short_lived_or_revoked_tokens_do_not_pile_up(sessions, people):
-    """Only live tokens count against the limit: a loop of expired or revoked ones grew the table."""
-    with TestClient(app_for(sessions, max_tokens_per_user=3)) as api:
+    """Only live tokens count against the limit: a loop of expired or revoked ones grew the table.
+    The latest 20 to end are kept for the list; live ones are never deleted."""
+    with session_scope(sessions) as session:
+        expired = tokens.NewToken(
+            subject="bob", role=Role.USER, name="expired", created_by="tests", expires_in=timedelta(seconds=-1)
+        )
+        tokens.create(session, expired)
+    with TestClient(app_for(sessions, max_tokens_per_user=3, token_cache_s=0)) as api:  # every call verified
+        early = as_(api, people["bob"], "POST", "/api/v1/tokens", json={"name": "early"}).json()
         for i in range(30):
             made = as_(api, people["bob"], "POST", "/api/v1/tokens", json={"name": f"t{i}", "expires_in_s": 60})
             assert made.status_code == 201, made.text
             assert as_(api, people["bob"], "DELETE", f"/api/v1/tokens/{made.json()['id']}").status_code == 200
-        listed = as_(api, people["bob"], "GET", "/api/v1/tokens").json()
-        assert len(listed) <= tokens.KEPT_ENDED + 3  # the revoked ones kept are the latest
-        assert "t29" in {row["name"] for row in listed}
+            if i == 25:  # made first, ended late: among the latest to end
+                assert as_(api, people["bob"], "DELETE", f"/api/v1/tokens/{early['id']}").status_code == 200
+        listed = {row["name"] for row in as_(api, people["bob"], "GET", "/api/v1/tokens").json()}
+        # the last creation kept the 20 latest to end then (t10 to t28, early); t29 was revoked after it
+        assert listed == {"test", "early"} | {f"t{i}" for i in range(10, 30)}
         assert as_(api, people["bob"], "GET", "/api/v1/whoami").status_code == 200  # the live one still works
 
 
