@@ -234,6 +234,20 @@ def test_a_retry_trains_under_a_model_name_only_as_its_owner_may_now(api, people
     assert as_(api, people["carol"], "POST", f"/api/v1/jobs/{job['id']}/retry", json={}).status_code == 201
 
 
+def test_a_retried_evaluation_reads_its_source_only_while_it_is_shared(sessions, people):
+    """Bob evaluated alice's job while the site shared job details; once it no longer does, his retry
+    is refused as a new evaluation of it would be."""
+    with TestClient(app_for(sessions, share_job_details=True)) as shared:
+        job = as_(shared, people["alice"], "POST", "/api/v1/jobs", json=JOB).json()
+        after = {"kind": "eval", "model": job["id"], "depends_on": [{"job": job["id"]}]}
+        evaluation = as_(shared, people["bob"], "POST", "/api/v1/jobs", json=after)
+        assert evaluation.status_code == 201, evaluation.text
+        assert as_(shared, people["bob"], "POST", f"/api/v1/jobs/{evaluation.json()['id']}/cancel").status_code == 200
+    with TestClient(app_for(sessions)) as private:
+        refused = as_(private, people["bob"], "POST", f"/api/v1/jobs/{evaluation.json()['id']}/retry", json={})
+        assert refused.status_code == 403, refused.text
+
+
 def test_short_lived_or_revoked_tokens_do_not_pile_up(sessions, people):
     """Only live tokens count against the limit: a loop of expired or revoked ones grew the table.
     The latest 20 to end are kept for the list; live ones are never deleted."""
