@@ -141,7 +141,7 @@ class AttemptSpec(BaseModel):
     per_worker: WorkerResources = Field(default_factory=WorkerResources)
 
 
-MAX_REPORT_DEPTH = 8  # a report nests three levels (result, test, a figure's list)
+MAX_REPORT_DEPTH = 8  # a report nests four levels (outcome, train, test, a figure's list)
 
 
 def finite_only(data: Any, depth: int = 0) -> Any:

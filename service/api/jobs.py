@@ -271,13 +271,8 @@ def _recheck_model_access(session: Session, retry: NewJob, principal: Principal,
             source = store.get_job(session, target.job_id)
             require_details(principal, source.owner, shared=shared, what=f"job {source.id}")
         models.require_readable(session, target.model_name, principal, shared=shared)
-    elif retry.model_name is not None and models.check_writable(session, retry.model_name, principal, group=None):
-        try:  # a name nobody owns (registered before names were claimed) becomes the retrier's
-            models.claim(session, retry.model_name, principal, group=None)
-        except models.NameClaimRace:
-            raise InvalidTransition(
-                f"model name {retry.model_name!r} was claimed by another request at this instant; retry again"
-            ) from None
+    elif retry.model_name is not None:  # a name nobody owns (from before names were claimed) becomes theirs
+        models.check_and_claim(session, retry.model_name, principal, group=None)
 
 
 def _resume_checkpoint(session: Session, original: Job) -> str:

@@ -78,7 +78,8 @@ def create_sweep(
     study.retrying(optuna.create_study, storage=storage, study_name=study_name, directions=directions)
     try:
         with session_scope(sessions) as session:
-            _claim_model_name(session, body, principal)
+            if body.base.model_name is not None:  # trials register under it, as the owner's job would
+                models.check_and_claim(session, body.base.model_name, principal, group=body.base.model_group)
             sweep = records.add(
                 session,
                 records.NewSweep(
@@ -99,21 +100,6 @@ def create_sweep(
         raise
     state.wake_dispatcher()
     return read
-
-
-def _claim_model_name(session: Session, body: SweepCreate, principal: Principal) -> None:
-    """Trials register versions under the base's model name, as a job of the sweep's owner would: a
-    new name becomes theirs, another user's is refused (checked again here, in the transaction that
-    adds the sweep)."""
-    name, group = body.base.model_name, body.base.model_group
-    if name is None or not models.check_writable(session, name, principal, group=group):
-        return
-    try:
-        models.claim(session, name, principal, group=group)
-    except models.NameClaimRace:
-        raise InvalidTransition(
-            f"model name {name!r} was claimed by another request at this instant; send the sweep again"
-        ) from None
 
 
 def _check_room(session: Session, owner: str, settings: ServiceSettings) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.auth.principal import Principal, may_read_model, may_write_model
 from service.db.group_commit import batch_added, batch_read
 from service.db.models import ModelOwner
-from service.jobs.errors import Forbidden, InvalidSpec
+from service.jobs.errors import Forbidden, InvalidSpec, InvalidTransition
 from service.jobs.store import now
 
 
@@ -43,6 +43,20 @@ def claim(session: Session, name: str, principal: Principal, *, group: str | Non
     except IntegrityError as error:
         raise NameClaimRace(name) from error
     batch_added(session, _KNOWN, name, row)
+
+
+def check_and_claim(session: Session, name: str, principal: Principal, *, group: str | None) -> None:
+    """`check_writable`, and a new name claimed, for a request outside the group commit (which
+    retries a NameClaimRace alone): there, a claim raced by another request's is a conflict to send
+    again."""
+    if not check_writable(session, name, principal, group=group):
+        return
+    try:
+        claim(session, name, principal, group=group)
+    except NameClaimRace:
+        raise InvalidTransition(
+            f"model name {name!r} was claimed by another request at this instant; send the request again"
+        ) from None
 
 
 def _owner(session: Session, name: str) -> ModelOwner | None:

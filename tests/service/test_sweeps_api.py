@@ -242,7 +242,7 @@ def test_a_sweep_refused_in_its_last_step_leaves_no_study_behind(api, database_u
     def claimed_meanwhile(*_args, **_kwargs):  # another user's job took the name since it was checked
         raise Forbidden("model name 'late' belongs to carol; train under a name of your own")
 
-    monkeypatch.setattr(sweeps_api, "_claim_model_name", claimed_meanwhile)
+    monkeypatch.setattr(sweeps_api.models, "check_and_claim", claimed_meanwhile)
     refused = create(api, {**SWEEP, "base": {**SWEEP["base"], "model_name": "late"}})
     assert refused.status_code == 403, refused.text
     assert api.get("/api/v1/sweeps").json()["items"] == []
